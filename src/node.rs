@@ -1,0 +1,546 @@
+//! Ironic's node and port objects, as its REST API returns them, reduced to what booting needs.
+//!
+//! Unknown fields are ignored and optional ones tolerated, so a state file can be a verbatim
+//! `GET /v1/nodes?detail=True` response. Fields nobody boots from (steps, RAID config, links …)
+//! are skipped while parsing, which keeps 100k nodes in memory cheaply.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::addr::{ClientId, Mac, SystemUuid};
+
+/// An Ironic node UUID. Distinct from [`SystemUuid`]: PXELINUX never asks for this one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeUuid(pub [u8; 16]);
+
+impl NodeUuid {
+    /// Parses the dashed (or bare) hex form, any case.
+    pub fn parse(s: &str) -> Result<Self, crate::addr::AddrError> {
+        SystemUuid::parse(s).map(|u| NodeUuid(u.0))
+    }
+}
+
+impl fmt::Display for NodeUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SystemUuid(self.0).fmt(f)
+    }
+}
+
+impl fmt::Debug for NodeUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeUuid({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeUuid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NodeUuid::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for NodeUuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Ironic's provision states (ironic/common/states.py). Anything else is kept verbatim.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ProvisionState {
+    Enroll,
+    Verifying,
+    Manageable,
+    Available,
+    Active,
+    Deploying,
+    WaitCallBack,
+    DeployFailed,
+    DeployHold,
+    Deleting,
+    Deleted,
+    Cleaning,
+    CleanWait,
+    CleanFailed,
+    CleanHold,
+    Error,
+    Rebuild,
+    Inspecting,
+    InspectWait,
+    InspectFailed,
+    Adopting,
+    AdoptFailed,
+    Rescue,
+    Rescuing,
+    RescueWait,
+    RescueFailed,
+    Unrescuing,
+    UnrescueFailed,
+    Servicing,
+    ServiceWait,
+    ServiceFailed,
+    ServiceHold,
+    /// A state this build does not know (a newer Ironic); treated as "not ours to boot".
+    Other(String),
+}
+
+impl ProvisionState {
+    /// Every state with its API spelling, for tables and tests.
+    pub const KNOWN: &'static [(&'static str, ProvisionState)] = &[
+        ("enroll", ProvisionState::Enroll),
+        ("verifying", ProvisionState::Verifying),
+        ("manageable", ProvisionState::Manageable),
+        ("available", ProvisionState::Available),
+        ("active", ProvisionState::Active),
+        ("deploying", ProvisionState::Deploying),
+        ("wait call-back", ProvisionState::WaitCallBack),
+        ("deploy failed", ProvisionState::DeployFailed),
+        ("deploy hold", ProvisionState::DeployHold),
+        ("deleting", ProvisionState::Deleting),
+        ("deleted", ProvisionState::Deleted),
+        ("cleaning", ProvisionState::Cleaning),
+        ("clean wait", ProvisionState::CleanWait),
+        ("clean failed", ProvisionState::CleanFailed),
+        ("clean hold", ProvisionState::CleanHold),
+        ("error", ProvisionState::Error),
+        ("rebuild", ProvisionState::Rebuild),
+        ("inspecting", ProvisionState::Inspecting),
+        ("inspect wait", ProvisionState::InspectWait),
+        ("inspect failed", ProvisionState::InspectFailed),
+        ("adopting", ProvisionState::Adopting),
+        ("adopt failed", ProvisionState::AdoptFailed),
+        ("rescue", ProvisionState::Rescue),
+        ("rescuing", ProvisionState::Rescuing),
+        ("rescue wait", ProvisionState::RescueWait),
+        ("rescue failed", ProvisionState::RescueFailed),
+        ("unrescuing", ProvisionState::Unrescuing),
+        ("unrescue failed", ProvisionState::UnrescueFailed),
+        ("servicing", ProvisionState::Servicing),
+        ("service wait", ProvisionState::ServiceWait),
+        ("service failed", ProvisionState::ServiceFailed),
+        ("service hold", ProvisionState::ServiceHold),
+    ];
+
+    /// Reads the API spelling; unknown states are preserved as [`ProvisionState::Other`].
+    pub fn from_api(s: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, st)| st.clone())
+            .unwrap_or_else(|| ProvisionState::Other(s.to_owned()))
+    }
+
+    /// The API spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ProvisionState::Other(s) => s,
+            known => Self::KNOWN
+                .iter()
+                .find(|(_, st)| st == known)
+                .map(|(name, _)| *name)
+                .unwrap_or("unknown"),
+        }
+    }
+}
+
+impl Default for ProvisionState {
+    /// A node file written by hand without a state is treated like a freshly enrolled node.
+    fn default() -> Self {
+        ProvisionState::Enroll
+    }
+}
+
+impl<'de> Deserialize<'de> for ProvisionState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ProvisionState::from_api(&String::deserialize(d)?))
+    }
+}
+
+impl Serialize for ProvisionState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for ProvisionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The boot-relevant part of `driver_info` (credentials and the rest are never kept).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct DriverInfo {
+    pub deploy_kernel: Option<String>,
+    pub deploy_ramdisk: Option<String>,
+    pub rescue_kernel: Option<String>,
+    pub rescue_ramdisk: Option<String>,
+    pub kernel_append_params: Option<String>,
+}
+
+/// The boot-relevant part of `instance_info`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct InstanceInfo {
+    pub kernel: Option<String>,
+    pub ramdisk: Option<String>,
+    pub image_source: Option<String>,
+    pub image_type: Option<String>,
+    pub boot_iso: Option<String>,
+    pub kernel_append_params: Option<String>,
+    /// Ironic accepts a dict or its JSON text here.
+    pub capabilities: Option<Value>,
+}
+
+/// The boot-relevant part of `properties`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Properties {
+    /// `"boot_mode:uefi,boot_option:netboot"`-style text, or a dict.
+    pub capabilities: Option<Value>,
+}
+
+/// The boot-relevant part of `driver_internal_info`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct DriverInternalInfo {
+    pub is_whole_disk_image: Option<bool>,
+    pub root_uuid_or_disk_id: Option<String>,
+}
+
+/// A node as the boot server sees it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Node {
+    pub uuid: NodeUuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub provision_state: ProvisionState,
+    #[serde(default)]
+    pub target_provision_state: Option<String>,
+    #[serde(default)]
+    pub boot_interface: Option<String>,
+    #[serde(default)]
+    pub deploy_interface: Option<String>,
+    #[serde(default)]
+    pub inspect_interface: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub driver_info: DriverInfo,
+    #[serde(default, deserialize_with = "null_default")]
+    pub instance_info: InstanceInfo,
+    #[serde(default, deserialize_with = "null_default")]
+    pub properties: Properties,
+    #[serde(default, deserialize_with = "null_default")]
+    pub driver_internal_info: DriverInternalInfo,
+    #[serde(default, deserialize_with = "null_default")]
+    pub extra: Map<String, Value>,
+}
+
+/// An Ironic port. `address` holds the InfiniBand MAC for an IB port, which Ironic marks by
+/// `extra["client-id"]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Port {
+    #[serde(default)]
+    pub uuid: Option<NodeUuid>,
+    pub address: Mac,
+    /// Missing only in a port embedded in its node's file; filled in from the node then.
+    #[serde(default)]
+    pub node_uuid: Option<NodeUuid>,
+    #[serde(default = "yes", deserialize_with = "null_true")]
+    pub pxe_enabled: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub extra: Map<String, Value>,
+}
+
+impl Port {
+    /// The key Ironic (and its inspection hook) uses for the IPoIB DHCP client-id.
+    pub const CLIENT_ID_KEY: &'static str = "client-id";
+
+    /// True for an InfiniBand port: Ironic decides by the presence of `extra["client-id"]`.
+    pub fn is_infiniband(&self) -> bool {
+        self.extra.contains_key(Self::CLIENT_ID_KEY)
+    }
+
+    /// The parsed client-id, or why it cannot be used.
+    pub fn client_id(&self) -> Option<Result<ClientId, String>> {
+        let raw = self.extra.get(Self::CLIENT_ID_KEY)?;
+        Some(match raw.as_str() {
+            Some(s) => ClientId::parse(s).map_err(|e| e.to_string()),
+            None => Err(format!("extra.client-id is {raw}, not a string")),
+        })
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Ironic returns `null` for unset dict fields; treat it as empty.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+/// An entry of a node's `ports` list: embedded port objects, or (in list responses) links.
+enum PortEntry {
+    Port(Box<Port>),
+    Link,
+}
+
+impl<'de> Deserialize<'de> for PortEntry {
+    /// A link has `href` and no `address`; anything else must be a valid port, so a
+    /// malformed port is an error rather than silently taken for a link.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let is_link = v.get("href").is_some() && v.get("address").is_none();
+        if is_link {
+            return Ok(PortEntry::Link);
+        }
+        Port::deserialize(v)
+            .map(|p| PortEntry::Port(Box::new(p)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node object as it may appear in a state file, with optional embedded ports.
+#[derive(Deserialize)]
+struct NodeWithPorts {
+    #[serde(flatten)]
+    node: Node,
+    #[serde(default, deserialize_with = "null_default")]
+    ports: Vec<PortEntry>,
+}
+
+/// One state file's contents: a node, a node listing, a port listing, or both listings.
+#[derive(Debug, Default, PartialEq)]
+pub struct StateDoc {
+    pub nodes: Vec<Node>,
+    pub ports: Vec<Port>,
+}
+
+/// The three shapes a state file may take, told apart by their keys.
+#[derive(Deserialize)]
+struct RawDoc {
+    #[serde(default)]
+    nodes: Option<Vec<NodeWithPorts>>,
+    #[serde(default)]
+    ports: Option<Vec<PortEntry>>,
+    /// Anything else: the fields of a single node object.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// Why a state document was refused; the position is serde_json's (1-based line and column).
+#[derive(Debug, thiserror::Error)]
+#[error("{message} at line {line} column {column}")]
+pub struct DocError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl From<serde_json::Error> for DocError {
+    fn from(e: serde_json::Error) -> Self {
+        // serde_json appends " at line L column C" to its Display; keep the bare message.
+        let full = e.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(i) => full[..i].to_owned(),
+            None => full,
+        };
+        DocError {
+            message,
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+impl StateDoc {
+    /// Parses one state file from a reader, streaming: listings are decoded straight into
+    /// [`Node`]/[`Port`] values, never into a generic JSON tree.
+    pub fn from_reader<R: std::io::Read>(r: R) -> Result<StateDoc, DocError> {
+        let raw: RawDoc = serde_json::from_reader(r)?;
+        Self::from_raw(raw)
+    }
+
+    /// Parses one state file held in memory. A single node object is parsed straight from
+    /// the bytes, so even a wrong field type is reported with its line and column.
+    pub fn from_slice(bytes: &[u8]) -> Result<StateDoc, DocError> {
+        let raw: RawDoc = serde_json::from_slice(bytes)?;
+        if raw.rest.contains_key("uuid") {
+            let nwp: NodeWithPorts = serde_json::from_slice(bytes)?;
+            let mut doc = StateDoc::default();
+            doc.push_node(nwp.node, embedded_ports(nwp.ports));
+            return Ok(doc);
+        }
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawDoc) -> Result<StateDoc, DocError> {
+        let mut doc = StateDoc::default();
+        let top_ports = raw.ports.map(embedded_ports).unwrap_or_default();
+        for nwp in raw.nodes.unwrap_or_default() {
+            doc.push_node(nwp.node, embedded_ports(nwp.ports));
+        }
+        if raw.rest.contains_key("uuid") {
+            // A single node object: its "ports" (taken by RawDoc) are its own.
+            let node: Node =
+                serde_json::from_value(Value::Object(raw.rest)).map_err(|e| DocError {
+                    message: format!("not an Ironic node object: {e}"),
+                    line: 1,
+                    column: 1,
+                })?;
+            doc.push_node(node, top_ports);
+        } else if doc.nodes.is_empty() && top_ports.is_empty() && !raw.rest.is_empty() {
+            return Err(DocError {
+                message: "expected a node object (with \"uuid\"), {\"nodes\": [...]} or {\"ports\": [...]}"
+                    .into(),
+                line: 1,
+                column: 1,
+            });
+        } else {
+            doc.ports.extend(top_ports);
+        }
+        Ok(doc)
+    }
+
+    fn push_node(&mut self, node: Node, ports: Vec<Port>) {
+        for mut port in ports {
+            port.node_uuid.get_or_insert(node.uuid);
+            self.ports.push(port);
+        }
+        self.nodes.push(node);
+    }
+}
+
+fn embedded_ports(entries: Vec<PortEntry>) -> Vec<Port> {
+    entries
+        .into_iter()
+        .filter_map(|e| match e {
+            PortEntry::Port(p) => Some(*p),
+            PortEntry::Link => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ironic");
+
+    fn sample(name: &str) -> StateDoc {
+        let path = format!("{SAMPLES}/{name}");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        StateDoc::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn parses_real_ironic_node_listing_with_link_ports() {
+        let doc = sample("nodes-parked.json");
+        assert_eq!(doc.nodes.len(), 9);
+        assert!(doc.ports.is_empty(), "links in a listing are not ports");
+        let ib = doc
+            .nodes
+            .iter()
+            .find(|n| n.name.as_deref() == Some("n-ib-pxe"));
+        let ib = ib.expect("n-ib-pxe in sample");
+        assert_eq!(ib.provision_state, ProvisionState::WaitCallBack);
+        assert_eq!(ib.boot_interface.as_deref(), Some("pxe"));
+        assert_eq!(
+            ib.driver_info.deploy_kernel.as_deref(),
+            Some("http://127.0.0.1:38037/img_src/ipa.kernel")
+        );
+    }
+
+    #[test]
+    fn parses_real_ironic_port_listing_with_infiniband_port() {
+        let doc = sample("ports-parked.json");
+        assert_eq!(doc.ports.len(), 9);
+        let ib: Vec<_> = doc.ports.iter().filter(|p| p.is_infiniband()).collect();
+        assert_eq!(ib.len(), 1);
+        assert_eq!(ib[0].address.to_string(), "0c:42:a1:12:34:56");
+        let cid = ib[0].client_id().expect("has client-id").expect("parses");
+        assert_eq!(cid.guid().ib_mac(), ib[0].address);
+    }
+
+    #[test]
+    fn single_node_file_with_embedded_ports() {
+        let json = br#"{
+            "uuid": "1BE26C0B-03F2-4D2E-AE87-C02D7F33C123",
+            "name": "n1", "provision_state": "deploying",
+            "driver_info": null, "extra": {"system_uuid": "x"},
+            "ports": [{"address": "52-54-00-12-34-56"},
+                      {"href": "http://x/v1/nodes/1/ports", "rel": "self"}]
+        }"#;
+        let doc = StateDoc::from_slice(json).expect("parses");
+        assert_eq!(doc.nodes.len(), 1);
+        assert_eq!(doc.nodes[0].provision_state, ProvisionState::Deploying);
+        assert_eq!(doc.ports.len(), 1);
+        assert_eq!(doc.ports[0].node_uuid, Some(doc.nodes[0].uuid));
+        assert!(doc.ports[0].pxe_enabled);
+        assert_eq!(
+            doc.nodes[0].uuid.to_string(),
+            "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+        );
+    }
+
+    #[test]
+    fn unknown_state_is_kept_verbatim() {
+        let json =
+            br#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "levitating"}"#;
+        let doc = StateDoc::from_slice(json).expect("parses");
+        assert_eq!(
+            doc.nodes[0].provision_state,
+            ProvisionState::Other("levitating".into())
+        );
+        assert_eq!(doc.nodes[0].provision_state.as_str(), "levitating");
+    }
+
+    #[test]
+    fn every_known_state_round_trips() {
+        for (name, st) in ProvisionState::KNOWN {
+            assert_eq!(&ProvisionState::from_api(name), st);
+            assert_eq!(st.as_str(), *name);
+        }
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = StateDoc::from_slice(b"{\n  \"nodes\": [\n    {\"uuid\": }\n]}").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.column > 1, "{err}");
+        let err = StateDoc::from_slice(b"{\"nodes\": [{\"uuid\": \"not-a-uuid\"}]}").unwrap_err();
+        assert!(err.message.contains("not-a-uuid"), "{err}");
+        let err = StateDoc::from_slice(b"{\"ports\": [{\"address\": \"52:54:00\"}]}").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn truncated_file_is_an_error() {
+        let full = std::fs::read(format!("{SAMPLES}/nodes-parked.json")).expect("sample");
+        let err = StateDoc::from_slice(&full[..full.len() / 2]).unwrap_err();
+        assert!(err.message.contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn rejects_objects_of_other_shapes() {
+        let err = StateDoc::from_slice(br#"{"hello": "world"}"#).unwrap_err();
+        assert!(err.message.contains("expected a node object"), "{err}");
+        assert!(StateDoc::from_slice(b"[]").is_err());
+        assert_eq!(
+            StateDoc::from_slice(b"{}").expect("empty is fine"),
+            StateDoc::default()
+        );
+    }
+}

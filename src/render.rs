@@ -1,0 +1,674 @@
+//! Rendering boot configs from operator-editable Tera templates, with a cache keyed by
+//! everything that changes the output.
+//!
+//! Safety against injected lines comes from the context, not from escaping: every value that
+//! reaches a template is either built here from typed data (addresses, UUIDs, action names) or
+//! checked to be one shell-free token per the target format, and display text is reduced to a
+//! harmless character set. Templates run with autoescape off.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use tera::Tera;
+
+use crate::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
+use crate::node::NodeUuid;
+use crate::store::{IndexedNode, IndexedPort, Match, Snapshot};
+use crate::watch::{watch_dir, Debounce, WatchHandle};
+
+/// The output formats, one template each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// A PXELINUX config file (`pxelinux.cfg/…`).
+    Pxelinux,
+    /// A per-node iPXE script.
+    Ipxe,
+    /// A GRUB config (`grub.cfg-01-…`, `<mac>.conf`).
+    Grub,
+    /// The `boot.ipxe` entry script that chains each network device's per-node script.
+    IpxeEntry,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [
+        Format::Pxelinux,
+        Format::Ipxe,
+        Format::Grub,
+        Format::IpxeEntry,
+    ];
+
+    /// The template file that renders this format.
+    pub fn template(self) -> &'static str {
+        match self {
+            Format::Pxelinux => "pxelinux.tera",
+            Format::Ipxe => "ipxe.tera",
+            Format::Grub => "grub.tera",
+            Format::IpxeEntry => "boot.ipxe.tera",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Pxelinux => "pxelinux",
+            Format::Ipxe => "ipxe",
+            Format::Grub => "grub",
+            Format::IpxeEntry => "boot.ipxe",
+        }
+    }
+
+    /// How this format refers to an image. iPXE fetches http(s) itself; PXELINUX (TFTP only)
+    /// and GRUB get a path under `images/` that ironpxe serves from its image cache.
+    pub fn image_ref(self, img: &ImageSource, server: &Server) -> String {
+        let cached = format!("images/{}/{}", img.cache_key(), img.file_name());
+        match (self, img) {
+            (Format::Ipxe | Format::IpxeEntry, ImageSource::Url(u)) => u.clone(),
+            (Format::Ipxe | Format::IpxeEntry, ImageSource::File(_)) => {
+                format!("{}/{cached}", server.http_url)
+            }
+            (Format::Pxelinux, _) => cached,
+            (Format::Grub, _) => format!("/{cached}"),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown format {s:?} (pxelinux, ipxe, grub, boot.ipxe)"))
+    }
+}
+
+/// ARP hardware type of the name a client asked under; it picks `BOOTIF=01-…` or `20-…`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HwType {
+    Ethernet,
+    Infiniband,
+}
+
+/// How clients reach this server, as written into rendered configs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Server {
+    /// Base URL of the HTTP server, no trailing slash.
+    pub http_url: String,
+    /// Host or address of the TFTP server.
+    pub tftp_server: String,
+}
+
+/// A rendering failure, naming what the operator must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("{field} = {value:?} cannot go into a {format} config: {why}")]
+    Unsafe {
+        field: &'static str,
+        value: String,
+        format: Format,
+        why: &'static str,
+    },
+    #[error("template {template}: {message}")]
+    Template { template: String, message: String },
+}
+
+/// One rendered config with what decided it.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub body: Arc<str>,
+    pub action: Action,
+    pub reason: Arc<str>,
+}
+
+/// Everything that changes a rendered config.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct CacheKey {
+    templates: u64,
+    node: Option<(NodeUuid, u64)>,
+    port: Option<crate::addr::Mac>,
+    hw: Option<HwType>,
+    format: Format,
+    server: Server,
+}
+
+/// Cached renders are dropped wholesale beyond this many (a fleet's worth of nodes × formats).
+const CACHE_CAP: usize = 200_000;
+
+/// A loaded, validated set of templates.
+struct Templates {
+    tera: Tera,
+    generation: u64,
+}
+
+/// Renders configs; holds the last good templates and the render cache.
+pub struct Renderer {
+    dir: PathBuf,
+    boot: BootConfig,
+    templates: RwLock<Arc<Templates>>,
+    errors: RwLock<Vec<String>>,
+    cache: Mutex<HashMap<CacheKey, Rendered>>,
+}
+
+impl Renderer {
+    /// Loads and validates the templates in `dir`; fails when any is missing or broken.
+    pub fn new(dir: impl Into<PathBuf>, boot: BootConfig) -> Result<Self, Vec<String>> {
+        let dir = dir.into();
+        let tera = load_templates(&dir, &boot)?;
+        Ok(Renderer {
+            dir,
+            boot,
+            templates: RwLock::new(Arc::new(Templates {
+                tera,
+                generation: 1,
+            })),
+            errors: RwLock::new(Vec::new()),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn boot_config(&self) -> &BootConfig {
+        &self.boot
+    }
+
+    /// The template generation: bumps on every successful reload.
+    pub fn generation(&self) -> u64 {
+        self.current().generation
+    }
+
+    /// Problems with the templates on disk (empty when the loaded set is current).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn current(&self) -> Arc<Templates> {
+        self.templates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the template directory; on failure keeps the last good set and records why.
+    pub fn reload(&self) -> bool {
+        match load_templates(&self.dir, &self.boot) {
+            Ok(tera) => {
+                let mut t = self.templates.write().unwrap_or_else(|p| p.into_inner());
+                let generation = t.generation + 1;
+                *t = Arc::new(Templates { tera, generation });
+                drop(t);
+                self.errors
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                tracing::info!(generation, dir = %self.dir.display(), "templates reloaded");
+                true
+            }
+            Err(errs) => {
+                for e in &errs {
+                    tracing::error!(error = %e, "template error; keeping the last good templates");
+                }
+                *self.errors.write().unwrap_or_else(|p| p.into_inner()) = errs;
+                false
+            }
+        }
+    }
+
+    /// Reloads on every change in the template directory.
+    pub fn watch(self: &Arc<Self>, debounce: Debounce) -> notify::Result<WatchHandle> {
+        let me = Arc::clone(self);
+        let dir = self.dir.clone();
+        let mut last_seen = dir_fingerprint(&dir);
+        watch_dir(&dir, debounce, move |paths| {
+            let now = dir_fingerprint(&me.dir);
+            if paths.is_empty() && now == last_seen {
+                return; // periodic rescan, nothing changed
+            }
+            last_seen = now;
+            me.reload();
+        })
+    }
+
+    /// Drops cached renders of nodes that changed or went away in `snap`.
+    pub fn sweep(&self, snap: &Snapshot) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|k, _| match k.node {
+            None => true,
+            Some((uuid, rev)) => snap.node(&uuid).is_some_and(|n| n.revision == rev),
+        });
+    }
+
+    /// Renders the config for a matched node (or, with `None`, an unknown machine).
+    pub fn render(
+        &self,
+        target: Option<&Match<'_>>,
+        format: Format,
+        hw: Option<HwType>,
+        server: &Server,
+    ) -> Result<Rendered, RenderError> {
+        let templates = self.current();
+        let key = CacheKey {
+            templates: templates.generation,
+            node: target.map(|m| (m.node.node.uuid, m.node.revision)),
+            port: target.and_then(|m| m.port).map(|p| p.port.address),
+            hw,
+            format,
+            server: server.clone(),
+        };
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let rendered = render_uncached(&templates.tera, &self.boot, target, format, hw, server)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_CAP {
+            cache.clear();
+        }
+        cache.insert(key, rendered.clone());
+        Ok(rendered)
+    }
+
+    /// Number of cached renders (for metrics and tests).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn render_uncached(
+    tera: &Tera,
+    boot_cfg: &BootConfig,
+    target: Option<&Match<'_>>,
+    format: Format,
+    hw: Option<HwType>,
+    server: &Server,
+) -> Result<Rendered, RenderError> {
+    let port = target.and_then(|m| m.port);
+    let infiniband = port.is_some_and(|p| p.is_infiniband());
+    let decision = match target {
+        Some(m) => boot::decide(&m.node.node, infiniband, boot_cfg)?,
+        None => boot::decide_unknown(boot_cfg)?,
+    };
+    let ctx = Context::build(&decision, target.map(|m| m.node), port, hw, format, server)?;
+    let body = render_template(tera, format, &ctx)?;
+    Ok(Rendered {
+        body: body.into(),
+        action: decision.action,
+        reason: decision.reason.into(),
+    })
+}
+
+fn render_template(tera: &Tera, format: Format, ctx: &Context) -> Result<String, RenderError> {
+    let tctx =
+        tera::Context::from_serialize(ctx).map_err(|e| template_error(format.template(), &e))?;
+    tera.render(format.template(), &tctx)
+        .map_err(|e| template_error(format.template(), &e))
+}
+
+fn template_error(template: &str, e: &tera::Error) -> RenderError {
+    RenderError::Template {
+        template: template.to_owned(),
+        message: error_chain(e),
+    }
+}
+
+/// Tera puts the useful part (line, column, what was expected) in the error's sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg.replace('\n', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The template context, documented in the README. Every string in it is safe for the
+/// format it is rendered into.
+#[derive(Serialize, Debug)]
+pub struct Context {
+    /// `deploy`, `clean`, `service`, `inspect`, `rescue`, `discovery`, `instance`,
+    /// `instance_iso` or `local`.
+    pub action: &'static str,
+    /// How to boot: `kernel` (kernel + initrd), `iso` (iPXE sanboot) or `local`.
+    pub boot: &'static str,
+    /// Why this action, as display text.
+    pub reason: String,
+    /// Kernel (or ISO) reference for this format; empty when booting locally.
+    pub kernel: String,
+    /// Initrd reference for this format; empty when none.
+    pub initrd: String,
+    /// Kernel parameters without BOOTIF, space separated.
+    pub kernel_params: String,
+    /// `01-aa-bb-…` or `20-…` for the booting port, empty when unknown.
+    pub bootif: String,
+    pub node: Option<NodeContext>,
+    pub port: Option<PortContext>,
+    pub server: Server,
+}
+
+/// The node part of the context.
+#[derive(Serialize, Debug)]
+pub struct NodeContext {
+    pub uuid: String,
+    pub name: String,
+    pub provision_state: String,
+    /// `node.extra` string, number and boolean values as display text.
+    pub extra: HashMap<String, String>,
+}
+
+/// The port part of the context.
+#[derive(Serialize, Debug)]
+pub struct PortContext {
+    /// The port's address (the IB MAC for InfiniBand), colon form.
+    pub address: String,
+    /// `01` or `20`: the hardware type the client asked under.
+    pub hw_type: &'static str,
+    pub infiniband: bool,
+    /// The GUID (IB ports with a valid client-id), else empty.
+    pub guid: String,
+    /// The DHCP client-id (IB ports), else empty.
+    pub client_id: String,
+}
+
+impl Context {
+    fn build(
+        d: &Decision,
+        node: Option<&IndexedNode>,
+        port: Option<&IndexedPort>,
+        hw: Option<HwType>,
+        format: Format,
+        server: &Server,
+    ) -> Result<Context, RenderError> {
+        check_token("server.http_url", &server.http_url, format)?;
+        check_token("server.tftp_server", &server.tftp_server, format)?;
+        let reference = |field, img: &Option<ImageSource>| -> Result<String, RenderError> {
+            match img {
+                None => Ok(String::new()),
+                Some(i) => {
+                    let r = format.image_ref(i, server);
+                    check_token(field, &r, format)?;
+                    Ok(r)
+                }
+            }
+        };
+        let kernel = reference("kernel", &d.kernel)?;
+        let initrd = reference("ramdisk", &d.ramdisk)?;
+        for p in &d.params {
+            check_token("kernel parameter", p, format)?;
+        }
+        let boot = match d.action {
+            Action::LocalBoot => "local",
+            Action::InstanceIso => "iso",
+            _ => "kernel",
+        };
+        let hw = port.map(|p| {
+            hw.unwrap_or(if p.is_infiniband() {
+                HwType::Infiniband
+            } else {
+                HwType::Ethernet
+            })
+        });
+        let bootif = match (port, hw) {
+            (Some(p), Some(HwType::Infiniband)) => format!("20-{}", p.port.address.hyphen()),
+            (Some(p), _) => format!("01-{}", p.port.address.hyphen()),
+            _ => String::new(),
+        };
+        Ok(Context {
+            action: d.action.name(),
+            boot,
+            reason: display_text(&d.reason),
+            kernel,
+            initrd,
+            kernel_params: d.params.join(" "),
+            bootif,
+            node: node.map(node_context),
+            port: port.map(|p| port_context(p, hw)),
+            server: server.clone(),
+        })
+    }
+}
+
+fn node_context(n: &IndexedNode) -> NodeContext {
+    let node = &n.node;
+    let extra = node
+        .extra
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(x) => x.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((display_text(k), display_text(&v)))
+        })
+        .collect();
+    NodeContext {
+        uuid: node.uuid.to_string(),
+        name: display_text(node.name.as_deref().unwrap_or("")),
+        provision_state: display_text(node.provision_state.as_str()),
+        extra,
+    }
+}
+
+fn port_context(p: &IndexedPort, hw: Option<HwType>) -> PortContext {
+    PortContext {
+        address: p.port.address.to_string(),
+        hw_type: match hw {
+            Some(HwType::Infiniband) => "20",
+            _ => "01",
+        },
+        infiniband: p.is_infiniband(),
+        guid: p.guid().map(|g| g.to_string()).unwrap_or_default(),
+        client_id: p.client_id.map(|c| c.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Longest display text kept; more is cut.
+const DISPLAY_MAX: usize = 120;
+
+/// Reduces text for comments and `echo` lines to characters that mean nothing to PXELINUX,
+/// iPXE or GRUB: letters, digits, space and `._:/@+=,-`; anything else becomes `_`.
+pub fn display_text(s: &str) -> String {
+    s.chars()
+        .take(DISPLAY_MAX)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " ._:/@+=,-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Checks that a value is one token that cannot end a line, start a command, expand a
+/// variable or be taken apart by the target format's parser.
+pub fn check_token(field: &'static str, value: &str, format: Format) -> Result<(), RenderError> {
+    let why = token_problem(value, format);
+    match why {
+        None => Ok(()),
+        Some(why) => Err(RenderError::Unsafe {
+            field,
+            value: value.chars().take(DISPLAY_MAX).collect(),
+            format,
+            why,
+        }),
+    }
+}
+
+fn token_problem(value: &str, format: Format) -> Option<&'static str> {
+    if value.is_empty() {
+        return Some("empty");
+    }
+    if value.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Some("white space, control or non-ASCII characters");
+    }
+    if value.contains(['"', '\'', '`', '\\', '$', ';', '<', '>', '|', '{', '}']) {
+        return Some("quotes, `$`, `;`, `|`, braces or redirections");
+    }
+    match format {
+        // iPXE splits commands on `||`/`&&` tokens only; `&` inside a URL query is fine.
+        Format::Ipxe | Format::IpxeEntry if value == "&&" => Some("an iPXE operator"),
+        Format::Grub if value.contains(['&', '#', '(', ')']) => {
+            Some("`&`, `#` or parentheses (GRUB script syntax)")
+        }
+        _ => None,
+    }
+}
+
+/// Reads, parses and trial-renders every template; any failure rejects the whole set.
+fn load_templates(dir: &Path, boot_cfg: &BootConfig) -> Result<Tera, Vec<String>> {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    let mut errors = Vec::new();
+    let mut sources = Vec::new();
+    for f in Format::ALL {
+        let path = dir.join(f.template());
+        match fs::read_to_string(&path) {
+            Ok(text) => sources.push((f.template(), text)),
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    // Operators may add partials (`{% include "x.tera" %}`) beside the four templates.
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let known = Format::ALL.iter().any(|f| f.template() == name);
+            if !known && name.ends_with(".tera") && !name.starts_with('.') {
+                match fs::read_to_string(e.path()) {
+                    Ok(text) => sources.push((Box::leak(name.into_boxed_str()), text)),
+                    Err(err) => errors.push(format!("{}: {err}", e.path().display())),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let named: Vec<(String, String)> = sources
+        .into_iter()
+        .map(|(n, t)| (n.to_owned(), t))
+        .collect();
+    if let Err(e) = tera.add_raw_templates(named) {
+        return Err(vec![format!("{}: {}", dir.display(), error_chain(&e))]);
+    }
+    trial_render(&tera, boot_cfg).map(|()| tera)
+}
+
+/// Renders each template with every kind of context, so a template that parses but names a
+/// missing variable is refused at load time instead of at a client's boot.
+fn trial_render(tera: &Tera, boot_cfg: &BootConfig) -> Result<(), Vec<String>> {
+    let server = Server {
+        http_url: "http://192.0.2.1:8080".into(),
+        tftp_server: "192.0.2.1".into(),
+    };
+    let img = |s: &str| Some(ImageSource::Url(format!("http://192.0.2.1/{s}")));
+    let decisions = [
+        (Action::Ramdisk(boot::Purpose::Deploy), img("k"), img("r")),
+        (Action::Instance, img("k"), img("r")),
+        (Action::InstanceIso, img("iso"), None),
+        (Action::LocalBoot, None, None),
+    ];
+    let sample = trial_node();
+    let mut errors = Vec::new();
+    for format in Format::ALL {
+        for (action, kernel, ramdisk) in &decisions {
+            let d = Decision {
+                action: *action,
+                kernel: kernel.clone(),
+                ramdisk: ramdisk.clone(),
+                params: boot_cfg
+                    .ramdisk_params
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                reason: "trial render".into(),
+            };
+            for with_node in [false, true] {
+                let node = with_node.then_some(&sample.0);
+                let port = with_node.then_some(&sample.1);
+                let ctx = Context::build(&d, node, port, None, format, &server);
+                let res = ctx.and_then(|c| render_template(tera, format, &c));
+                if let Err(e) = res {
+                    errors.push(format!("{e} (trial render, action {action})"));
+                }
+            }
+        }
+    }
+    errors.dedup();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn trial_node() -> (IndexedNode, IndexedPort) {
+    use crate::node::{Node, Port};
+    let uuid = NodeUuid([0x11; 16]);
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "uuid": uuid.to_string(), "name": "trial", "provision_state": "deploying"
+    }))
+    .unwrap_or_else(|e| unreachable!("static trial node: {e}"));
+    let port: Port = serde_json::from_value(serde_json::json!({"address": "52:54:00:00:00:01"}))
+        .unwrap_or_else(|e| unreachable!("static trial port: {e}"));
+    (
+        IndexedNode {
+            node: Arc::new(node),
+            revision: 0,
+            source: crate::store::SourceId::IronicApi,
+            ports: vec![0],
+            system_uuid: None,
+        },
+        IndexedPort {
+            port,
+            node: 0,
+            client_id: None,
+            fixed_ip: None,
+        },
+    )
+}
+
+/// Names and sizes of the template files, to tell a real change from a periodic rescan.
+fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().ok(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests;

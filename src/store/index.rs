@@ -1,0 +1,514 @@
+//! The snapshot and its indexes: every spelling of a hardware address resolves to the same
+//! node, by hash lookup.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::{Changes, SourceError, SourceId};
+use crate::addr::{AnyAddr, ClientId, Guid, IbHwAddr, Mac, PxeHwAddr, PxelinuxName, SystemUuid};
+use crate::node::{Node, NodeUuid, Port, StateDoc};
+
+/// Which node fields hold what Ironic itself does not keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Key in `node.extra` holding the SMBIOS system UUID PXELINUX asks for.
+    pub system_uuid_key: String,
+    /// Key in `port.extra` holding the fixed IPv4 address a port's DHCP reservation gives it,
+    /// so hex-IP PXELINUX names can resolve.
+    pub fixed_ip_key: String,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            system_uuid_key: "system_uuid".into(),
+            fixed_ip_key: "fixed_ip".into(),
+        }
+    }
+}
+
+/// A node with what the snapshot derived for it.
+#[derive(Debug)]
+pub struct IndexedNode {
+    pub node: Arc<Node>,
+    /// The generation in which this node or one of its ports last changed: renders of an
+    /// unchanged node stay cached across generations.
+    pub revision: u64,
+    pub source: SourceId,
+    /// Indexes into [`Snapshot::ports`].
+    pub ports: Vec<usize>,
+    pub system_uuid: Option<SystemUuid>,
+}
+
+/// A port with its parsed InfiniBand identity.
+#[derive(Debug, PartialEq)]
+pub struct IndexedPort {
+    pub port: Port,
+    /// Index into [`Snapshot::nodes`].
+    pub node: usize,
+    /// From `extra.client-id`; `None` for Ethernet ports and unparsable client-ids.
+    pub client_id: Option<ClientId>,
+    pub fixed_ip: Option<Ipv4Addr>,
+}
+
+impl IndexedPort {
+    pub fn is_infiniband(&self) -> bool {
+        self.port.is_infiniband()
+    }
+
+    pub fn guid(&self) -> Option<Guid> {
+        self.client_id.map(|c| c.guid())
+    }
+}
+
+/// How a request was matched to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    EthernetMac,
+    IbMac,
+    Guid,
+    NodeUuid,
+    SystemUuid,
+    /// The byte-swapped spelling of the SMBIOS UUID (iPXE's PXE stack swaps the first three
+    /// fields).
+    SystemUuidSwapped,
+    FixedIp,
+}
+
+impl Via {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Via::EthernetMac => "Ethernet MAC (port.address)",
+            Via::IbMac => "InfiniBand MAC (IB port.address)",
+            Via::Guid => "InfiniBand GUID (from the port's extra.client-id)",
+            Via::NodeUuid => "Ironic node UUID",
+            Via::SystemUuid => "SMBIOS system UUID (node extra field)",
+            Via::SystemUuidSwapped => "SMBIOS system UUID, first three fields byte-swapped",
+            Via::FixedIp => "fixed IP (port extra field)",
+        }
+    }
+}
+
+/// A resolved request: the node, and the port when the request named one.
+#[derive(Clone, Copy, Debug)]
+pub struct Match<'a> {
+    pub node: &'a IndexedNode,
+    pub port: Option<&'a IndexedPort>,
+    pub via: Via,
+}
+
+/// One generation of node state with its indexes. Immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    nodes: Vec<IndexedNode>,
+    ports: Vec<IndexedPort>,
+    by_uuid: HashMap<NodeUuid, usize>,
+    by_eth_mac: HashMap<Mac, usize>,
+    by_ib_mac: HashMap<Mac, usize>,
+    by_guid: HashMap<Guid, usize>,
+    by_system_uuid: HashMap<SystemUuid, usize>,
+    by_ip: HashMap<Ipv4Addr, usize>,
+    /// Sources whose latest input was refused (their last good contents are in use).
+    pub errors: Vec<SourceError>,
+    /// Conflicts resolved by rule (duplicate nodes or addresses, orphan ports …).
+    pub warnings: Vec<String>,
+    pub changes: Changes,
+}
+
+impl Snapshot {
+    /// Builds generation `prev + 1` from every source's document. Conflicts are settled by
+    /// source priority, then node UUID order, and each one is reported in `warnings`.
+    pub(super) fn build(
+        cfg: &IndexConfig,
+        docs: &BTreeMap<SourceId, Arc<StateDoc>>,
+        errors: Vec<SourceError>,
+        prev: Option<&Snapshot>,
+    ) -> Snapshot {
+        let generation = prev.map_or(0, |p| p.generation + 1);
+        let mut b = Builder {
+            cfg,
+            s: Snapshot {
+                generation,
+                nodes: Vec::new(),
+                ports: Vec::new(),
+                by_uuid: HashMap::new(),
+                by_eth_mac: HashMap::new(),
+                by_ib_mac: HashMap::new(),
+                by_guid: HashMap::new(),
+                by_system_uuid: HashMap::new(),
+                by_ip: HashMap::new(),
+                errors,
+                warnings: Vec::new(),
+                changes: Changes::default(),
+            },
+        };
+        b.add_nodes(docs);
+        b.add_ports(docs);
+        b.index_addresses();
+        b.set_revisions(prev);
+        b.s
+    }
+
+    pub fn nodes(&self) -> &[IndexedNode] {
+        &self.nodes
+    }
+
+    pub fn ports(&self) -> &[IndexedPort] {
+        &self.ports
+    }
+
+    pub fn node(&self, uuid: &NodeUuid) -> Option<&IndexedNode> {
+        self.by_uuid.get(uuid).map(|&i| &self.nodes[i])
+    }
+
+    fn port_match(&self, idx: usize, via: Via) -> Match<'_> {
+        let port = &self.ports[idx];
+        Match {
+            node: &self.nodes[port.node],
+            port: Some(port),
+            via,
+        }
+    }
+
+    /// A 6-byte address as a client with ARP type 1 reports it: an Ethernet MAC, or the IB
+    /// MAC that upstream-iPXE firmware presents as Ethernet. Ethernet ports win a tie.
+    pub fn by_mac(&self, mac: &Mac) -> Option<Match<'_>> {
+        self.by_eth_mac
+            .get(mac)
+            .map(|&i| self.port_match(i, Via::EthernetMac))
+            .or_else(|| {
+                self.by_ib_mac
+                    .get(mac)
+                    .map(|&i| self.port_match(i, Via::IbMac))
+            })
+    }
+
+    /// An InfiniBand hardware address (ARP type 32): IB ports only.
+    pub fn by_ib(&self, ib: &IbHwAddr) -> Option<Match<'_>> {
+        match ib {
+            IbHwAddr::Mac(mac) => self
+                .by_ib_mac
+                .get(mac)
+                .map(|&i| self.port_match(i, Via::IbMac)),
+            IbHwAddr::Guid(guid) => self.by_guid(guid),
+        }
+    }
+
+    pub fn by_guid(&self, guid: &Guid) -> Option<Match<'_>> {
+        self.by_guid
+            .get(guid)
+            .map(|&i| self.port_match(i, Via::Guid))
+    }
+
+    /// Any address spelling; 20-byte forms (IPoIB address and client-id) both end in the GUID.
+    pub fn by_addr(&self, addr: &AnyAddr) -> Option<Match<'_>> {
+        match addr {
+            AnyAddr::Six(mac) => self.by_mac(mac),
+            AnyAddr::Eight(guid) => self.by_guid(guid),
+            AnyAddr::Twenty(bytes) => {
+                let mut g = [0u8; 8];
+                g.copy_from_slice(&bytes[12..]);
+                self.by_guid(&Guid(g))
+            }
+        }
+    }
+
+    pub fn by_node_uuid(&self, uuid: &NodeUuid) -> Option<Match<'_>> {
+        self.by_uuid.get(uuid).map(|&i| Match {
+            node: &self.nodes[i],
+            port: None,
+            via: Via::NodeUuid,
+        })
+    }
+
+    /// The SMBIOS UUID as PXELINUX prints it, in either byte order.
+    pub fn by_system_uuid(&self, uuid: &SystemUuid) -> Option<Match<'_>> {
+        let hit = |u: &SystemUuid, via| {
+            self.by_system_uuid.get(u).map(|&i| Match {
+                node: &self.nodes[i],
+                port: None,
+                via,
+            })
+        };
+        hit(uuid, Via::SystemUuid).or_else(|| hit(&uuid.swapped(), Via::SystemUuidSwapped))
+    }
+
+    pub fn by_fixed_ip(&self, ip: Ipv4Addr) -> Option<Match<'_>> {
+        self.by_ip
+            .get(&ip)
+            .map(|&i| self.port_match(i, Via::FixedIp))
+    }
+
+    /// Resolves a PXELINUX config name. `default` never matches a node, and hex-IP names only
+    /// as a full eight-digit address equal to a port's fixed IP.
+    pub fn by_pxelinux_name(&self, name: &PxelinuxName) -> Option<Match<'_>> {
+        match name {
+            PxelinuxName::Uuid(u) => self.by_system_uuid(u),
+            PxelinuxName::Hw(PxeHwAddr::Ethernet(mac)) => self.by_mac(mac),
+            PxelinuxName::Hw(PxeHwAddr::Infiniband(ib)) => self.by_ib(ib),
+            PxelinuxName::HexIp(prefix) => prefix.ip().and_then(|ip| self.by_fixed_ip(ip)),
+            PxelinuxName::Default => None,
+        }
+    }
+}
+
+struct Builder<'a> {
+    cfg: &'a IndexConfig,
+    s: Snapshot,
+}
+
+impl Builder<'_> {
+    /// Nodes from every source in priority order; a UUID seen again is a conflict.
+    fn add_nodes(&mut self, docs: &BTreeMap<SourceId, Arc<StateDoc>>) {
+        for (source, doc) in docs {
+            for node in &doc.nodes {
+                if let Some(&i) = self.s.by_uuid.get(&node.uuid) {
+                    let first = &self.s.nodes[i].source;
+                    self.s.warnings.push(format!(
+                        "node {} is defined in {first} and in {source}; using {first}",
+                        node.uuid
+                    ));
+                    continue;
+                }
+                let system_uuid = self.system_uuid(node, source);
+                self.s.by_uuid.insert(node.uuid, self.s.nodes.len());
+                self.s.nodes.push(IndexedNode {
+                    node: Arc::new(node.clone()),
+                    revision: self.s.generation,
+                    source: source.clone(),
+                    ports: Vec::new(),
+                    system_uuid,
+                });
+            }
+        }
+    }
+
+    fn system_uuid(&mut self, node: &Node, source: &SourceId) -> Option<SystemUuid> {
+        let key = &self.cfg.system_uuid_key;
+        let raw = node.extra.get(key)?;
+        match raw.as_str().map(SystemUuid::parse) {
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
+                self.warn_field(source, node.uuid, format!("extra.{key}: {e}"));
+                None
+            }
+            None => {
+                self.warn_field(
+                    source,
+                    node.uuid,
+                    format!("extra.{key} is {raw}, not a string"),
+                );
+                None
+            }
+        }
+    }
+
+    fn warn_field(&mut self, source: &SourceId, node: NodeUuid, what: String) {
+        self.s
+            .warnings
+            .push(format!("{source}: node {node}: {what}; ignored"));
+    }
+
+    /// Ports joined to their nodes by `node_uuid`; the first source to define a port UUID wins.
+    fn add_ports(&mut self, docs: &BTreeMap<SourceId, Arc<StateDoc>>) {
+        let mut seen = HashMap::new();
+        for (source, doc) in docs {
+            for port in &doc.ports {
+                if let Some(uuid) = port.uuid {
+                    if let Some(first) = seen.insert(uuid, source) {
+                        self.s.warnings.push(format!(
+                            "port {uuid} is defined in {first} and in {source}; using {first}"
+                        ));
+                        seen.insert(uuid, first);
+                        continue;
+                    }
+                }
+                self.add_port(source, port);
+            }
+        }
+    }
+
+    fn add_port(&mut self, source: &SourceId, port: &Port) {
+        let Some(node_uuid) = port.node_uuid else {
+            self.s.warnings.push(format!(
+                "{source}: port {} has no node_uuid; ignored",
+                port.address
+            ));
+            return;
+        };
+        let Some(&node) = self.s.by_uuid.get(&node_uuid) else {
+            self.s.warnings.push(format!(
+                "{source}: port {} belongs to node {node_uuid}, which no source defines; ignored",
+                port.address
+            ));
+            return;
+        };
+        let client_id = match port.client_id() {
+            Some(Ok(cid)) => {
+                if cid.guid().ib_mac() != port.address {
+                    self.s.warnings.push(format!(
+                        "{source}: InfiniBand port {} of node {node_uuid}: address is not the IB MAC of the client-id's GUID {} (expected {})",
+                        port.address, cid.guid(), cid.guid().ib_mac()
+                    ));
+                }
+                Some(cid)
+            }
+            Some(Err(e)) => {
+                self.warn_field(
+                    source,
+                    node_uuid,
+                    format!("port {} extra.client-id: {e}", port.address),
+                );
+                None
+            }
+            None => None,
+        };
+        let fixed_ip = self.fixed_ip(source, node_uuid, port);
+        self.s.nodes[node].ports.push(self.s.ports.len());
+        self.s.ports.push(IndexedPort {
+            port: port.clone(),
+            node,
+            client_id,
+            fixed_ip,
+        });
+    }
+
+    fn fixed_ip(&mut self, source: &SourceId, node: NodeUuid, port: &Port) -> Option<Ipv4Addr> {
+        let key = &self.cfg.fixed_ip_key;
+        let raw = port.extra.get(key)?;
+        match raw.as_str().map(str::parse::<Ipv4Addr>) {
+            Some(Ok(ip)) => Some(ip),
+            _ => {
+                self.warn_field(
+                    source,
+                    node,
+                    format!(
+                        "port {} extra.{key} = {raw} is not an IPv4 address",
+                        port.address
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Fills the address maps. Only PXE-enabled ports boot (Ironic writes configs for those
+    /// only). On a duplicate the node with the lower UUID keeps the address.
+    fn index_addresses(&mut self) {
+        let s = &mut self.s;
+        let mut warnings = Vec::new();
+        for (i, p) in s.ports.iter().enumerate() {
+            if !p.port.pxe_enabled {
+                continue;
+            }
+            let map = if p.is_infiniband() {
+                &mut s.by_ib_mac
+            } else {
+                &mut s.by_eth_mac
+            };
+            claim(map, p.port.address, i, &s.ports, &s.nodes, &mut warnings);
+            if let Some(guid) = p.guid() {
+                claim(&mut s.by_guid, guid, i, &s.ports, &s.nodes, &mut warnings);
+            }
+            if let Some(ip) = p.fixed_ip {
+                claim(&mut s.by_ip, ip, i, &s.ports, &s.nodes, &mut warnings);
+            }
+        }
+        for (i, n) in s.nodes.iter().enumerate() {
+            if let Some(u) = n.system_uuid {
+                if let Some(&other) = s.by_system_uuid.get(&u) {
+                    let (keep, drop) = lower_first(&s.nodes, other, i);
+                    warnings.push(format!(
+                        "system UUID {u} is on nodes {} and {}; using {}",
+                        s.nodes[keep].node.uuid, s.nodes[drop].node.uuid, s.nodes[keep].node.uuid
+                    ));
+                    s.by_system_uuid.insert(u, keep);
+                } else {
+                    s.by_system_uuid.insert(u, i);
+                }
+            }
+        }
+        s.warnings.extend(warnings);
+    }
+
+    /// Keeps each node's revision when neither it nor its ports changed since `prev`.
+    fn set_revisions(&mut self, prev: Option<&Snapshot>) {
+        let Some(prev) = prev else {
+            self.s.changes.added = self.s.by_uuid.keys().copied().collect();
+            return;
+        };
+        for i in 0..self.s.nodes.len() {
+            let uuid = self.s.nodes[i].node.uuid;
+            match prev.node(&uuid) {
+                Some(old) if same_node(prev, old, &self.s, &self.s.nodes[i]) => {
+                    self.s.nodes[i].revision = old.revision;
+                    // Share the unchanged node with the previous generation.
+                    self.s.nodes[i].node = old.node.clone();
+                }
+                Some(_) => {
+                    self.s.changes.modified.insert(uuid);
+                }
+                None => {
+                    self.s.changes.added.insert(uuid);
+                }
+            }
+        }
+        for old in &prev.nodes {
+            if !self.s.by_uuid.contains_key(&old.node.uuid) {
+                self.s.changes.removed.insert(old.node.uuid);
+            }
+        }
+    }
+}
+
+fn same_node(prev: &Snapshot, old: &IndexedNode, next: &Snapshot, new: &IndexedNode) -> bool {
+    old.node == new.node
+        && old.system_uuid == new.system_uuid
+        && old.ports.len() == new.ports.len()
+        && old
+            .ports
+            .iter()
+            .zip(&new.ports)
+            .all(|(&a, &b)| prev.ports[a].port == next.ports[b].port)
+}
+
+/// Inserts `key → port`, settling a duplicate in favour of the node with the lower UUID.
+fn claim<K: std::hash::Hash + Eq + Copy + std::fmt::Display>(
+    map: &mut HashMap<K, usize>,
+    key: K,
+    port: usize,
+    ports: &[IndexedPort],
+    nodes: &[IndexedNode],
+    warnings: &mut Vec<String>,
+) {
+    let Some(&other) = map.get(&key) else {
+        map.insert(key, port);
+        return;
+    };
+    let (a, b) = (ports[other].node, ports[port].node);
+    if a == b {
+        warnings.push(format!(
+            "address {key} appears twice on node {}; using the first port",
+            nodes[a].node.uuid
+        ));
+        return;
+    }
+    let (keep, drop) = lower_first(nodes, a, b);
+    warnings.push(format!(
+        "address {key} is on nodes {} and {}; using {}",
+        nodes[keep].node.uuid, nodes[drop].node.uuid, nodes[keep].node.uuid
+    ));
+    if keep == b {
+        map.insert(key, port);
+    }
+}
+
+fn lower_first(nodes: &[IndexedNode], a: usize, b: usize) -> (usize, usize) {
+    if nodes[a].node.uuid <= nodes[b].node.uuid {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}

@@ -1,0 +1,194 @@
+//! Node state: an immutable, indexed [`Snapshot`] of every node and port, rebuilt off to the
+//! side from its sources and published with one swap, so a request never sees half a state
+//! and never waits for a writer.
+//!
+//! Sources (the watched directory, later the Ironic API) hand the [`Store`] whole documents;
+//! the store keeps the last good document of each source, so a broken file or a failed poll
+//! changes nothing until it is fixed.
+
+pub mod dir;
+mod index;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+pub use index::{IndexConfig, IndexedNode, IndexedPort, Match, Snapshot, Via};
+
+use crate::node::{NodeUuid, StateDoc};
+
+/// Where a document came from. Sources sort by priority: the Ironic API first, then files by
+/// path, and the first source to define a node wins.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceId {
+    IronicApi,
+    File(PathBuf),
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceId::IronicApi => f.write_str("ironic-api"),
+            SourceId::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A problem with one source's input, kept until the source is fixed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SourceError {
+    pub source: String,
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.source, self.line, self.column, self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.source, self.message)
+        }
+    }
+}
+
+/// What a source reports.
+#[derive(Debug)]
+pub enum Update {
+    /// New contents for the source.
+    Replace(StateDoc),
+    /// The source is gone (a deleted file): its nodes go with it.
+    Remove,
+    /// The source could not be read: keep its last good contents and report this.
+    Failed(SourceError),
+}
+
+/// Which nodes a new generation added, removed or changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: BTreeSet<NodeUuid>,
+    pub removed: BTreeSet<NodeUuid>,
+    pub modified: BTreeSet<NodeUuid>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
+    }
+}
+
+/// Every source's last good document and current error.
+#[derive(Default)]
+struct Sources {
+    docs: BTreeMap<SourceId, Arc<StateDoc>>,
+    errors: BTreeMap<SourceId, SourceError>,
+}
+
+/// The live node state: sources write, readers take the current snapshot.
+pub struct Store {
+    cfg: IndexConfig,
+    sources: Mutex<Sources>,
+    current: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Store {
+    pub fn new(cfg: IndexConfig) -> Self {
+        let empty = Arc::new(Snapshot::build(&cfg, &BTreeMap::new(), Vec::new(), None));
+        Store {
+            cfg,
+            sources: Mutex::new(Sources::default()),
+            current: watch::Sender::new(empty),
+        }
+    }
+
+    /// The snapshot to serve a request from. Cheap: one `Arc` clone.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+
+    /// Wakes on every new generation (render cache, image prefetch, DHCP host files).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.current.subscribe()
+    }
+
+    /// Applies a batch of source updates and publishes a new generation when anything changed
+    /// (contents or errors). Returns the snapshot now current.
+    pub fn apply(&self, updates: Vec<(SourceId, Update)>) -> Arc<Snapshot> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let mut touched = false;
+        for (id, update) in updates {
+            touched |= apply_one(&mut sources, id, update);
+        }
+        if !touched {
+            return self.current();
+        }
+        let errors = sources.errors.values().cloned().collect();
+        let prev = self.current();
+        let next = Arc::new(Snapshot::build(
+            &self.cfg,
+            &sources.docs,
+            errors,
+            Some(&prev),
+        ));
+        log_generation(&next);
+        self.current.send_replace(next.clone());
+        next
+    }
+
+    /// The sources that currently contribute documents, for `check` and tests.
+    pub fn source_ids(&self) -> Vec<SourceId> {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.docs.keys().cloned().collect()
+    }
+}
+
+/// Returns whether the update changed anything.
+fn apply_one(s: &mut Sources, id: SourceId, update: Update) -> bool {
+    match update {
+        Update::Replace(doc) => {
+            let cleared = s.errors.remove(&id).is_some();
+            let doc = Arc::new(doc);
+            let same = s.docs.get(&id).is_some_and(|old| **old == *doc);
+            if !same {
+                s.docs.insert(id, doc);
+            }
+            cleared || !same
+        }
+        Update::Remove => {
+            let cleared = s.errors.remove(&id).is_some();
+            s.docs.remove(&id).is_some() || cleared
+        }
+        Update::Failed(err) => {
+            tracing::warn!(source = %id, error = %err, "state source failed; keeping its last good contents");
+            s.errors.insert(id, err.clone()) != Some(err)
+        }
+    }
+}
+
+fn log_generation(s: &Snapshot) {
+    let c = &s.changes;
+    tracing::info!(
+        generation = s.generation,
+        nodes = s.nodes().len(),
+        ports = s.ports().len(),
+        added = c.added.len(),
+        removed = c.removed.len(),
+        modified = c.modified.len(),
+        errors = s.errors.len(),
+        "node state published"
+    );
+    for w in &s.warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests;

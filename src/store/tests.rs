@@ -1,0 +1,429 @@
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dir::DirSource;
+use super::*;
+use crate::addr::{AnyAddr, Guid, IbHwAddr, Mac, PxelinuxName, SystemUuid};
+use crate::watch::Debounce;
+
+const IB_NODE: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+const ETH_NODE: &str = "2be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+
+fn ib_node_json(state: &str) -> String {
+    format!(
+        r#"{{"uuid": "{IB_NODE}", "name": "ib-1", "provision_state": "{state}",
+            "extra": {{"system_uuid": "4c4c4544-0051-3510-8051-b2c04f4e4d32"}},
+            "ports": [{{"address": "7c:fe:90:29:26:52",
+                        "extra": {{"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52",
+                                   "fixed_ip": "192.168.10.5"}}}},
+                      {{"address": "52:54:00:aa:bb:01"}}]}}"#
+    )
+}
+
+fn eth_node_json(mac: &str) -> String {
+    format!(
+        r#"{{"uuid": "{ETH_NODE}", "provision_state": "active", "ports": [{{"address": "{mac}"}}]}}"#
+    )
+}
+
+fn doc(json: &str) -> StateDoc {
+    StateDoc::from_slice(json.as_bytes()).expect("test json parses")
+}
+
+fn file(name: &str) -> SourceId {
+    SourceId::File(name.into())
+}
+
+fn store_with(docs: &[(&str, &str)]) -> Store {
+    let store = Store::new(IndexConfig::default());
+    store.apply(
+        docs.iter()
+            .map(|(n, j)| (file(n), Update::Replace(doc(j))))
+            .collect(),
+    );
+    store
+}
+
+fn uuid_of(m: Option<Match<'_>>) -> Option<String> {
+    m.map(|m| m.node.node.uuid.to_string())
+}
+
+#[test]
+fn every_spelling_of_an_infiniband_port_finds_its_node() {
+    let store = store_with(&[("a.json", &ib_node_json("deploying"))]);
+    let s = store.current();
+    for spelling in [
+        "7c:fe:90:29:26:52",
+        "7C-FE-90-29-26-52",
+        "7cfe.9029.2652",
+        "7cfe90292652",
+        "7c:fe:90:03:00:29:26:52",
+        "7CFE900300292652",
+        "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52",
+        "a0:00:00:27:fe:80:00:00:00:00:00:00:7c:fe:90:03:00:29:26:52",
+    ] {
+        let addr = AnyAddr::parse(spelling).expect(spelling);
+        assert_eq!(
+            uuid_of(s.by_addr(&addr)).as_deref(),
+            Some(IB_NODE),
+            "{spelling}"
+        );
+    }
+    for name in [
+        "20-7c-fe-90-29-26-52",
+        "01-7c-fe-90-29-26-52",
+        "20-7c-fe-90-03-00-29-26-52",
+        "4c4c4544-0051-3510-8051-b2c04f4e4d32",
+        "4445 4c4c-5100-1035-8051-b2c04f4e4d32",
+        "C0A80A05",
+    ] {
+        let Ok(parsed) = PxelinuxName::parse(&name.replace(' ', "")) else {
+            panic!("{name} parses");
+        };
+        assert_eq!(
+            uuid_of(s.by_pxelinux_name(&parsed)).as_deref(),
+            Some(IB_NODE),
+            "{name}"
+        );
+    }
+    for miss in ["C0A80A0", "C0A80A06", "default", "20-52-54-00-aa-bb-01"] {
+        let parsed = PxelinuxName::parse(miss).expect(miss);
+        assert!(
+            s.by_pxelinux_name(&parsed).is_none(),
+            "{miss} must not match"
+        );
+    }
+    let m = s
+        .by_ib(&IbHwAddr::Mac(
+            Mac::parse("7c:fe:90:29:26:52").expect("mac"),
+        ))
+        .expect("ib port");
+    assert_eq!(m.via, Via::IbMac);
+    assert!(m.port.expect("port").is_infiniband());
+    let eth = s
+        .by_mac(&Mac::parse("52:54:00:aa:bb:01").expect("mac"))
+        .expect("eth port");
+    assert_eq!(eth.via, Via::EthernetMac);
+    assert!(!eth.port.expect("port").is_infiniband());
+}
+
+#[test]
+fn system_uuid_matches_only_the_configured_field_in_both_byte_orders() {
+    let store = store_with(&[("a.json", &ib_node_json("deploying"))]);
+    let s = store.current();
+    let u = SystemUuid::parse("4c4c4544-0051-3510-8051-b2c04f4e4d32").expect("uuid");
+    assert_eq!(s.by_system_uuid(&u).map(|m| m.via), Some(Via::SystemUuid));
+    assert_eq!(
+        s.by_system_uuid(&u.swapped()).map(|m| m.via),
+        Some(Via::SystemUuidSwapped)
+    );
+    let node_uuid = SystemUuid::parse(IB_NODE).expect("uuid");
+    assert!(
+        s.by_system_uuid(&node_uuid).is_none(),
+        "never the Ironic node UUID"
+    );
+}
+
+#[test]
+fn duplicate_addresses_resolve_to_the_lower_node_uuid_and_warn() {
+    let store = store_with(&[
+        ("b.json", &eth_node_json("52:54:00:aa:bb:01")),
+        ("a.json", &ib_node_json("deploying")),
+    ]);
+    let s = store.current();
+    let m = s.by_mac(&Mac::parse("52:54:00:aa:bb:01").expect("mac"));
+    assert_eq!(uuid_of(m).as_deref(), Some(IB_NODE));
+    let w = s.warnings.join("\n");
+    assert!(w.contains(IB_NODE) && w.contains(ETH_NODE), "{w}");
+}
+
+#[test]
+fn ethernet_and_ib_mac_collision_prefers_the_hardware_type_asked() {
+    let store = store_with(&[
+        ("a.json", &ib_node_json("deploying")),
+        ("b.json", &eth_node_json("7c:fe:90:29:26:52")),
+    ]);
+    let s = store.current();
+    let mac = Mac::parse("7c:fe:90:29:26:52").expect("mac");
+    assert_eq!(uuid_of(s.by_mac(&mac)).as_deref(), Some(ETH_NODE));
+    assert_eq!(
+        uuid_of(s.by_ib(&IbHwAddr::Mac(mac))).as_deref(),
+        Some(IB_NODE)
+    );
+}
+
+#[test]
+fn a_node_in_two_sources_keeps_the_first_and_warns() {
+    let store = Store::new(IndexConfig::default());
+    store.apply(vec![
+        (
+            file("b.json"),
+            Update::Replace(doc(&ib_node_json("active"))),
+        ),
+        (
+            SourceId::IronicApi,
+            Update::Replace(doc(&ib_node_json("deploying"))),
+        ),
+    ]);
+    let s = store.current();
+    assert_eq!(s.nodes().len(), 1);
+    assert_eq!(s.nodes()[0].node.provision_state.as_str(), "deploying");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("ironic-api")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn generations_revisions_and_changes() {
+    let store = store_with(&[
+        ("a.json", &ib_node_json("deploying")),
+        ("b.json", &eth_node_json("52:54:00:00:00:09")),
+    ]);
+    let g1 = store.current();
+    assert_eq!(g1.generation, 1);
+    assert_eq!(g1.changes.added.len(), 2);
+
+    // Same content again: nothing published.
+    let same = store.apply(vec![(
+        file("a.json"),
+        Update::Replace(doc(&ib_node_json("deploying"))),
+    )]);
+    assert_eq!(same.generation, 1);
+
+    let g2 = store.apply(vec![(
+        file("a.json"),
+        Update::Replace(doc(&ib_node_json("active"))),
+    )]);
+    assert_eq!(g2.generation, 2);
+    let ib = NodeUuid::parse(IB_NODE).expect("uuid");
+    let eth = NodeUuid::parse(ETH_NODE).expect("uuid");
+    assert_eq!(g2.changes.modified, [ib].into());
+    assert!(g2.changes.added.is_empty() && g2.changes.removed.is_empty());
+    assert_eq!(g2.node(&ib).expect("ib").revision, 2);
+    assert_eq!(
+        g2.node(&eth).expect("eth").revision,
+        1,
+        "untouched node keeps its revision"
+    );
+    assert!(Arc::ptr_eq(
+        &g1.node(&eth).expect("eth").node,
+        &g2.node(&eth).expect("eth").node
+    ));
+
+    let g3 = store.apply(vec![(file("b.json"), Update::Remove)]);
+    assert_eq!(g3.changes.removed, [eth].into());
+    assert!(g3.node(&eth).is_none());
+}
+
+#[test]
+fn a_failed_source_keeps_its_last_good_contents() {
+    let store = store_with(&[("a.json", &ib_node_json("deploying"))]);
+    let err = SourceError {
+        source: "a.json".into(),
+        message: "EOF while parsing".into(),
+        line: 3,
+        column: 7,
+    };
+    let s = store.apply(vec![(file("a.json"), Update::Failed(err.clone()))]);
+    assert_eq!(s.nodes().len(), 1, "last good contents still served");
+    assert_eq!(s.errors, vec![err]);
+    assert_eq!(s.errors[0].to_string(), "a.json:3:7: EOF while parsing");
+    let fixed = store.apply(vec![(
+        file("a.json"),
+        Update::Replace(doc(&ib_node_json("active"))),
+    )]);
+    assert!(fixed.errors.is_empty());
+}
+
+#[test]
+fn ports_join_nodes_across_files_and_orphans_are_reported() {
+    let nodes =
+        format!(r#"{{"nodes": [{{"uuid": "{ETH_NODE}", "provision_state": "deploying"}}]}}"#);
+    let ports = format!(
+        r#"{{"ports": [{{"address": "52:54:00:00:00:01", "node_uuid": "{ETH_NODE}"}},
+                      {{"address": "52:54:00:00:00:02", "node_uuid": "{IB_NODE}"}},
+                      {{"address": "52:54:00:00:00:03", "node_uuid": "{ETH_NODE}", "pxe_enabled": false}}]}}"#
+    );
+    let store = store_with(&[("nodes.json", &nodes), ("ports.json", &ports)]);
+    let s = store.current();
+    let mac = |m: &str| Mac::parse(m).expect("mac");
+    assert_eq!(
+        uuid_of(s.by_mac(&mac("52:54:00:00:00:01"))).as_deref(),
+        Some(ETH_NODE)
+    );
+    assert!(s.by_mac(&mac("52:54:00:00:00:02")).is_none());
+    assert!(
+        s.by_mac(&mac("52:54:00:00:00:03")).is_none(),
+        "pxe_enabled false does not boot"
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("which no source defines")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn inconsistent_infiniband_port_is_indexed_and_reported() {
+    let json = format!(
+        r#"{{"uuid": "{IB_NODE}", "ports": [{{"address": "7c:fe:90:03:00:29",
+             "extra": {{"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"}}}},
+             {{"address": "0c:42:a1:12:34:56", "extra": {{"client-id": "garbage"}}}}]}}"#
+    );
+    let store = store_with(&[("a.json", &json)]);
+    let s = store.current();
+    let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
+    assert_eq!(uuid_of(s.by_guid(&guid)).as_deref(), Some(IB_NODE));
+    let w = s.warnings.join("\n");
+    assert!(w.contains("expected 7c:fe:90:29:26:52"), "{w}");
+    assert!(w.contains("client-id"), "{w}");
+}
+
+// ---- the watched directory, with real files and bounded waits ----
+
+fn wait_for(store: &Store, what: &str, cond: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = store.current();
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn write_atomic(dir: &Path, name: &str, body: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, body).expect("write tmp");
+    fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+fn state_of(s: &Snapshot) -> Option<String> {
+    let ib = NodeUuid::parse(IB_NODE).ok()?;
+    s.node(&ib)
+        .map(|n| n.node.provision_state.as_str().to_owned())
+}
+
+#[test]
+fn watched_directory_follows_create_modify_rename_and_delete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::new(IndexConfig::default()));
+    let _w = DirSource::new(dir.path())
+        .watch(store.clone(), Debounce::default())
+        .expect("watch");
+    assert!(store.current().nodes().is_empty());
+
+    fs::write(dir.path().join("ib.json"), ib_node_json("deploying")).expect("write");
+    wait_for(&store, "created file loaded", |s| {
+        state_of(s).as_deref() == Some("deploying")
+    });
+
+    write_atomic(dir.path(), "ib.json", &ib_node_json("clean wait"));
+    wait_for(&store, "atomic rename seen", |s| {
+        state_of(s).as_deref() == Some("clean wait")
+    });
+
+    fs::write(dir.path().join("ib.json"), ib_node_json("active")).expect("rewrite in place");
+    wait_for(&store, "in-place write seen", |s| {
+        state_of(s).as_deref() == Some("active")
+    });
+
+    // Broken JSON: last good kept, error names file, line and column.
+    fs::write(
+        dir.path().join("ib.json"),
+        "{\n  \"uuid\": \"x\",\n  oops\n}",
+    )
+    .expect("write");
+    let s = wait_for(&store, "parse error reported", |s| !s.errors.is_empty());
+    assert_eq!(state_of(&s).as_deref(), Some("active"));
+    let e = &s.errors[0];
+    assert!(
+        e.source.ends_with("ib.json") && e.line == 3 && e.column > 0,
+        "{e}"
+    );
+
+    write_atomic(dir.path(), "ib.json", &ib_node_json("rescue wait"));
+    wait_for(&store, "fixed file clears the error", |s| {
+        s.errors.is_empty() && state_of(s).as_deref() == Some("rescue wait")
+    });
+
+    // Editor temp files and dotfiles are ignored.
+    fs::write(dir.path().join(".ib.json.swp"), "garbage").expect("write");
+    fs::write(dir.path().join("ib.json~"), "garbage").expect("write");
+    fs::write(dir.path().join("notes.txt"), "garbage").expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(store.current().errors.is_empty());
+
+    fs::remove_file(dir.path().join("ib.json")).expect("remove");
+    wait_for(&store, "deleted file removes its nodes", |s| {
+        s.nodes().is_empty()
+    });
+}
+
+#[test]
+fn symlink_swap_like_a_configmap_is_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::create_dir(d.join("..v1")).expect("mkdir");
+    fs::write(d.join("..v1/ib.json"), ib_node_json("deploying")).expect("write");
+    std::os::unix::fs::symlink("..v1", d.join("..data")).expect("symlink");
+    std::os::unix::fs::symlink("..data/ib.json", d.join("ib.json")).expect("symlink");
+    let store = Arc::new(Store::new(IndexConfig::default()));
+    let _w = DirSource::new(d)
+        .watch(store.clone(), Debounce::default())
+        .expect("watch");
+    assert_eq!(state_of(&store.current()).as_deref(), Some("deploying"));
+
+    fs::create_dir(d.join("..v2")).expect("mkdir");
+    fs::write(d.join("..v2/ib.json"), ib_node_json("active")).expect("write");
+    std::os::unix::fs::symlink("..v2", d.join("..data_tmp")).expect("symlink");
+    fs::rename(d.join("..data_tmp"), d.join("..data")).expect("swap");
+    wait_for(&store, "ConfigMap swap seen", |s| {
+        state_of(s).as_deref() == Some("active")
+    });
+}
+
+#[test]
+fn a_vanished_directory_keeps_the_last_good_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    fs::create_dir(&state).expect("mkdir");
+    fs::write(state.join("ib.json"), ib_node_json("deploying")).expect("write");
+    let mut src = DirSource::new(&state);
+    let store = Store::new(IndexConfig::default());
+    store.apply(src.scan(&HashSet::new()));
+    fs::remove_dir_all(&state).expect("rm");
+    let s = store.apply(src.scan(&HashSet::new()));
+    assert_eq!(s.nodes().len(), 1, "nodes survive a vanished directory");
+    assert!(
+        s.errors[0].message.contains("state directory"),
+        "{:?}",
+        s.errors
+    );
+    fs::create_dir(&state).expect("mkdir");
+    fs::write(state.join("ib.json"), ib_node_json("active")).expect("write");
+    let s = store.apply(src.scan(&HashSet::new()));
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(state_of(&s).as_deref(), Some("active"));
+}
+
+#[test]
+fn a_directory_named_like_a_state_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(dir.path().join("odd.json")).expect("mkdir");
+    let store = Store::new(IndexConfig::default());
+    let s = store.apply(DirSource::new(dir.path()).scan(&HashSet::new()));
+    assert!(
+        s.errors[0].message.contains("not a regular file"),
+        "{:?}",
+        s.errors
+    );
+}
