@@ -1,1 +1,339 @@
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
 
+use super::*;
+use crate::addr::{AnyAddr, PxelinuxName};
+use crate::node::StateDoc;
+use crate::store::{IndexConfig, SourceId, Store, Update};
+
+const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ironic");
+
+fn boot_cfg() -> BootConfig {
+    BootConfig {
+        ipa_api_url: Some("http://127.0.0.1:48375".into()),
+        extra_append_params: "ipa-debug=1".into(),
+        infiniband_append_params: "rd.driver.pre=ib_ipoib".into(),
+        ..BootConfig::default()
+    }
+}
+
+fn server() -> Server {
+    Server {
+        http_url: "http://10.0.2.2:8080".into(),
+        tftp_server: "10.0.2.2".into(),
+    }
+}
+
+fn parked_store() -> Store {
+    let store = Store::new(IndexConfig::default());
+    let read = |f: &str| {
+        let bytes = fs::read(format!("{FIXTURES}/{f}")).expect("fixture");
+        StateDoc::from_slice(&bytes).expect("fixture parses")
+    };
+    store.apply(vec![
+        (SourceId::File("nodes.json".into()), Update::Replace(read("nodes-parked.json"))),
+        (SourceId::File("ports.json".into()), Update::Replace(read("ports-parked.json"))),
+    ]);
+    store
+}
+
+fn renderer() -> Renderer {
+    Renderer::new(TEMPLATES, boot_cfg()).expect("shipped templates load")
+}
+
+fn render_name(r: &Renderer, s: &crate::store::Snapshot, name: &str, f: Format) -> Rendered {
+    let parsed = PxelinuxName::parse(name).expect(name);
+    let m = s.by_pxelinux_name(&parsed);
+    assert!(m.is_some(), "{name} resolves");
+    let hw = match &parsed {
+        PxelinuxName::Hw(crate::addr::PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
+        _ => Some(HwType::Ethernet),
+    };
+    r.render(m.as_ref(), f, hw, &server()).expect("renders")
+}
+
+/// Kernel parameters minus the per-request ones, as a sorted list.
+fn stable_params(line: &str) -> Vec<String> {
+    let mut v: Vec<String> = line
+        .split_whitespace()
+        .skip(2)
+        .take_while(|t| *t != "||")
+        .filter(|t| {
+            !t.starts_with("ipa-global-request-id=")
+                && !t.starts_with("BOOTIF=")
+                && !t.starts_with("initrd=")
+        })
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+fn kernel_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| l.trim_start().starts_with("kernel "))
+        .unwrap_or_else(|| panic!("no kernel line in:\n{text}"))
+}
+
+/// Our iPXE answer carries the same images and kernel parameters Ironic wrote for the same
+/// parked nodes (apart from per-request ids and Ironic's copies of the images).
+#[test]
+fn ipxe_scripts_match_what_ironic_wrote() {
+    let store = parked_store();
+    let s = store.current();
+    let r = renderer();
+    for (mac, written) in [
+        ("01-52-54-00-00-00-01", "n-deploy-ipxe.httpboot.config"),
+        ("01-52-54-00-00-00-04", "n-inspect.httpboot.config"),
+        ("01-52-54-00-00-00-05", "n-rescue.httpboot.config"),
+    ] {
+        let ours = render_name(&r, &s, mac, Format::Ipxe);
+        let ironic = fs::read_to_string(format!("{FIXTURES}/ironic-written/{written}")).expect("fixture");
+        let (ours_k, theirs_k) = (kernel_line(&ours.body), kernel_line(&ironic));
+        assert_eq!(stable_params(ours_k), stable_params(theirs_k), "{written}");
+        let image = |l: &str| l.split_whitespace().nth(1).map(|u| u.rsplit('/').next().map(str::to_owned));
+        let ours_img = image(ours_k).flatten().expect("kernel url");
+        // Ironic copies `ipa.kernel` to `<uuid>/deploy_kernel`; we point at the source.
+        let expected = if written.contains("rescue") { "rescue.kernel" } else { "ipa.kernel" };
+        assert_eq!(ours_img, expected);
+        assert!(ours.body.contains(&format!("BOOTIF={mac}")), "{}", ours.body);
+    }
+}
+
+#[test]
+fn pxelinux_config_for_the_infiniband_node_matches_ironic() {
+    let store = parked_store();
+    let s = store.current();
+    let r = renderer();
+    let ours = render_name(&r, &s, "20-0c-42-a1-12-34-56", Format::Pxelinux);
+    let ironic = fs::read_to_string(format!("{FIXTURES}/ironic-written/n-ib-pxe.tftpboot.config"))
+        .expect("fixture");
+    let append = |t: &str| {
+        let l = t.lines().find(|l| l.trim_start().starts_with("append initrd=")).expect("append");
+        let mut v: Vec<String> = l
+            .split_whitespace()
+            .skip(2)
+            .filter(|t| !t.starts_with("ipa-global-request-id=") && !t.starts_with("BOOTIF="))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut theirs = append(&ironic);
+    theirs.push("rd.driver.pre=ib_ipoib".into()); // our IB-only parameter
+    theirs.sort();
+    assert_eq!(append(&ours.body), theirs);
+    assert!(ours.body.contains("BOOTIF=20-0c-42-a1-12-34-56"), "{}", ours.body);
+    assert!(ours.body.contains("default deploy"));
+    // PXELINUX speaks TFTP: images come from ironpxe's cache, never as http URLs.
+    assert!(ours.body.contains("  kernel images/"), "{}", ours.body);
+    assert!(ours.body.contains("append initrd=images/"), "{}", ours.body);
+
+    // The same IB port asked under ARP type 1 (upstream-iPXE firmware) says so in BOOTIF.
+    let as_eth = render_name(&r, &s, "01-0c-42-a1-12-34-56", Format::Pxelinux);
+    assert!(as_eth.body.contains("BOOTIF=01-0c-42-a1-12-34-56"), "{}", as_eth.body);
+}
+
+#[test]
+fn every_format_renders_every_parked_node() {
+    let store = parked_store();
+    let s = store.current();
+    let r = renderer();
+    for port in s.ports() {
+        let m = s.by_mac(&port.port.address).expect("indexed");
+        for f in [Format::Pxelinux, Format::Ipxe, Format::Grub] {
+            let out = r.render(Some(&m), f, None, &server()).expect("renders");
+            let ramdisk = out.action.name() != "local";
+            assert_eq!(out.body.contains("ipa-"), ramdisk, "{f} {}: {}", out.action, out.body);
+        }
+    }
+}
+
+#[test]
+fn local_boot_and_unknown_machines() {
+    let store = parked_store();
+    let s = store.current();
+    let r = renderer();
+    let active = render_name(&r, &s, "01-52-54-00-00-00-06", Format::Pxelinux);
+    assert_eq!(active.action, Action::LocalBoot);
+    assert!(active.body.contains("localboot 0"), "{}", active.body);
+    let unknown = r.render(None, Format::Ipxe, None, &server()).expect("renders");
+    assert!(unknown.body.contains("exit 0") && !unknown.body.contains("kernel "), "{}", unknown.body);
+    let entry = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    assert!(entry.body.contains("chain --autofree http://10.0.2.2:8080/ipxe/${net${netid}/mac:hexhyp}"));
+    assert!(entry.body.contains("http://10.0.2.2:8080/ipxe/unknown"));
+}
+
+/// A node name or extra field full of script syntax changes no line of the output.
+#[test]
+fn hostile_node_fields_cannot_add_lines_or_commands() {
+    let benign = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "n1",
+        "provision_state": "deploying", "extra": {"rack": "r1"},
+        "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r"},
+        "ports": [{"address": "52:54:00:00:00:01"}]}"#;
+    let hostile = benign
+        .replace("\"n1\"", r#""n1\nkernel http://evil/x\r\n:boot ${x} || shell; `id` \"q\" #c""#)
+        .replace("\"r1\"", r#""r1\nshell\u2028x""#);
+    let r = renderer();
+    for (json, label) in [(benign, "benign"), (hostile.as_str(), "hostile")] {
+        let store = Store::new(IndexConfig::default());
+        let doc = StateDoc::from_slice(json.as_bytes()).expect(label);
+        store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+        let s = store.current();
+        let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+        for f in Format::ALL {
+            let out = r.render(Some(&m), f, None, &server()).expect("renders");
+            let benign_lines = {
+                let b = Store::new(IndexConfig::default());
+                b.apply(vec![(
+                    SourceId::File("a.json".into()),
+                    Update::Replace(StateDoc::from_slice(benign.as_bytes()).expect("benign")),
+                )]);
+                let bs = b.current();
+                let bm = bs.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+                r.render(Some(&bm), f, None, &server()).expect("renders").body.lines().count()
+            };
+            assert_eq!(out.body.lines().count(), benign_lines, "{label} {f}:\n{}", out.body);
+            assert!(!out.body.contains("evil/x\n") && !out.body.contains("`id`"), "{}", out.body);
+            assert!(!out.body.contains("\nshell"), "{}", out.body);
+        }
+    }
+}
+
+#[test]
+fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
+    let r = renderer();
+    for (params, bad) in [
+        ("console=ttyS0;reboot", ";"),
+        ("x=${net0/mac}", "$"),
+        ("a=\"b c\"", "\""),
+    ] {
+        let json = format!(
+            r#"{{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "deploying",
+                "driver_info": {{"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
+                                 "kernel_append_params": {params:?}}},
+                "ports": [{{"address": "52:54:00:00:00:01"}}]}}"#
+        );
+        let store = Store::new(IndexConfig::default());
+        let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
+        store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+        let s = store.current();
+        let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+        let err = r.render(Some(&m), Format::Ipxe, None, &server()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("kernel parameter") && msg.contains(bad), "{msg}");
+    }
+    assert!(check_token("k", "http://x/a?b=1&c=2", Format::Ipxe).is_ok());
+    assert!(check_token("k", "&&", Format::Ipxe).is_err());
+    assert!(check_token("k", "http://x/a?b=1&c=2", Format::Grub).is_err());
+    assert!(check_token("k", "a b", Format::Pxelinux).is_err());
+    assert!(check_token("k", "a\nb", Format::Pxelinux).is_err());
+}
+
+#[test]
+fn renders_are_cached_per_node_revision_and_swept_precisely() {
+    let store = parked_store();
+    let r = renderer();
+    let s1 = store.current();
+    let a = render_name(&r, &s1, "01-52-54-00-00-00-01", Format::Ipxe);
+    let b = render_name(&r, &s1, "01-52-54-00-00-00-02", Format::Ipxe);
+    let again = render_name(&r, &s1, "01-52-54-00-00-00-01", Format::Ipxe);
+    assert!(Arc::ptr_eq(&a.body, &again.body), "second render is a cache hit");
+    assert_eq!(r.cached(), 2);
+
+    // Change node 1 only: its entry goes, node 2's stays.
+    let mut nodes = StateDoc::from_slice(&fs::read(format!("{FIXTURES}/nodes-parked.json")).expect("f"))
+        .expect("parses");
+    nodes.nodes[0].provision_state = crate::node::ProvisionState::Active;
+    let s2 = store.apply(vec![(SourceId::File("nodes.json".into()), Update::Replace(nodes))]);
+    r.sweep(&s2);
+    assert_eq!(r.cached(), 1);
+    let a2 = render_name(&r, &s2, "01-52-54-00-00-00-01", Format::Ipxe);
+    assert_eq!(a2.action, Action::LocalBoot);
+    let b2 = render_name(&r, &s2, "01-52-54-00-00-00-02", Format::Ipxe);
+    assert!(Arc::ptr_eq(&b.body, &b2.body), "unchanged node still cached");
+
+    // A different server URL is a different entry.
+    let m = s2.by_mac(&crate::addr::Mac::parse("52:54:00:00:00:02").expect("mac"));
+    let other = Server {
+        http_url: "http://192.0.2.9".into(),
+        tftp_server: "192.0.2.9".into(),
+    };
+    let c = r.render(m.as_ref(), Format::Ipxe, Some(HwType::Ethernet), &other).expect("renders");
+    assert!(!Arc::ptr_eq(&b2.body, &c.body));
+}
+
+fn copy_templates(to: &Path) {
+    for f in Format::ALL {
+        fs::copy(Path::new(TEMPLATES).join(f.template()), to.join(f.template())).expect("copy");
+    }
+}
+
+#[test]
+fn a_broken_template_keeps_the_last_good_set_and_names_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_templates(dir.path());
+    let r = Renderer::new(dir.path(), boot_cfg()).expect("loads");
+    let before = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    assert_eq!(r.generation(), 1);
+
+    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nline two\n{% if %}\n").expect("write");
+    assert!(!r.reload());
+    let errs = r.errors().join("\n");
+    assert!(errs.contains("boot.ipxe.tera") && errs.contains("3:"), "{errs}");
+    let still = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    assert_eq!(still.body, before.body);
+    assert_eq!(r.generation(), 1);
+
+    // Parses, but names a variable that does not exist: refused at load, not at boot time.
+    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nchain {{ server.nope }}\n").expect("write");
+    assert!(!r.reload());
+    assert!(r.errors().join("\n").contains("nope"), "{:?}", r.errors());
+
+    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nchain {{ server.http_url }}/x\n").expect("write");
+    assert!(r.reload());
+    assert!(r.errors().is_empty());
+    assert_eq!(r.generation(), 2);
+    let after = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    assert_eq!(&*after.body, "#!ipxe\nchain http://10.0.2.2:8080/x\n");
+}
+
+#[test]
+fn missing_templates_are_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("ipxe.tera"), "#!ipxe\n").expect("write");
+    let errs = Renderer::new(dir.path(), boot_cfg()).err().expect("refused");
+    let joined = errs.join("\n");
+    for f in ["pxelinux.tera", "grub.tera", "boot.ipxe.tera"] {
+        assert!(joined.contains(f), "{joined}");
+    }
+}
+
+#[test]
+fn template_directory_is_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_templates(dir.path());
+    let r = Arc::new(Renderer::new(dir.path(), boot_cfg()).expect("loads"));
+    let _w = r.watch(crate::watch::Debounce::default()).expect("watch");
+    let tmp = dir.path().join(".boot.ipxe.tera.tmp");
+    fs::write(&tmp, "#!ipxe\necho edited {{ server.tftp_server }}\n").expect("write");
+    fs::rename(&tmp, dir.path().join("boot.ipxe.tera")).expect("rename");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+        if out.body.contains("echo edited 10.0.2.2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "template edit not picked up");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn display_text_keeps_only_harmless_characters() {
+    assert_eq!(display_text("n-1.rack:2 ok"), "n-1.rack:2 ok");
+    assert_eq!(display_text("a\nb;c$d{e}"), "a_b_c_d_e_");
+    assert_eq!(display_text(&"x".repeat(500)).len(), DISPLAY_MAX);
+}
