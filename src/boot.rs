@@ -357,8 +357,7 @@ pub fn decide_unknown(cfg: &BootConfig) -> Result<Decision, BootError> {
                 kernel: Some(ImageSource::resolve(kernel, base)?),
                 ramdisk: Some(ImageSource::resolve(ramdisk, base)?),
                 params: ramdisk_params(purpose, &cfg.kernel_append_params, false, cfg)?,
-                reason: "no node matches: discovery ramdisk (unknown_action = discovery)"
-                    .into(),
+                reason: "no node matches: discovery ramdisk (unknown_action = discovery)".into(),
             })
         }
     }

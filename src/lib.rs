@@ -5,7 +5,10 @@
 
 pub mod addr;
 pub mod boot;
+pub mod cli;
+pub mod config;
 pub mod node;
 pub mod render;
+pub mod serve;
 pub mod store;
 pub mod watch;

@@ -1,3 +1,42 @@
-fn main() {
-    println!("Hello, world!");
+//! `ironpxe`: wiring only; each subcommand lives in `cli`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ironpxe::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    // One-shot commands speak through their output; only the server logs progress.
+    init_tracing(if matches!(args.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let result = match &args.command {
+        Command::Addr(a) => cli::addr(a, &mut stdout.lock()),
+        Command::Render(a) => cli::render(a, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Check(a) => cli::check(a, &mut stdout.lock()),
+        Command::Serve(a) => ironpxe::serve::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(stderr.lock(), "ironpxe: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` filters.
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

