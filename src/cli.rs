@@ -384,7 +384,7 @@ fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
 pub struct Live {
     pub store: Arc<Store>,
     pub renderer: Arc<Renderer>,
-    _watches: Vec<crate::watch::WatchHandle>,
+    watches: Vec<crate::watch::WatchHandle>,
 }
 
 impl Live {
@@ -413,7 +413,15 @@ impl Live {
         Ok(Live {
             store,
             renderer,
-            _watches: vec![state_watch, template_watch],
+            watches: vec![state_watch, template_watch],
         })
+    }
+
+    /// Rescans the state directory and reloads the templates now (SIGHUP).
+    pub fn rescan(&self) {
+        for w in &self.watches {
+            w.poke();
+        }
+        self.renderer.reload();
     }
 }

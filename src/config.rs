@@ -24,10 +24,24 @@ pub struct Config {
     pub tftp_root: PathBuf,
     /// TFTP listen addresses, one per provisioning interface address.
     pub tftp_listen: Vec<SocketAddr>,
+    /// More static roots searched after `tftp_root`, in order (e.g. Debian's
+    /// `/usr/lib/PXELINUX`, `/usr/lib/syslinux/modules/bios`, `/usr/lib/ipxe`).
+    pub extra_tftp_roots: Vec<PathBuf>,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// Static files served over HTTP (kernels, ramdisks, images); defaults to `tftp_root`.
+    pub http_root: Option<PathBuf>,
+    /// Base URL clients use to reach this server, written into rendered scripts. When unset,
+    /// a `Host` header naming this server is used, else the address the client reached.
+    pub public_url: Option<String>,
+    /// Where fetched kernels and ramdisks are kept for PXELINUX and GRUB.
+    pub image_cache_dir: PathBuf,
+    /// Size cap of the image cache, in MiB.
+    pub image_cache_mib: u64,
     pub boot: BootSection,
     pub index: IndexSection,
+    pub tftp: crate::tftp::TftpConfig,
+    pub http: crate::http::HttpConfig,
 }
 
 /// `[boot]`: what nodes are booted with.
@@ -80,9 +94,22 @@ impl Default for Config {
             templates: "templates".into(),
             tftp_root: "tftp-root".into(),
             tftp_listen: vec![SocketAddr::from(([127, 0, 0, 1], 6969))],
+            extra_tftp_roots: [
+                "/usr/lib/PXELINUX",
+                "/usr/lib/syslinux/modules/bios",
+                "/usr/lib/ipxe",
+            ]
+            .map(PathBuf::from)
+            .to_vec(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_root: None,
+            public_url: None,
+            image_cache_dir: std::env::temp_dir().join("ironpxe-images"),
+            image_cache_mib: 4096,
             boot: BootSection::default(),
             index: IndexSection::default(),
+            tftp: Default::default(),
+            http: Default::default(),
         }
     }
 }
@@ -149,6 +176,16 @@ impl Config {
         self.boot_config()?;
         self.index_config()?;
         self.client_id_prefix()?;
+        if let Some(u) = &self.public_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && crate::render::check_token("public_url", u, crate::render::Format::Grub).is_ok();
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "public_url",
+                    message: format!("{u:?} is not a plain http(s) URL"),
+                });
+            }
+        }
         if self.tftp_listen.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "tftp_listen",
@@ -193,6 +230,28 @@ impl Config {
             image_base_url: b.image_base_url.clone(),
             unknown,
         })
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned())
+    }
+
+    /// Static roots for TFTP, in search order.
+    pub fn tftp_roots(&self) -> Vec<PathBuf> {
+        std::iter::once(self.tftp_root.clone())
+            .chain(self.extra_tftp_roots.iter().cloned())
+            .collect()
+    }
+
+    /// Static roots for HTTP.
+    pub fn http_roots(&self) -> Vec<PathBuf> {
+        vec![self
+            .http_root
+            .clone()
+            .unwrap_or_else(|| self.tftp_root.clone())]
     }
 
     /// The index settings: field paths reduced to `extra` keys.

@@ -4,11 +4,18 @@
 //! ([`store`]) → a boot decision ([`boot`]) → rendered bytes ([`render`]) → the wire.
 
 pub mod addr;
+pub mod app;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod http;
+pub mod images;
+pub mod metrics;
 pub mod node;
+pub mod paths;
 pub mod render;
+pub mod resource;
 pub mod serve;
 pub mod store;
+pub mod tftp;
 pub mod watch;

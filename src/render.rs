@@ -154,7 +154,7 @@ struct Templates {
 /// Renders configs; holds the last good templates and the render cache.
 pub struct Renderer {
     dir: PathBuf,
-    boot: BootConfig,
+    boot: RwLock<Arc<BootConfig>>,
     templates: RwLock<Arc<Templates>>,
     errors: RwLock<Vec<String>>,
     cache: Mutex<HashMap<CacheKey, Rendered>>,
@@ -167,7 +167,7 @@ impl Renderer {
         let tera = load_templates(&dir, &boot)?;
         Ok(Renderer {
             dir,
-            boot,
+            boot: RwLock::new(Arc::new(boot)),
             templates: RwLock::new(Arc::new(Templates {
                 tera,
                 generation: 1,
@@ -177,8 +177,15 @@ impl Renderer {
         })
     }
 
-    pub fn boot_config(&self) -> &BootConfig {
-        &self.boot
+    /// The boot settings renders use now.
+    pub fn boot_config(&self) -> Arc<BootConfig> {
+        self.boot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the boot settings (config reload) and drops every cached render.
+    pub fn set_boot_config(&self, boot: BootConfig) {
+        *self.boot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(boot);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// The template generation: bumps on every successful reload.
@@ -203,7 +210,7 @@ impl Renderer {
 
     /// Re-reads the template directory; on failure keeps the last good set and records why.
     pub fn reload(&self) -> bool {
-        match load_templates(&self.dir, &self.boot) {
+        match load_templates(&self.dir, &self.boot_config()) {
             Ok(tera) => {
                 let mut t = self.templates.write().unwrap_or_else(|p| p.into_inner());
                 let generation = t.generation + 1;
@@ -276,7 +283,8 @@ impl Renderer {
         {
             return Ok(hit.clone());
         }
-        let rendered = render_uncached(&templates.tera, &self.boot, target, format, hw, server)?;
+        let boot = self.boot_config();
+        let rendered = render_uncached(&templates.tera, &boot, target, format, hw, server)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_CAP {
             cache.clear();

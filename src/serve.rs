@@ -1,9 +1,15 @@
-//! `ironpxe serve`: one tokio process holding the live state, the renderer and the servers.
+//! `ironpxe serve`: one process holding the live state, the renderer, the image cache and
+//! both servers (HTTP on tokio, TFTP on its own threads).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::app::App;
 use crate::cli::{CliError, Live, ServeArgs};
 use crate::config::Config;
+use crate::images::ImageCache;
+use crate::metrics::Metrics;
+use crate::paths::Roots;
 
 /// Builds the runtime and runs until SIGINT or SIGTERM.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
@@ -12,7 +18,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError(format!("starting the runtime: {e}")))?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, args.state.config.clone()))
 }
 
 /// The config file with `serve`'s own flags applied.
@@ -31,53 +37,111 @@ pub fn serve_config(args: &ServeArgs) -> Result<Config, CliError> {
     Ok(cfg)
 }
 
-async fn serve(cfg: Config) -> Result<(), CliError> {
+async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(), CliError> {
     let live = Live::start(&cfg)?;
-    let snap = live.store.current();
+    let metrics = Arc::new(Metrics::default());
+    let images = ImageCache::new(
+        &cfg.image_cache_dir,
+        cfg.image_cache_mib << 20,
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+    )
+    .map_err(|e| {
+        CliError(format!(
+            "image cache {}: {e}",
+            cfg.image_cache_dir.display()
+        ))
+    })?;
+    let app = Arc::new(App {
+        store: live.store.clone(),
+        renderer: live.renderer.clone(),
+        roots: Roots::new(cfg.tftp_roots()),
+        http_roots: Roots::new(cfg.http_roots()),
+        images: Some(images.clone()),
+        metrics,
+        public_url: cfg.public_url(),
+    });
+    images.update(&app.store.current(), &app.renderer.boot_config());
+    tokio::spawn(follow_state(app.clone()));
+
+    let http = crate::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
+        .await
+        .map_err(|e| CliError(format!("HTTP listen {}: {e}", cfg.http_listen)))?;
+    let tftp = crate::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
+        .map_err(|e| CliError(format!("TFTP listen {:?}: {e}", cfg.tftp_listen)))?;
+    let snap = app.store.current();
     tracing::info!(
-        state_dir = %cfg.state_dir.display(),
-        templates = %cfg.templates.display(),
+        http = %http.local,
+        tftp = ?tftp,
         nodes = snap.nodes().len(),
         ports = snap.ports().len(),
-        "ironpxe started"
+        "ironpxe serving"
     );
-    tokio::spawn(sweep_renders(live.store.subscribe(), live.renderer.clone()));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+
+    wait_for_signals(&live, &app, config_file.as_deref()).await;
+    tracing::info!("shutting down: no new HTTP connections; letting transfers finish");
+    http.shutdown().await;
+    drain_tftp(&app, Duration::from_secs(cfg.http.shutdown_grace_secs)).await;
     Ok(())
 }
 
-/// Drops cached renders of nodes that changed, on every new state generation.
-async fn sweep_renders(
-    mut rx: tokio::sync::watch::Receiver<Arc<crate::store::Snapshot>>,
-    renderer: Arc<crate::render::Renderer>,
-) {
+/// On every new state generation: drop stale renders, prefetch newly needed images.
+async fn follow_state(app: Arc<App>) {
+    let mut rx = app.store.subscribe();
     while rx.changed().await.is_ok() {
         let snap = rx.borrow_and_update().clone();
-        renderer.sweep(&snap);
+        app.renderer.sweep(&snap);
+        if let Some(images) = &app.images {
+            images.update(&snap, &app.renderer.boot_config());
+        }
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+/// Runs until SIGINT/SIGTERM; SIGHUP reloads state, templates and the config's boot
+/// settings (a broken config keeps the running one).
+async fn wait_for_signals(live: &Live, app: &App, config_file: Option<&std::path::Path>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; only SIGINT stops the server");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => reload(live, app, config_file),
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+fn reload(live: &Live, app: &App, config_file: Option<&std::path::Path>) {
+    tracing::info!("SIGHUP: reloading");
+    if let Some(path) = config_file {
+        match Config::load(path).and_then(|c| c.boot_config()) {
+            Ok(boot) => {
+                app.renderer.set_boot_config(boot);
+                tracing::info!(config = %path.display(), "boot settings reloaded (listen addresses and roots need a restart)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the running config")
+            }
+        }
+    }
+    live.rescan();
+}
+
+/// Waits, bounded, for running TFTP transfers to end.
+async fn drain_tftp(app: &App, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while app.metrics.tftp_sessions() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = app.metrics.tftp_sessions();
+    if left > 0 {
+        tracing::warn!(transfers = left, "TFTP transfers still running at exit");
+    }
 }

@@ -39,6 +39,13 @@ pub struct WatchHandle {
     tx: mpsc::Sender<Msg>,
 }
 
+impl WatchHandle {
+    /// Forces a rescan now (SIGHUP).
+    pub fn poke(&self) {
+        let _ = self.tx.send(Msg::Paths(Vec::new()));
+    }
+}
+
 impl Drop for WatchHandle {
     fn drop(&mut self) {
         let _ = self.tx.send(Msg::Stop);

@@ -1,0 +1,238 @@
+//! What both servers share: the live state, the renderer, the served roots, the image cache
+//! and the counters — and the one function that turns a classified request into an answer.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::addr::{PxeHwAddr, PxelinuxName};
+use crate::boot::Action;
+use crate::images::{ImageCache, Lookup, PendingFetch};
+use crate::metrics::{Kind, Metrics, StateGauges};
+use crate::paths::Roots;
+use crate::render::{Format, HwType, RenderError, Renderer, Server};
+use crate::resource::{IpxeTarget, Resource};
+use crate::store::{Match, Snapshot, Store};
+
+/// GRUB's entry config in Ironic's UEFI layout: source the per-MAC file.
+pub const GRUB_MASTER: &str = "set default=master\nset timeout=1\nset hidden_timeout_quiet=false\n\nmenuentry \"master\" {\n    configfile /$net_default_mac.conf\n}\n";
+
+/// Shared server state.
+pub struct App {
+    pub store: Arc<Store>,
+    pub renderer: Arc<Renderer>,
+    pub roots: Roots,
+    pub http_roots: Roots,
+    pub images: Option<Arc<ImageCache>>,
+    pub metrics: Arc<Metrics>,
+    /// Configured public base URL (no trailing slash), if any.
+    pub public_url: Option<String>,
+}
+
+/// A rendered config and what decided it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub body: Arc<str>,
+    pub format: Format,
+    pub action: Action,
+    /// `node-uuid (name) port` or `unknown`, for logs.
+    pub matched: String,
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub enum Answer {
+    Config(Config),
+    /// A file to send (static file or cached image), with its length.
+    File {
+        path: PathBuf,
+        len: u64,
+    },
+    /// An image still being fetched: wait, then look again.
+    Pending(PendingFetch),
+    /// Nothing by that name (for PXELINUX: walk on to the next name).
+    NotFound(&'static str),
+    /// The name is refused (traversal, control bytes, a write).
+    Refused(&'static str),
+    /// Something that should work failed; the message is for the log.
+    Error(String),
+}
+
+impl Resource {
+    /// The metrics label of a resource.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Pxelinux(_) => Kind::Pxelinux,
+            Resource::IronicIpxe(_) | Resource::Ipxe(_) => Kind::Ipxe,
+            Resource::IpxeEntry => Kind::IpxeEntry,
+            Resource::GrubMac(_) | Resource::GrubConf(_) | Resource::GrubMaster => Kind::Grub,
+            Resource::Image { .. } => Kind::Image,
+            Resource::Static(_) => Kind::Static,
+        }
+    }
+}
+
+impl App {
+    /// Answers a classified request. `roots` are the static roots of the asking protocol.
+    pub fn answer(&self, res: &Resource, server: &Server, roots: &Roots) -> Answer {
+        let snap = self.store.current();
+        match res {
+            Resource::Pxelinux(PxelinuxName::Default) => {
+                self.config(&snap, None, Format::Pxelinux, None, server)
+            }
+            Resource::Pxelinux(name) => {
+                let hw = match name {
+                    PxelinuxName::Hw(PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
+                    PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
+                    _ => None,
+                };
+                self.node_config(
+                    &snap,
+                    snap.by_pxelinux_name(name),
+                    Format::Pxelinux,
+                    hw,
+                    server,
+                )
+            }
+            Resource::IronicIpxe(mac) => {
+                self.node_config(&snap, snap.by_mac(mac), Format::Ipxe, None, server)
+            }
+            Resource::Ipxe(IpxeTarget::Addr(a)) => {
+                self.node_config(&snap, snap.by_addr(a), Format::Ipxe, None, server)
+            }
+            Resource::Ipxe(IpxeTarget::Node(u)) => {
+                self.node_config(&snap, snap.by_node_uuid(u), Format::Ipxe, None, server)
+            }
+            Resource::Ipxe(IpxeTarget::Unknown) => {
+                self.config(&snap, None, Format::Ipxe, None, server)
+            }
+            Resource::IpxeEntry => self.config(&snap, None, Format::IpxeEntry, None, server),
+            Resource::GrubMac(mac) => {
+                self.node_config(&snap, snap.by_mac(mac), Format::Grub, None, server)
+            }
+            Resource::GrubConf(mac) => {
+                let m = snap.by_mac(mac);
+                self.config(&snap, m.as_ref(), Format::Grub, None, server)
+            }
+            Resource::GrubMaster => Answer::Config(Config {
+                body: GRUB_MASTER.into(),
+                format: Format::Grub,
+                action: Action::LocalBoot,
+                matched: "grub master".into(),
+            }),
+            Resource::Image { key, name } => self.image(key, name),
+            Resource::Static(path) => match roots.resolve(path) {
+                Ok(p) => match std::fs::metadata(&p) {
+                    Ok(m) => Answer::File {
+                        path: p,
+                        len: m.len(),
+                    },
+                    Err(_) => Answer::NotFound("vanished"),
+                },
+                Err(crate::paths::PathError::NotFound) => Answer::NotFound("no such file"),
+                Err(_) => Answer::Refused("outside the served roots"),
+            },
+        }
+    }
+
+    fn node_config(
+        &self,
+        snap: &Snapshot,
+        m: Option<Match<'_>>,
+        format: Format,
+        hw: Option<HwType>,
+        server: &Server,
+    ) -> Answer {
+        match m {
+            Some(m) => self.config(snap, Some(&m), format, hw, server),
+            None => Answer::NotFound("no node matches"),
+        }
+    }
+
+    fn config(
+        &self,
+        _snap: &Snapshot,
+        m: Option<&Match<'_>>,
+        format: Format,
+        hw: Option<HwType>,
+        server: &Server,
+    ) -> Answer {
+        let started = Instant::now();
+        let cached_before = self.renderer.cached();
+        let result = self.renderer.render(m, format, hw, server);
+        if self.renderer.cached() != cached_before {
+            self.metrics.render_time(started.elapsed());
+        }
+        let matched = describe_match(m);
+        match result {
+            Ok(r) => Answer::Config(Config {
+                body: r.body,
+                format,
+                action: r.action,
+                matched,
+            }),
+            Err(e @ RenderError::Boot(_)) => Answer::Error(format!("{matched}: {e}")),
+            Err(e) => Answer::Error(format!("{matched}: {e}")),
+        }
+    }
+
+    fn image(&self, key: &str, name: &str) -> Answer {
+        let Some(images) = &self.images else {
+            return Answer::NotFound("image cache disabled");
+        };
+        match images.lookup(key, name) {
+            Lookup::Ready { path, len } => Answer::File { path, len },
+            Lookup::Pending(p) => Answer::Pending(p),
+            Lookup::Unknown => Answer::NotFound("no node needs this image"),
+            Lookup::Failed(e) => Answer::Error(e),
+        }
+    }
+
+    /// Gauges for `/metrics` and `/healthz`.
+    pub fn gauges(&self) -> StateGauges {
+        let s = self.store.current();
+        StateGauges {
+            nodes: s.nodes().len(),
+            ports: s.ports().len(),
+            state_generation: s.generation,
+            state_errors: s.errors.len(),
+            template_generation: self.renderer.generation(),
+            template_errors: self.renderer.errors().len(),
+        }
+    }
+
+    /// The server description used when a request carries none better: the configured public
+    /// URL, else the address the client reached us at.
+    pub fn default_server(&self, local_ip: IpAddr, http_port: u16) -> Server {
+        let host = match local_ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        Server {
+            http_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{host}:{http_port}")),
+            tftp_server: local_ip.to_string(),
+        }
+    }
+}
+
+fn describe_match(m: Option<&Match<'_>>) -> String {
+    match m {
+        None => "unknown machine".into(),
+        Some(m) => {
+            let n = &m.node.node;
+            let port = m
+                .port
+                .map(|p| format!(" port {}", p.port.address))
+                .unwrap_or_default();
+            format!(
+                "node {} ({}){port}",
+                n.uuid,
+                n.name.as_deref().unwrap_or("-")
+            )
+        }
+    }
+}

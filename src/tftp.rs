@@ -1,0 +1,384 @@
+//! The TFTP server: async-tftp with ironpxe's handler — virtual PXELINUX and GRUB configs,
+//! cached images and static files — one listening socket and thread per listen address.
+//!
+//! async-tftp runs on async-io, not tokio. Each listening socket gets its own thread driving
+//! the crate with `async_io::block_on` (measured fastest: no hop to a reactor thread per
+//! packet). The handler sits behind the crate's mutex, so `read_req_open` stays a lookup in
+//! prebuilt state: classify the name, look the node up, take the render from the cache.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_tftp::packet;
+use async_tftp::server::{Handler, TftpServerBuilder};
+use futures_lite::AsyncRead;
+
+use crate::app::{Answer, App};
+use crate::metrics::{Kind, Metrics, Outcome, Protocol};
+use crate::resource::{classify, Resource};
+
+/// TFTP settings (`[tftp]` in the config).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TftpConfig {
+    /// Retransmit timeout in milliseconds when the client sets none (sub-second allowed).
+    pub timeout_ms: u64,
+    /// Retransmissions of one block before a transfer is abandoned.
+    pub max_retries: u32,
+    /// Largest `blksize` granted (RFC 2348).
+    pub max_block_size: u16,
+    /// Largest `windowsize` granted (RFC 7440).
+    pub max_window_size: u16,
+    /// Requested `SO_RCVBUF` of each listening socket, so a boot storm's burst of requests is
+    /// queued, not dropped (the kernel clamps it to `net.core.rmem_max`).
+    pub socket_rcvbuf: usize,
+    /// Static files up to this size are kept in memory (shared by all transfers).
+    pub memory_file_max: u64,
+    /// Total memory for such files.
+    pub memory_files_total: u64,
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        TftpConfig {
+            timeout_ms: 1000,
+            max_retries: 5,
+            max_block_size: 8192,
+            max_window_size: 64,
+            socket_rcvbuf: 8 << 20,
+            memory_file_max: 1 << 20,
+            memory_files_total: 64 << 20,
+        }
+    }
+}
+
+/// Read-ahead of one streamed file transfer: what bounds per-transfer memory.
+pub const STREAM_BUFFER: usize = 64 << 10;
+
+/// Small static files (pxelinux.0, ldlinux.c32 …) held in memory, keyed by path and checked
+/// against size and mtime on every open, so an edit on disk is served at once.
+#[derive(Default)]
+struct MemoryFiles {
+    files: HashMap<PathBuf, (u64, SystemTime, Arc<[u8]>)>,
+    bytes: u64,
+}
+
+/// ironpxe's async-tftp handler; one per listening socket.
+pub struct TftpHandler {
+    app: Arc<App>,
+    cfg: TftpConfig,
+    local_ip: IpAddr,
+    http_port: u16,
+    memory: Arc<Mutex<MemoryFiles>>,
+}
+
+impl TftpHandler {
+    fn server(&self) -> crate::render::Server {
+        self.app.default_server(self.local_ip, self.http_port)
+    }
+
+    fn open(
+        &self,
+        client: &SocketAddr,
+        name: &str,
+    ) -> Result<(Reader, Option<u64>), packet::Error> {
+        let m = &self.app.metrics;
+        let res = match classify(name) {
+            Ok(r) => r,
+            Err(e) => {
+                m.request(Protocol::Tftp, Kind::Other, Outcome::Refused);
+                tracing::warn!(%client, name, error = %e, "tftp request refused");
+                return Err(packet::Error::PermissionDenied);
+            }
+        };
+        let kind = res.kind();
+        let answer = self.app.answer(&res, &self.server(), &self.app.roots);
+        let log = |outcome: Outcome, matched: &str, bytes: Option<u64>| {
+            m.request(Protocol::Tftp, kind, outcome);
+            tracing::info!(%client, name, matched, ?bytes, outcome = ?outcome, "tftp request");
+        };
+        match answer {
+            Answer::Config(c) => {
+                let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
+                let len = data.len() as u64;
+                log(Outcome::Served, &c.matched, Some(len));
+                let what = format!("{} {}", c.matched, c.action);
+                Ok((
+                    self.reader(client, name, what, Source::Memory(data, 0)),
+                    Some(len),
+                ))
+            }
+            Answer::File { path, len } => {
+                log(Outcome::Served, matched_of(&res), Some(len));
+                let src = self.file_source(&path, len).map_err(|e| {
+                    tracing::warn!(%client, name, error = %e, "tftp open failed");
+                    packet::Error::FileNotFound
+                })?;
+                Ok((
+                    self.reader(client, name, matched_of(&res).into(), src),
+                    Some(len),
+                ))
+            }
+            Answer::Pending(p) => {
+                log(Outcome::Served, "image (fetching)", None);
+                let path_of = self.app.images.as_ref().map(|i| i.dir().to_path_buf());
+                let key = match &res {
+                    Resource::Image { key, .. } => key.clone(),
+                    _ => String::new(),
+                };
+                let fut = async move {
+                    p.wait().await.map_err(io::Error::other)?;
+                    let dir = path_of.ok_or_else(|| io::Error::other("image cache disabled"))?;
+                    std::fs::File::open(dir.join(key))
+                };
+                let src = Source::Waiting(Box::pin(fut));
+                Ok((self.reader(client, name, "image".into(), src), None))
+            }
+            Answer::NotFound(why) => {
+                log(Outcome::NotFound, why, None);
+                Err(packet::Error::FileNotFound)
+            }
+            Answer::Refused(why) => {
+                log(Outcome::Refused, why, None);
+                Err(packet::Error::PermissionDenied)
+            }
+            Answer::Error(e) => {
+                m.request(Protocol::Tftp, kind, Outcome::Error);
+                tracing::error!(%client, name, error = %e, "tftp request failed");
+                Err(packet::Error::Msg(
+                    "ironpxe: cannot render this config; see the server log".into(),
+                ))
+            }
+        }
+    }
+
+    /// Small files from memory, larger ones streamed with a bounded read-ahead.
+    fn file_source(&self, path: &Path, len: u64) -> io::Result<Source> {
+        if len <= self.cfg.memory_file_max {
+            let mtime = std::fs::metadata(path)?.modified()?;
+            let mut mem = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((l, t, data)) = mem.files.get(path) {
+                if *l == len && *t == mtime {
+                    return Ok(Source::Memory(data.clone(), 0));
+                }
+            }
+            let data: Arc<[u8]> = std::fs::read(path)?.into();
+            if mem.bytes + len > self.cfg.memory_files_total {
+                mem.files.clear();
+                mem.bytes = 0;
+            }
+            mem.bytes += data.len() as u64;
+            if let Some((old, _, _)) = mem
+                .files
+                .insert(path.to_owned(), (len, mtime, data.clone()))
+            {
+                mem.bytes -= old;
+            }
+            return Ok(Source::Memory(data, 0));
+        }
+        let f = std::fs::File::open(path)?;
+        Ok(Source::File(Box::new(blocking::Unblock::with_capacity(
+            STREAM_BUFFER,
+            f,
+        ))))
+    }
+
+    fn reader(&self, client: &SocketAddr, name: &str, matched: String, src: Source) -> Reader {
+        self.app.metrics.tftp_session_started();
+        Reader {
+            src,
+            metrics: self.app.metrics.clone(),
+            client: *client,
+            name: name.chars().take(128).collect(),
+            matched,
+            bytes: 0,
+            started: Instant::now(),
+        }
+    }
+}
+
+fn matched_of(res: &Resource) -> &'static str {
+    match res {
+        Resource::Image { .. } => "image",
+        _ => "static",
+    }
+}
+
+impl Handler for TftpHandler {
+    type Reader = Reader;
+    type Writer = futures_lite::io::Sink;
+
+    async fn read_req_open(
+        &mut self,
+        client: &SocketAddr,
+        path: &Path,
+    ) -> Result<(Reader, Option<u64>), packet::Error> {
+        let Some(name) = path.to_str() else {
+            self.app
+                .metrics
+                .request(Protocol::Tftp, Kind::Other, Outcome::Refused);
+            return Err(packet::Error::PermissionDenied);
+        };
+        self.open(client, name)
+    }
+
+    /// The server writes nothing, ever: every write request is an access violation.
+    async fn write_req_open(
+        &mut self,
+        client: &SocketAddr,
+        path: &Path,
+        _size: Option<u64>,
+    ) -> Result<Self::Writer, packet::Error> {
+        self.app
+            .metrics
+            .request(Protocol::Tftp, Kind::Other, Outcome::Refused);
+        tracing::warn!(%client, path = %path.display(), "tftp write refused");
+        Err(packet::Error::PermissionDenied)
+    }
+}
+
+type OpenFuture = Pin<Box<dyn Future<Output = io::Result<std::fs::File>> + Send>>;
+
+enum Source {
+    Memory(Arc<[u8]>, usize),
+    File(Box<blocking::Unblock<std::fs::File>>),
+    /// An image being fetched: becomes `File` when the fetch completes.
+    Waiting(OpenFuture),
+}
+
+/// One transfer's data, counted into the metrics; logs the transfer when it ends (complete,
+/// aborted by the client, superseded or timed out — the crate drops the reader in all cases).
+pub struct Reader {
+    src: Source,
+    metrics: Arc<Metrics>,
+    client: SocketAddr,
+    name: String,
+    matched: String,
+    bytes: u64,
+    started: Instant,
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            let n = match &mut this.src {
+                Source::Memory(data, pos) => {
+                    let rest = &data[(*pos).min(data.len())..];
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    *pos += n;
+                    n
+                }
+                Source::File(f) => match Pin::new(f.as_mut()).poll_read(cx, buf) {
+                    Poll::Ready(Ok(n)) => n,
+                    other => return other,
+                },
+                Source::Waiting(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Ready(Ok(file)) => {
+                        let unblock = blocking::Unblock::with_capacity(STREAM_BUFFER, file);
+                        this.src = Source::File(Box::new(unblock));
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            this.bytes += n as u64;
+            return Poll::Ready(Ok(n));
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.metrics.tftp_session_ended();
+        self.metrics.bytes_sent(Protocol::Tftp, self.bytes);
+        tracing::info!(
+            client = %self.client,
+            name = %self.name,
+            matched = %self.matched,
+            bytes = self.bytes,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "tftp transfer ended"
+        );
+    }
+}
+
+/// Creates a listening socket with a large receive buffer and reports the size granted.
+pub fn bind(addr: SocketAddr, rcvbuf: usize, metrics: &Metrics) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as P, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(P::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(rcvbuf) {
+        tracing::warn!(error = %e, "cannot set SO_RCVBUF");
+    }
+    // Linux reports twice the usable size it granted.
+    let granted = sock.recv_buffer_size().unwrap_or(0);
+    metrics.set_tftp_rcvbuf(granted as u64);
+    if granted < rcvbuf {
+        tracing::warn!(
+            requested = rcvbuf,
+            granted,
+            "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install contrib/sysctl.d/60-ironpxe.conf"
+        );
+    } else {
+        tracing::info!(%addr, rcvbuf = granted, "TFTP receive buffer");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+/// Starts one TFTP server thread per listen address. Fails if any address cannot be bound.
+pub fn start(
+    app: Arc<App>,
+    listen: &[SocketAddr],
+    http_port: u16,
+    cfg: &TftpConfig,
+) -> io::Result<Vec<SocketAddr>> {
+    let memory = Arc::new(Mutex::new(MemoryFiles::default()));
+    let mut bound = Vec::new();
+    for &addr in listen {
+        let sock = bind(addr, cfg.socket_rcvbuf, &app.metrics)?;
+        let local = sock.local_addr()?;
+        let handler = TftpHandler {
+            app: app.clone(),
+            cfg: cfg.clone(),
+            local_ip: local.ip(),
+            http_port,
+            memory: memory.clone(),
+        };
+        let builder = TftpServerBuilder::with_handler(handler)
+            .std_socket(sock)
+            .map_err(io::Error::other)?
+            .timeout(Duration::from_millis(cfg.timeout_ms.max(10)))
+            .max_send_retries(cfg.max_retries)
+            .block_size_limit(cfg.max_block_size)
+            .window_size_limit(cfg.max_window_size);
+        std::thread::Builder::new()
+            .name(format!("tftp {local}"))
+            .spawn(move || {
+                let result = async_io::block_on(async {
+                    let server = builder.build().await?;
+                    server.serve().await
+                });
+                if let Err(e) = result {
+                    tracing::error!(%local, error = %e, "TFTP server stopped");
+                }
+            })?;
+        tracing::info!(%local, "TFTP listening");
+        bound.push(local);
+    }
+    Ok(bound)
+}
