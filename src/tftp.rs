@@ -330,7 +330,7 @@ pub fn bind(addr: SocketAddr, rcvbuf: usize, metrics: &Metrics) -> io::Result<Ud
         tracing::warn!(
             requested = rcvbuf,
             granted,
-            "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install contrib/sysctl.d/60-ironpxe.conf"
+            "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install examples/sysctl.d/60-ironpxe.conf"
         );
     } else {
         tracing::info!(%addr, rcvbuf = granted, "TFTP receive buffer");

@@ -1,0 +1,344 @@
+//! Test harness: a real `ironpxe serve` process on loopback with a private state directory,
+//! real client tools, and a raw TFTP client for what the tools cannot send.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails (never skips) when a client tool is missing, saying how to install it.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is missing: install it with `apt-get install {package}` (bash .ci/run does)"
+    );
+}
+
+/// A running `ironpxe serve`, killed on drop; its log is captured for assertions.
+pub struct Ironpxe {
+    child: Child,
+    pub http: SocketAddr,
+    pub tftp: SocketAddr,
+    pub state: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+pub struct Options {
+    /// Extra TOML appended to the generated config.
+    pub toml: String,
+    /// Files to put in the state directory.
+    pub state: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut state = Vec::new();
+        for e in fs::read_dir(root().join("examples/state")).expect("examples/state") {
+            let p = e.expect("entry").path();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            state.push((name, fs::read_to_string(&p).expect("read example")));
+        }
+        Options {
+            toml: String::new(),
+            state,
+        }
+    }
+}
+
+impl Ironpxe {
+    pub fn start() -> Ironpxe {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Ironpxe {
+        let state = tempfile::tempdir().expect("state dir");
+        let work = tempfile::tempdir().expect("work dir");
+        for (name, body) in &opts.state {
+            fs::write(state.path().join(name), body).expect("write state");
+        }
+        let tftp_root = work.path().join("tftp-root");
+        fs::create_dir(&tftp_root).expect("tftp root");
+        let config = work.path().join("ironpxe.toml");
+        let toml = format!(
+            "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
+             tftp_listen = [\"127.0.0.1:0\"]\nhttp_listen = \"127.0.0.1:0\"\n{}",
+            state.path(),
+            root().join("templates"),
+            tftp_root,
+            work.path().join("images"),
+            opts.toml
+        );
+        fs::write(&config, toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ironpxe");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ironpxe serving") {
+                    let _ = tx.send(line.clone());
+                }
+                let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "ironpxe did not start: {}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        let http = field(&ready, "http=").parse().expect("http addr");
+        let tftp = field(&ready, "tftp=[")
+            .trim_end_matches(']')
+            .parse()
+            .expect("tftp addr");
+        Ironpxe {
+            child,
+            http,
+            tftp,
+            state,
+            work,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn tftp_root(&self) -> PathBuf {
+        self.work.path().join("tftp-root")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `curl -s` a path; returns (HTTP status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let out = curl(&["-s", "-w", "\n%{http_code}", &self.url(path)]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Fetches over TFTP with `curl` (non-zero exit on a TFTP error); `Err(exit code)`.
+    pub fn tftp_get(&self, name: &str, extra: &[&str]) -> Result<Vec<u8>, i32> {
+        let url = format!("tftp://{}/{name}", self.tftp);
+        let mut args = vec!["-s", "--max-time", "20"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let out = curl(&args);
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(out.status.code().unwrap_or(-1))
+        }
+    }
+
+    /// Polls `cond` until it holds; bounded.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Ironpxe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(key)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+pub fn curl(args: &[&str]) -> Output {
+    require("curl", "curl");
+    Command::new("curl").args(args).output().expect("run curl")
+}
+
+/// Writes `len` bytes of a deterministic pattern.
+pub fn pattern_file(path: &Path, len: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    fs::write(path, &data).expect("write pattern");
+    data
+}
+
+// ---- a raw TFTP client, for what the tools cannot send ----
+
+pub const OP_RRQ: u16 = 1;
+pub const OP_WRQ: u16 = 2;
+pub const OP_DATA: u16 = 3;
+pub const OP_ACK: u16 = 4;
+pub const OP_ERROR: u16 = 5;
+pub const OP_OACK: u16 = 6;
+
+pub fn rrq(name: &[u8], opts: &[(&str, &str)]) -> Vec<u8> {
+    let mut p = OP_RRQ.to_be_bytes().to_vec();
+    p.extend_from_slice(name);
+    p.push(0);
+    p.extend_from_slice(b"octet\0");
+    for (k, v) in opts {
+        p.extend_from_slice(k.as_bytes());
+        p.push(0);
+        p.extend_from_slice(v.as_bytes());
+        p.push(0);
+    }
+    p
+}
+
+pub fn error_packet(code: u16, msg: &str) -> Vec<u8> {
+    let mut p = OP_ERROR.to_be_bytes().to_vec();
+    p.extend_from_slice(&code.to_be_bytes());
+    p.extend_from_slice(msg.as_bytes());
+    p.push(0);
+    p
+}
+
+pub fn ack(block: u16) -> Vec<u8> {
+    let mut p = OP_ACK.to_be_bytes().to_vec();
+    p.extend_from_slice(&block.to_be_bytes());
+    p
+}
+
+/// One received packet: opcode, the rest, and who sent it.
+pub struct Packet {
+    pub op: u16,
+    pub body: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+impl Packet {
+    pub fn error_code(&self) -> Option<u16> {
+        (self.op == OP_ERROR && self.body.len() >= 2)
+            .then(|| u16::from_be_bytes([self.body[0], self.body[1]]))
+    }
+
+    /// OACK options as key/value pairs.
+    pub fn options(&self) -> Vec<(String, String)> {
+        let parts: Vec<String> = self
+            .body
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        parts
+            .chunks(2)
+            .filter(|c| c.len() == 2 && !c[0].is_empty())
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect()
+    }
+}
+
+pub fn recv(sock: &UdpSocket, timeout: Duration) -> Option<Packet> {
+    sock.set_read_timeout(Some(timeout)).ok()?;
+    let mut buf = vec![0u8; 70000];
+    let (n, from) = sock.recv_from(&mut buf).ok()?;
+    if n < 2 {
+        return None;
+    }
+    Some(Packet {
+        op: u16::from_be_bytes([buf[0], buf[1]]),
+        body: buf[2..n].to_vec(),
+        from,
+    })
+}
+
+/// Reads a whole file with lock-step ACKs (blksize from `opts`, default 512).
+pub fn raw_get(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    name: &str,
+    opts: &[(&str, &str)],
+) -> Result<Vec<u8>, String> {
+    let blksize: usize = opts
+        .iter()
+        .find(|(k, _)| *k == "blksize")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(512);
+    sock.send_to(&rrq(name.as_bytes(), opts), server)
+        .map_err(|e| e.to_string())?;
+    let mut data = Vec::new();
+    let mut expect: u16 = 1;
+    let mut tid = None;
+    loop {
+        let p = recv(sock, Duration::from_secs(5)).ok_or("timeout")?;
+        // Like a real client, lock onto the first transfer ID and refuse others.
+        if *tid.get_or_insert(p.from) != p.from {
+            let _ = sock.send_to(&error_packet(5, "unknown transfer id"), p.from);
+            continue;
+        }
+        match p.op {
+            OP_OACK => {
+                sock.send_to(&ack(0), p.from).map_err(|e| e.to_string())?;
+            }
+            OP_DATA => {
+                let block = u16::from_be_bytes([p.body[0], p.body[1]]);
+                let payload = &p.body[2..];
+                if block == expect {
+                    data.extend_from_slice(payload);
+                    expect = expect.wrapping_add(1);
+                }
+                sock.send_to(&ack(block), p.from)
+                    .map_err(|e| e.to_string())?;
+                if block == expect.wrapping_sub(1) && payload.len() < blksize {
+                    return Ok(data);
+                }
+            }
+            OP_ERROR => return Err(format!("error {:?}", p.error_code())),
+            op => return Err(format!("unexpected opcode {op}")),
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! `ironpxe serve` driven by real clients: tftp-hpa, atftp, curl, and a raw TFTP client for
+//! probes the tools cannot send.
+
+mod common;
+
+use std::fs;
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use ironpxe::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
+
+const IB_NODE: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";
+const DUAL_NODE: &str = "53589717-4709-4ead-88b2-fed1cdc9dfc4";
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("utf-8 config")
+}
+
+#[test]
+fn ironic_ipxe_layout_serves_per_node_scripts_for_ethernet_and_ib() {
+    let s = Ironpxe::start();
+    // What Ironic's boot.ipxe chains: pxelinux.cfg/${net<N>/mac:hexhyp}, relative to its URL.
+    let (code, eth) = s.get("/pxelinux.cfg/52-54-00-ab-cd-01");
+    assert_eq!(code, 200);
+    assert!(
+        eth.starts_with("#!ipxe") && eth.contains(DUAL_NODE),
+        "{eth}"
+    );
+    assert!(eth.contains("BOOTIF=01-52-54-00-ab-cd-01"), "{eth}");
+    let (code, ib) = s.get("/pxelinux.cfg/7c-fe-90-29-26-52");
+    assert_eq!(code, 200);
+    assert!(
+        ib.contains(IB_NODE) && ib.contains("BOOTIF=20-7c-fe-90-29-26-52"),
+        "{ib}"
+    );
+    let (code, body) = s.get("/pxelinux.cfg/52-54-00-99-99-99");
+    assert_eq!(code, 404);
+    assert!(body.starts_with("#!ipxe"), "iPXE-parsable 404: {body}");
+    // The entry script loops over devices and chains /ipxe/<mac> on this server.
+    let (code, entry) = s.get("/boot.ipxe");
+    assert_eq!(code, 200);
+    assert!(
+        entry.contains(&format!(
+            "http://{}/ipxe/${{net${{netid}}/mac:hexhyp}}",
+            s.http
+        )),
+        "{entry}"
+    );
+}
+
+#[test]
+fn an_infiniband_node_answers_every_spelling_over_both_protocols() {
+    let s = Ironpxe::start();
+    for name in [
+        "20-7c-fe-90-29-26-52",
+        "01-7c-fe-90-29-26-52",
+        "20-7c-fe-90-03-00-29-26-52",
+    ] {
+        let cfg = text(
+            s.tftp_get(&format!("pxelinux.cfg/{name}"), &[])
+                .expect(name),
+        );
+        assert!(cfg.contains(IB_NODE), "{name}: {cfg}");
+        let hw = &name[..2];
+        assert!(
+            cfg.contains(&format!("BOOTIF={hw}-7c-fe-90-29-26-52")),
+            "{name}: {cfg}"
+        );
+    }
+    for spelling in [
+        "7c:fe:90:29:26:52",
+        "7c-fe-90-29-26-52",
+        "7cfe90292652",
+        "7CFE.9029.2652",
+        "7c:fe:90:03:00:29:26:52",
+        "a0:00:00:27:fe:80:00:00:00:00:00:00:7c:fe:90:03:00:29:26:52",
+        "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52",
+        IB_NODE,
+    ] {
+        let (code, body) = s.get(&format!("/ipxe/{spelling}"));
+        assert_eq!(code, 200, "{spelling}");
+        assert!(body.contains(IB_NODE), "{spelling}: {body}");
+    }
+    for unknown in [
+        "pxelinux.cfg/20-7c-fe-90-29-26-53",
+        "pxelinux.cfg/01-52-54-00-99-99-99",
+    ] {
+        assert_eq!(
+            s.tftp_get(unknown, &[]),
+            Err(68),
+            "{unknown} must be TFTP file-not-found"
+        );
+    }
+}
+
+/// The whole PXELINUX walk, in order: misses until the first hit, nothing asked after it.
+#[test]
+fn pxelinux_lookup_sequence_misses_until_the_first_hit() {
+    let s = Ironpxe::start();
+    let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
+    // A UUID no node has, then the IB hardware name, then hex IPs, then default.
+    let uuid = SystemUuid::parse("11111111-2222-4333-8444-555555555555").expect("uuid");
+    let seq = pxelinux_lookup_sequence(
+        Some(uuid),
+        PxeHwAddr::Infiniband(IbHwAddr::Mac(guid.ib_mac())),
+        Some("192.0.2.77".parse().expect("ip")),
+    );
+    let names: Vec<String> = seq.iter().map(|n| n.to_string()).collect();
+    assert_eq!(names[1], "20-7c-fe-90-29-26-52");
+    let results: Vec<bool> = names
+        .iter()
+        .map(|n| s.tftp_get(&format!("pxelinux.cfg/{n}"), &[]).is_ok())
+        .collect();
+    assert!(!results[0], "unknown uuid is not found");
+    assert!(results[1], "the hardware name hits");
+    assert!(
+        results[2..names.len() - 1].iter().all(|hit| !hit),
+        "hex IPs have no source: {names:?}"
+    );
+    assert_eq!(results.last(), Some(&true), "default always answers");
+
+    // The node's own SMBIOS UUID (extra.system_uuid) hits first, in both byte orders.
+    for u in [
+        "4c4c4544-0051-3510-8051-b2c04f4e4d32",
+        "44454c4c-5100-1035-8051-b2c04f4e4d32",
+    ] {
+        let cfg = text(s.tftp_get(&format!("pxelinux.cfg/{u}"), &[]).expect(u));
+        assert!(cfg.contains(IB_NODE), "{u}");
+    }
+}
+
+#[test]
+fn ethernet_node_and_unknown_client() {
+    let s = Ironpxe::start();
+    let active = text(
+        s.tftp_get("pxelinux.cfg/01-52-54-00-12-34-56", &[])
+            .expect("eth node"),
+    );
+    assert!(
+        active.contains("localboot 0") && active.contains("eth-node-1"),
+        "{active}"
+    );
+    let default = text(s.tftp_get("pxelinux.cfg/default", &[]).expect("default"));
+    assert!(
+        default.contains("unknown machine") && default.contains("localboot 0"),
+        "{default}"
+    );
+    let (code, body) = s.get("/ipxe/unknown");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("exit 0") && !body.contains("kernel "),
+        "{body}"
+    );
+}
+
+/// UEFI firmware probes the size (RRQ tsize 0 → OACK → client ERROR 8), then asks again from
+/// the same port. The real request must be answered on its first try and the probe must
+/// leave the active-sessions gauge.
+#[test]
+fn uefi_size_probe_then_real_request_from_the_same_port() {
+    let s = Ironpxe::start();
+    let data = pattern_file(&s.tftp_root().join("snponly.efi"), 200_000);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.send_to(
+        &rrq(b"snponly.efi", &[("tsize", "0"), ("blksize", "1408")]),
+        s.tftp,
+    )
+    .expect("send");
+    let oack = recv(&sock, Duration::from_secs(5)).expect("OACK");
+    assert_eq!(oack.op, OP_OACK);
+    assert!(
+        oack.options().contains(&("tsize".into(), "200000".into())),
+        "{:?}",
+        oack.options()
+    );
+    sock.send_to(&error_packet(8, "probe done"), oack.from)
+        .expect("send error");
+
+    // The real request, same source port: the first packet back is its OACK.
+    sock.send_to(&rrq(b"snponly.efi", &[("blksize", "1408")]), s.tftp)
+        .expect("send");
+    let first = recv(&sock, Duration::from_secs(5)).expect("answer to the real request");
+    assert_eq!(first.op, OP_OACK, "answered on the first try");
+    assert_ne!(first.from, oack.from, "a new transfer, not the probe's");
+    // Finish it by hand and check the bytes.
+    sock.send_to(&ack(0), first.from).expect("ack");
+    let mut got = Vec::new();
+    loop {
+        let p = recv(&sock, Duration::from_secs(5)).expect("data");
+        assert_ne!(
+            p.from, oack.from,
+            "the aborted probe must send nothing more"
+        );
+        assert_eq!(p.op, OP_DATA);
+        got.extend_from_slice(&p.body[2..]);
+        sock.send_to(&ack(u16::from_be_bytes([p.body[0], p.body[1]])), p.from)
+            .expect("ack");
+        if p.body.len() - 2 < 1408 {
+            break;
+        }
+    }
+    assert!(got == data, "{} of {} bytes, differ", got.len(), data.len());
+    s.wait_until("sessions back to 0", || {
+        s.metric("ironpxe_tftp_sessions_active") == 0.0
+    });
+}
+
+#[test]
+fn two_hundred_clients_probe_and_fetch_at_once() {
+    let s = Ironpxe::start();
+    let data = pattern_file(&s.tftp_root().join("ipxe.efi"), 50_000);
+    let server = s.tftp;
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                // Spread clients over 127.x source addresses, like distinct machines.
+                let src = format!("127.0.{}.{}:0", 1 + i / 200, 1 + i % 200);
+                let sock = UdpSocket::bind(src).expect("bind");
+                sock.send_to(&rrq(b"ipxe.efi", &[("tsize", "0")]), server)
+                    .expect("send");
+                let oack = recv(&sock, Duration::from_secs(10)).expect("probe OACK");
+                assert_eq!(oack.op, OP_OACK);
+                sock.send_to(&error_packet(8, "probe"), oack.from)
+                    .expect("send");
+                let got =
+                    raw_get(&sock, server, "ipxe.efi", &[("blksize", "1408")]).expect("fetch");
+                assert!(
+                    got == data,
+                    "client {i}: {} of {} bytes, differ",
+                    got.len(),
+                    data.len()
+                );
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    s.wait_until("sessions back to 0", || {
+        s.metric("ironpxe_tftp_sessions_active") == 0.0
+    });
+}
+
+#[test]
+fn state_edits_apply_live_and_broken_files_keep_the_last_good_config() {
+    let s = Ironpxe::start();
+    let path = s.state.path().join("ib-node-1.json");
+    let original = fs::read_to_string(&path).expect("read");
+    let before = text(
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .expect("config"),
+    );
+    assert!(before.contains("default deploy"));
+
+    let edited = original.replace("\"deploying\"", "\"active\"");
+    let tmp = s.state.path().join(".ib-node-1.json.tmp");
+    fs::write(&tmp, &edited).expect("write");
+    fs::rename(&tmp, &path).expect("rename");
+    s.wait_until("the edit to be served", || {
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .map(|c| text(c).contains("localboot 0"))
+            .unwrap_or(false)
+    });
+
+    fs::write(&path, &edited[..edited.len() / 2]).expect("truncate");
+    s.wait_until("the error to be counted", || {
+        s.metric("ironpxe_state_errors") == 1.0
+    });
+    let still = text(
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .expect("config"),
+    );
+    assert!(
+        still.contains("localboot 0"),
+        "last good state still served: {still}"
+    );
+    let (_, health) = s.get("/healthz");
+    assert!(health.contains("\"degraded\""), "{health}");
+}
+
+#[test]
+fn thirty_megabytes_over_tftp_with_curl_and_atftp_windowsize() {
+    require("atftp", "atftp");
+    let s = Ironpxe::start();
+    let data = pattern_file(&s.tftp_root().join("big.img"), 30 << 20);
+    let got = s
+        .tftp_get("big.img", &["--tftp-blksize", "1468"])
+        .expect("curl tftp");
+    assert!(got == data, "curl: {} bytes, differ", got.len());
+
+    let out = s.work.path().join("atftp.out");
+    let status = Command::new("atftp")
+        .args([
+            "--option",
+            "windowsize 8",
+            "--option",
+            "blksize 1468",
+            "-g",
+            "-r",
+            "big.img",
+            "-l",
+        ])
+        .arg(&out)
+        .args(["127.0.0.1", &s.tftp.port().to_string()])
+        .status()
+        .expect("run atftp");
+    assert!(status.success());
+    assert!(
+        fs::read(&out).expect("read") == data,
+        "atftp windowsize 8 differs"
+    );
+}
+
+#[test]
+fn tftp_hpa_client_fetches_configs_and_files() {
+    require("tftp", "tftp-hpa");
+    let s = Ironpxe::start();
+    let data = pattern_file(&s.tftp_root().join("pxelinux.0"), 40_000);
+    let out = s.work.path().join("got");
+    let run = |remote: &str| {
+        let _ = fs::remove_file(&out);
+        Command::new("tftp")
+            .args([
+                "-m",
+                "binary",
+                "127.0.0.1",
+                &s.tftp.port().to_string(),
+                "-c",
+                "get",
+                remote,
+            ])
+            .arg(&out)
+            .output()
+            .expect("run tftp")
+    };
+    run("pxelinux.0");
+    assert!(fs::read(&out).expect("got file") == data);
+    run("pxelinux.cfg/20-7c-fe-90-29-26-52");
+    assert!(fs::read_to_string(&out)
+        .expect("got config")
+        .contains(IB_NODE));
+}
+
+/// A node's http kernel, fetched once into the image cache and served over TFTP.
+#[test]
+fn image_cache_serves_an_http_kernel_over_tftp() {
+    let img = tempfile::tempdir().expect("tempdir");
+    let kernel = pattern_file(&img.path().join("vmlinuz"), 3_000_000);
+    pattern_file(&img.path().join("initrd"), 1000);
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", http.local_addr().expect("addr"));
+    let dir = img.path().to_owned();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || serve_files(http, dir, counter));
+
+    let node = format!(
+        r#"{{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "img", "provision_state": "clean wait",
+            "driver_info": {{"deploy_kernel": "{base}/vmlinuz", "deploy_ramdisk": "{base}/initrd"}},
+            "ports": [{{"address": "52:54:00:77:00:01"}}]}}"#
+    );
+    let s = Ironpxe::start_with(Options {
+        state: vec![("img.json".into(), node)],
+        ..Options::default()
+    });
+    let cfg = text(
+        s.tftp_get("pxelinux.cfg/01-52-54-00-77-00-01", &[])
+            .expect("config"),
+    );
+    let path = cfg
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kernel "))
+        .expect("kernel line")
+        .to_owned();
+    assert!(path.starts_with("images/"), "{cfg}");
+    for _ in 0..3 {
+        let got = s
+            .tftp_get(&path, &["--tftp-blksize", "1468"])
+            .expect("kernel over tftp");
+        assert!(got == kernel, "image differs ({} bytes)", got.len());
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "kernel and ramdisk fetched once each"
+    );
+    assert_eq!(s.get(&format!("/{path}")).0, 200, "same path over HTTP");
+    assert_eq!(
+        s.tftp_get("images/0123456789abcdef/vmlinuz", &[]),
+        Err(68),
+        "unknown keys are not fetched"
+    );
+}
+
+/// A minimal HTTP/1.0 file server for the image-cache test (counts requests).
+fn serve_files(
+    l: std::net::TcpListener,
+    dir: std::path::PathBuf,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    for stream in l.incoming().map_while(Result::ok) {
+        let mut stream = stream;
+        let mut buf = [0u8; 2048];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let name = req
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .trim_start_matches('/')
+            .to_owned();
+        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let resp = match fs::read(dir.join(&name)) {
+            Ok(body) => {
+                let mut r = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                    .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            }
+            Err(_) => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        let _ = stream.write_all(&resp);
+    }
+}
+
+#[test]
+fn http_range_and_head() {
+    let s = Ironpxe::start();
+    let data = pattern_file(&s.tftp_root().join("kernel"), 100_000);
+    let out = curl(&["-s", "-r", "1000-1999", &s.url("/kernel")]);
+    assert_eq!(out.stdout, data[1000..2000]);
+    let head = curl(&["-sI", &s.url("/kernel")]);
+    let head = String::from_utf8_lossy(&head.stdout).to_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200") && head.contains("content-length: 100000"),
+        "{head}"
+    );
+    assert!(
+        head.contains("accept-ranges: bytes") && head.contains("last-modified:"),
+        "{head}"
+    );
+    let (code, _) = s.get("/kernel?x=1");
+    assert_eq!(code, 200);
+    let out = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-r",
+        "200000-",
+        &s.url("/kernel"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "416");
+    let out = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        &s.url("/kernel"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+}
+
+#[test]
+fn traversal_is_refused_over_both_protocols_and_writes_too() {
+    let s = Ironpxe::start();
+    let secret = s.work.path().join("secret.txt");
+    fs::write(&secret, "secret").expect("write");
+    std::os::unix::fs::symlink(&secret, s.tftp_root().join("leak")).expect("symlink");
+    fs::write(s.tftp_root().join("ok.txt"), "fine").expect("write");
+
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "/leak",
+        "/ok.txt%00",
+    ] {
+        let out = curl(&[
+            "-s",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &s.url(path),
+        ]);
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(code == "403" || code == "400", "{path}: {code}");
+    }
+    assert_eq!(s.get("/ok.txt"), (200, "fine".into()));
+
+    let abs = secret.to_str().expect("utf-8").as_bytes().to_vec();
+    for name in [
+        b"../secret.txt".to_vec(),
+        b"..\\secret.txt".to_vec(),
+        b"leak".to_vec(),
+        abs,
+        b"a/../../secret.txt".to_vec(),
+    ] {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.send_to(&rrq(&name, &[]), s.tftp).expect("send");
+        let p = recv(&sock, Duration::from_secs(5)).expect("answer");
+        assert_eq!(p.op, OP_ERROR, "{}", String::from_utf8_lossy(&name));
+        assert!(
+            matches!(p.error_code(), Some(1 | 2)),
+            "{:?}",
+            p.error_code()
+        );
+    }
+    // A NUL ends a TFTP name by protocol: "ok.txt\0x\0octet" is a malformed request (mode
+    // "x") and gets no data.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut bad = OP_RRQ.to_be_bytes().to_vec();
+    bad.extend_from_slice(b"ok.txt\0x\0octet\0");
+    sock.send_to(&bad, s.tftp).expect("send");
+    assert!(recv(&sock, Duration::from_millis(500)).is_none_or(|p| p.op != OP_DATA));
+    // A write request: access violation, and nothing is written.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut wrq = rrq(b"new.txt", &[]);
+    wrq[1] = OP_WRQ as u8;
+    sock.send_to(&wrq, s.tftp).expect("send");
+    let p = recv(&sock, Duration::from_secs(5)).expect("answer");
+    assert_eq!(p.error_code(), Some(2));
+    assert!(!s.tftp_root().join("new.txt").exists());
+}

@@ -1,0 +1,526 @@
+//! Session handling: client ERROR packets, retransmitted and superseding
+//! requests, errors of the listening socket.
+//!
+//! The client side is played with a blocking `std::net::UdpSocket`. The
+//! assertions are on packet counts and contents; timeouts are only bounds
+//! of a counting window or a safety net against hanging.
+
+use async_lock::Mutex;
+use futures_lite::future;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+use crate::packet::{Mode, Opts, Packet, RwReq};
+use crate::server::{ReqsInProgress, TftpServerBuilder};
+
+/// Safety net for waits that should end much sooner.
+const SAFETY: Duration = Duration::from_secs(5);
+/// Window in which the server must send nothing (to some TID).
+const QUIET: Duration = Duration::from_millis(500);
+/// Short retry timeout: a session that survives when it should not
+/// retransmits at least twice within `QUIET`.
+const SHORT: Duration = Duration::from_millis(200);
+
+/// A file of `len` bytes, different for each `seed`.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+struct Server {
+    addr: SocketAddr,
+    reqs: Arc<Mutex<ReqsInProgress>>,
+    dir: TempDir,
+    stop: Option<async_channel::Sender<()>>,
+    thread: Option<JoinHandle<crate::Result<()>>>,
+}
+
+impl Server {
+    /// Serves (read-write) a directory with `a.bin` (41 blocks of 512 bytes)
+    /// and `b.bin` (5 blocks) on `socket`, with retry `timeout`.
+    fn start(socket: UdpSocket, timeout: Duration) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.bin"), content(20 * 1024 + 17, 1))
+            .unwrap();
+        fs::write(dir.path().join("b.bin"), content(2 * 1024 + 100, 2))
+            .unwrap();
+
+        let tftpd = future::block_on(
+            TftpServerBuilder::with_dir_rw(dir.path())
+                .unwrap()
+                .std_socket(socket)
+                .unwrap()
+                .timeout(timeout)
+                .build(),
+        )
+        .unwrap();
+        let addr = tftpd.listen_addr().unwrap();
+        let reqs = Arc::clone(&tftpd.reqs_in_progress);
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+
+        let thread = std::thread::spawn(move || {
+            future::block_on(future::or(tftpd.serve(), async move {
+                let _ = stopped.recv().await;
+                Ok(())
+            }))
+        });
+
+        Server {
+            addr,
+            reqs,
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn bind(timeout: Duration) -> Server {
+        Server::start(UdpSocket::bind("127.0.0.1:0").unwrap(), timeout)
+    }
+
+    fn file(&self, name: &str) -> Vec<u8> {
+        fs::read(self.dir.path().join(name)).unwrap()
+    }
+
+    fn in_progress(&self) -> usize {
+        self.reqs.lock_blocking().reqs.len()
+    }
+
+    /// Waits (bounded) until no request is in progress, returns their count.
+    fn wait_idle(&self) -> usize {
+        let deadline = Instant::now() + SAFETY;
+        while self.in_progress() != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.in_progress()
+    }
+
+    /// Whether `serve()` is still running.
+    fn is_serving(&self) -> bool {
+        !self.thread.as_ref().unwrap().is_finished()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+fn client() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+fn rrq(filename: &str, opts: Opts) -> Vec<u8> {
+    Packet::Rrq(RwReq {
+        filename: filename.to_string(),
+        mode: Mode::Octet,
+        opts,
+    })
+    .to_bytes()
+    .to_vec()
+}
+
+fn wrq(filename: &str) -> Vec<u8> {
+    Packet::Wrq(RwReq {
+        filename: filename.to_string(),
+        mode: Mode::Octet,
+        opts: Opts::default(),
+    })
+    .to_bytes()
+    .to_vec()
+}
+
+fn ack(block: u16) -> Vec<u8> {
+    Packet::Ack(block).to_bytes().to_vec()
+}
+
+/// ERROR packet with code 8 (RFC 2347: option negotiation failed), as sent
+/// by UEFI firmware after it got the file size from the OACK.
+fn error_8() -> Vec<u8> {
+    let mut p = vec![0, 5, 0, 8];
+    p.extend_from_slice(b"tsize probe done\0");
+    p
+}
+
+/// Receives one packet, waiting at most `timeout`.
+fn recv(sock: &UdpSocket, timeout: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = vec![0u8; 2048];
+
+    match sock.recv_from(&mut buf) {
+        Ok((len, from)) => {
+            buf.truncate(len);
+            Some((buf, from))
+        }
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock
+                || e.kind() == io::ErrorKind::TimedOut =>
+        {
+            None
+        }
+        Err(e) => panic!("recv_from: {e}"),
+    }
+}
+
+/// All the packets received during `window`.
+fn recv_all(sock: &UdpSocket, window: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let end = Instant::now() + window;
+    let mut packets = Vec::new();
+
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if left.is_zero() {
+            break;
+        }
+        match recv(sock, left) {
+            Some(p) => packets.push(p),
+            None => break,
+        }
+    }
+
+    packets
+}
+
+/// Result of a client-side read transfer.
+struct Download {
+    data: Vec<u8>,
+    /// Packets received from another TID than the transfer's one.
+    strays: Vec<SocketAddr>,
+}
+
+/// Number of packets received from `tid` during `window`.
+fn count_from(sock: &UdpSocket, tid: SocketAddr, window: Duration) -> usize {
+    recv_all(sock, window).iter().filter(|(_, from)| *from == tid).count()
+}
+
+/// Discards the packets already received (e.g. retransmissions).
+fn drain(sock: &UdpSocket) {
+    while recv(sock, Duration::from_millis(1)).is_some() {}
+}
+
+/// Completes a read transfer whose first reply (`first`, OACK or DATA 1)
+/// came from `tid`.
+fn download(sock: &UdpSocket, tid: SocketAddr, first: &[u8]) -> Download {
+    let mut data = Vec::new();
+    let mut strays = Vec::new();
+    let mut expected: u16 = 1;
+    let mut block_size = 512;
+
+    let mut packet = first.to_vec();
+    loop {
+        match Packet::decode(&packet).unwrap() {
+            Packet::OAck(opts) if expected == 1 => {
+                block_size = opts.block_size.map_or(512, usize::from);
+                sock.send_to(&ack(0), tid).unwrap();
+            }
+            Packet::Data(block, payload) if block == expected => {
+                data.extend_from_slice(payload);
+                sock.send_to(&ack(block), tid).unwrap();
+                if payload.len() < block_size {
+                    return Download {
+                        data,
+                        strays,
+                    };
+                }
+                expected += 1;
+            }
+            // Retransmission of something already handled.
+            _ => {}
+        }
+
+        loop {
+            let (p, from) = recv(sock, SAFETY).expect("transfer stalled");
+            if from == tid {
+                packet = p;
+                break;
+            }
+            strays.push(from);
+        }
+    }
+}
+
+fn first_reply(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    recv(sock, SAFETY).expect("no reply to the request")
+}
+
+fn is_oack(packet: &[u8], expected: &Opts) -> bool {
+    matches!(Packet::decode(packet), Ok(Packet::OAck(ref o)) if o == expected)
+}
+
+fn blksize_1024() -> Opts {
+    Opts {
+        block_size: Some(1024),
+        ..Opts::default()
+    }
+}
+
+fn tsize_probe() -> Opts {
+    Opts {
+        block_size: Some(1024),
+        transfer_size: Some(0),
+        ..Opts::default()
+    }
+}
+
+/// UEFI-style size probe from `sock`: RRQ with `tsize 0`, OACK, ERROR 8.
+/// Returns the TID of the probe's session.
+fn probe(server: &Server, sock: &UdpSocket) -> SocketAddr {
+    sock.send_to(&rrq("a.bin", tsize_probe()), server.addr).unwrap();
+
+    let (oack, probe_tid) = first_reply(sock);
+    let size = server.file("a.bin").len() as u64;
+    assert!(is_oack(
+        &oack,
+        &Opts {
+            block_size: Some(1024),
+            transfer_size: Some(size),
+            ..Opts::default()
+        }
+    ));
+
+    // OACKs retransmitted until now were sent before the ERROR.
+    drain(sock);
+    sock.send_to(&error_8(), probe_tid).unwrap();
+    probe_tid
+}
+
+/// The real request after a size probe, from the same or another port.
+fn real_request(server: &Server, sock: &UdpSocket, probe_tid: SocketAddr) {
+    sock.send_to(&rrq("a.bin", blksize_1024()), server.addr).unwrap();
+
+    // Answered on the first try: the first packet is the OACK of the new
+    // request (no tsize), from a new TID.
+    let (first, tid) = first_reply(sock);
+    assert_ne!(tid, probe_tid);
+    assert!(is_oack(&first, &blksize_1024()));
+
+    let dl = download(sock, tid, &first);
+    assert_eq!(dl.data, server.file("a.bin"));
+    assert!(dl.strays.is_empty(), "stray packets from {:?}", dl.strays);
+}
+
+#[test]
+fn probe_then_real_request() {
+    // Short retry timeout: a session that ignored the ERROR would retransmit
+    // its OACK within `QUIET`.
+    let server = Server::bind(SHORT);
+    let sock = client();
+
+    let probe_tid = probe(&server, &sock);
+
+    // The server sends nothing after the ERROR: no retransmitted OACK, and
+    // no ERROR in reply to the ERROR.
+    assert_eq!(count_from(&sock, probe_tid, QUIET), 0);
+
+    // The probe's session is gone.
+    assert_eq!(server.wait_idle(), 0);
+
+    // Same source port.
+    real_request(&server, &sock, probe_tid);
+
+    // New source port.
+    let sock2 = client();
+    let probe_tid = probe(&server, &sock2);
+    let sock3 = client();
+    real_request(&server, &sock3, probe_tid);
+    assert_eq!(count_from(&sock2, probe_tid, QUIET), 0);
+
+    assert_eq!(server.wait_idle(), 0);
+    assert!(server.is_serving());
+}
+
+#[test]
+fn probe_then_immediate_real_request_same_port() {
+    // The real RRQ right after the ERROR, racing the end of the probe's
+    // session: it is answered at once all the same.
+    let server = Server::bind(SHORT);
+    let sock = client();
+
+    let probe_tid = probe(&server, &sock);
+    real_request(&server, &sock, probe_tid);
+
+    assert_eq!(server.wait_idle(), 0);
+    assert_eq!(count_from(&sock, probe_tid, QUIET), 0);
+}
+
+#[test]
+fn duplicate_rrq_is_ignored() {
+    // Default retry timeout (3 s): no retransmission within `QUIET`.
+    let server = Server::bind(Duration::from_secs(3));
+
+    // Retransmitted before any reply (boot storm).
+    let sock = client();
+    let req = rrq("a.bin", blksize_1024());
+    sock.send_to(&req, server.addr).unwrap();
+    sock.send_to(&req, server.addr).unwrap();
+
+    let replies = recv_all(&sock, QUIET);
+    assert_eq!(replies.len(), 1, "one OACK expected: {replies:?}");
+    let (first, tid) = &replies[0];
+    assert!(is_oack(first, &blksize_1024()));
+    assert_eq!(server.in_progress(), 1);
+
+    let dl = download(&sock, *tid, first);
+    assert_eq!(dl.data, server.file("a.bin"));
+    assert!(dl.strays.is_empty(), "stray packets from {:?}", dl.strays);
+
+    // Retransmitted after the OACK was sent but before it was acknowledged.
+    let sock = client();
+    sock.send_to(&req, server.addr).unwrap();
+    let (first, tid) = first_reply(&sock);
+    sock.send_to(&req, server.addr).unwrap();
+
+    let replies = recv_all(&sock, QUIET);
+    assert_eq!(replies.len(), 0, "{replies:?}");
+    assert_eq!(server.in_progress(), 1);
+
+    let dl = download(&sock, tid, &first);
+    assert_eq!(dl.data, server.file("a.bin"));
+    assert!(dl.strays.is_empty(), "stray packets from {:?}", dl.strays);
+
+    assert_eq!(server.wait_idle(), 0);
+}
+
+#[test]
+fn new_rrq_supersedes_transfer_in_progress() {
+    // Short retry timeout: a session that survived would retransmit within
+    // `QUIET`.
+    let server = Server::bind(SHORT);
+    let sock = client();
+
+    // Start a transfer of a.bin and acknowledge 5 blocks of it.
+    sock.send_to(&rrq("a.bin", Opts::default()), server.addr).unwrap();
+    let (mut packet, old_tid) = first_reply(&sock);
+    for block in 1..=5 {
+        assert!(
+            matches!(Packet::decode(&packet), Ok(Packet::Data(b, _)) if b == block)
+        );
+        sock.send_to(&ack(block), old_tid).unwrap();
+        packet = loop {
+            let (p, from) = recv(&sock, SAFETY).expect("transfer stalled");
+            assert_eq!(from, old_tid);
+            if !matches!(Packet::decode(&p), Ok(Packet::Data(b, _)) if b == block)
+            {
+                break p;
+            }
+        };
+    }
+
+    // Same port, different file while DATA 6 is unacknowledged.
+    sock.send_to(&rrq("b.bin", Opts::default()), server.addr).unwrap();
+
+    // The old transfer may have retransmitted DATA 6 before it was
+    // cancelled, never after the new transfer started.
+    let (first, new_tid) = loop {
+        let (p, from) = recv(&sock, SAFETY).expect("no reply to the RRQ");
+        if from != old_tid {
+            break (p, from);
+        }
+    };
+
+    let dl = download(&sock, new_tid, &first);
+    assert_eq!(dl.data, server.file("b.bin"));
+    assert!(dl.strays.is_empty(), "stray packets from {:?}", dl.strays);
+
+    // The old transfer is cancelled: it retransmits nothing.
+    assert_eq!(count_from(&sock, old_tid, QUIET), 0);
+    assert_eq!(server.wait_idle(), 0);
+}
+
+#[test]
+fn client_error_aborts_wrq() {
+    let server = Server::bind(SHORT);
+    let sock = client();
+
+    sock.send_to(&wrq("up.bin"), server.addr).unwrap();
+    let (first, tid) = first_reply(&sock);
+    assert!(matches!(Packet::decode(&first), Ok(Packet::Ack(0))));
+
+    drain(&sock);
+    sock.send_to(&error_8(), tid).unwrap();
+
+    // No retransmitted ACK, no ERROR in reply to the ERROR.
+    assert_eq!(count_from(&sock, tid, QUIET), 0);
+    assert_eq!(server.wait_idle(), 0);
+}
+
+/// An error returned by `recv_from` on the listening socket (here an
+/// ICMP-induced `ECONNREFUSED`) does not stop the server.
+#[cfg(target_os = "linux")]
+#[test]
+fn listening_socket_error_does_not_stop_server() {
+    // Port with nobody behind it.
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sock = client();
+
+    // Queue an ECONNREFUSED on `socket`: sending from a connected UDP socket
+    // to a closed port makes the ICMP port unreachable error pending. The
+    // socket is then connected to the client, so that it only gets its
+    // requests.
+    let provoke = || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(dead).unwrap();
+        socket.send(b"x").unwrap();
+        socket.connect(sock.local_addr().unwrap()).unwrap();
+        socket
+    };
+
+    // The mechanism works here: a twin socket gets the error.
+    let twin = provoke();
+    twin.set_read_timeout(Some(SAFETY)).unwrap();
+    let err = twin.recv_from(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+
+    let server = Server::start(provoke(), Duration::from_secs(3));
+
+    sock.send_to(&rrq("b.bin", Opts::default()), server.addr).unwrap();
+    let (first, tid) = first_reply(&sock);
+    let dl = download(&sock, tid, &first);
+    assert_eq!(dl.data, server.file("b.bin"));
+
+    assert!(server.is_serving());
+}
+
+#[test]
+fn recv_error_decision() {
+    use crate::server::recv_error_is_fatal;
+    use io::ErrorKind::*;
+
+    for kind in [
+        ConnectionRefused,
+        ConnectionReset,
+        OutOfMemory,
+        Interrupted,
+        WouldBlock,
+        TimedOut,
+        Other,
+    ] {
+        let e = io::Error::from(kind);
+        assert!(!recv_error_is_fatal(&e, true), "{kind:?}");
+        // The socket itself is unusable (e.g. EBADF): fatal.
+        assert!(recv_error_is_fatal(&e, false), "{kind:?}");
+    }
+
+    for kind in [InvalidInput, Unsupported] {
+        assert!(recv_error_is_fatal(&io::Error::from(kind), true), "{kind:?}");
+    }
+}
+
+#[test]
+fn serve_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+
+    let server = future::block_on(
+        TftpServerBuilder::with_dir_ro(".")
+            .unwrap()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .build(),
+    )
+    .unwrap();
+    assert_send(&server.serve());
+}
