@@ -532,3 +532,141 @@ fn traversal_is_refused_over_both_protocols_and_writes_too() {
     assert_eq!(p.error_code(), Some(2));
     assert!(!s.tftp_root().join("new.txt").exists());
 }
+
+#[test]
+fn grub_names_and_ironic_uefi_layout() {
+    let s = Ironpxe::start();
+    // GRUB writes `01` even on InfiniBand: the IB port answers under its IB MAC.
+    let ib = text(
+        s.tftp_get("grub.cfg-01-7c-fe-90-29-26-52", &[])
+            .expect("grub ib"),
+    );
+    assert!(
+        ib.contains(IB_NODE) && ib.contains("linux /images/"),
+        "{ib}"
+    );
+    let nested = text(
+        s.tftp_get("grub/grub.cfg-01-52-54-00-ab-cd-01", &[])
+            .expect("grub eth"),
+    );
+    assert!(nested.contains(DUAL_NODE), "{nested}");
+    assert_eq!(
+        s.tftp_get("grub.cfg-01-52-54-00-99-99-99", &[]),
+        Err(68),
+        "unknown: GRUB walks on"
+    );
+    // Ironic's UEFI layout: grub/grub.cfg sources <mac>.conf.
+    let master = text(s.tftp_get("grub/grub.cfg", &[]).expect("master"));
+    assert!(
+        master.contains("configfile /$net_default_mac.conf"),
+        "{master}"
+    );
+    let conf = text(s.tftp_get("7c:fe:90:29:26:52.conf", &[]).expect("conf"));
+    assert!(conf.contains(IB_NODE), "{conf}");
+    let unknown = text(
+        s.tftp_get("52:54:00:99:99:99.conf", &[])
+            .expect("unknown conf"),
+    );
+    assert!(unknown.contains("unknown machine"), "{unknown}");
+}
+
+/// Debian's boot loaders are served from the default extra roots without copying.
+#[test]
+fn extra_roots_serve_debian_boot_loaders() {
+    let ldlinux = std::path::Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32");
+    assert!(
+        ldlinux.exists(),
+        "install syslinux-common (bash .ci/run does)"
+    );
+    let s = Ironpxe::start();
+    let got = s
+        .tftp_get("ldlinux.c32", &["--tftp-blksize", "1408"])
+        .expect("ldlinux.c32");
+    assert!(
+        got == fs::read(ldlinux).expect("read"),
+        "ldlinux.c32 differs"
+    );
+    let got = s.tftp_get("/pxelinux.0", &[]).expect("pxelinux.0");
+    assert!(got == fs::read("/usr/lib/PXELINUX/pxelinux.0").expect("read"));
+}
+
+/// A client that vanishes mid-transfer frees its session after the retransmissions.
+#[test]
+fn a_vanished_client_frees_its_session() {
+    let s = Ironpxe::start_with(Options {
+        toml: "[tftp]\ntimeout_ms = 100\nmax_retries = 3\n".into(),
+        ..Options::default()
+    });
+    pattern_file(&s.tftp_root().join("big"), 1 << 20);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.send_to(&rrq(b"big", &[]), s.tftp).expect("send");
+    let first = recv(&sock, Duration::from_secs(5)).expect("data");
+    assert_eq!(first.op, OP_DATA);
+    s.wait_until("the session to show", || {
+        s.metric("ironpxe_tftp_sessions_active") == 1.0
+    });
+    drop(sock); // vanish without ACK
+    s.wait_until("the session to be freed", || {
+        s.metric("ironpxe_tftp_sessions_active") == 0.0
+    });
+}
+
+/// Each listen address answers from itself: replies never leave from another address.
+#[test]
+fn each_listen_address_replies_from_itself() {
+    let s = Ironpxe::start_with(Options {
+        tftp_listen: vec!["127.0.0.2:0".into(), "127.0.0.3:0".into()],
+        ..Options::default()
+    });
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let port = s.log().lines().find_map(|l| {
+            let rest = l.split("TFTP listening").nth(1)?;
+            let addr = rest.split("local=").nth(1)?.split_whitespace().next()?;
+            addr.starts_with(ip).then(|| addr.to_owned())
+        });
+        let addr: std::net::SocketAddr = port.expect("listen line").parse().expect("addr");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.send_to(&rrq(b"pxelinux.cfg/default", &[]), addr)
+            .expect("send");
+        let p = recv(&sock, Duration::from_secs(5)).expect("answer");
+        assert_eq!(p.op, OP_DATA);
+        assert_eq!(p.from.ip().to_string(), ip, "reply source address");
+    }
+}
+
+/// SIGHUP re-reads the config's boot settings; a broken config keeps the running one.
+#[test]
+fn sighup_reloads_boot_settings_and_survives_a_broken_config() {
+    let s = Ironpxe::start();
+    let before = text(
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .expect("config"),
+    );
+    assert!(!before.contains("ipa-debug=1"));
+    let config = s.work.path().join("ironpxe.toml");
+    let original = fs::read_to_string(&config).expect("config");
+    fs::write(
+        &config,
+        format!("{original}\n[boot]\nextra_append_params = \"ipa-debug=1\"\n"),
+    )
+    .expect("write");
+    s.signal("HUP");
+    s.wait_until("the new boot settings", || {
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .map(|c| text(c).contains("ipa-debug=1"))
+            .unwrap_or(false)
+    });
+    fs::write(&config, "this is [not toml").expect("write");
+    s.signal("HUP");
+    s.wait_until("the reload error in the log", || {
+        s.log().contains("config reload failed")
+    });
+    let after = text(
+        s.tftp_get("pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+            .expect("still serving"),
+    );
+    assert!(
+        after.contains("ipa-debug=1"),
+        "running config kept: {after}"
+    );
+}

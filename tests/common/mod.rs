@@ -42,6 +42,8 @@ pub struct Options {
     pub toml: String,
     /// Files to put in the state directory.
     pub state: Vec<(String, String)>,
+    /// TFTP listen addresses (port 0: any free port).
+    pub tftp_listen: Vec<String>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
         Options {
             toml: String::new(),
             state,
+            tftp_listen: vec!["127.0.0.1:0".into()],
         }
     }
 }
@@ -79,11 +82,12 @@ impl Ironpxe {
         let config = work.path().join("ironpxe.toml");
         let toml = format!(
             "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
-             tftp_listen = [\"127.0.0.1:0\"]\nhttp_listen = \"127.0.0.1:0\"\n{}",
+             tftp_listen = {:?}\nhttp_listen = \"127.0.0.1:0\"\n{}",
             state.path(),
             root().join("templates"),
             tftp_root,
             work.path().join("images"),
+            opts.tftp_listen,
             opts.toml
         );
         fs::write(&config, toml).expect("write config");
@@ -122,7 +126,7 @@ impl Ironpxe {
         };
         let http = field(&ready, "http=").parse().expect("http addr");
         let tftp = field(&ready, "tftp=[")
-            .trim_end_matches(']')
+            .trim_end_matches([']', ','])
             .parse()
             .expect("tftp addr");
         Ironpxe {
@@ -133,6 +137,16 @@ impl Ironpxe {
             work,
             log,
         }
+    }
+
+    /// Sends a signal (`HUP`, `TERM` …) to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} failed");
     }
 
     pub fn log(&self) -> String {
