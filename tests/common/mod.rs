@@ -2,6 +2,8 @@
 //! real client tools, and a raw TFTP client for what the tools cannot send.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod guest;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -44,6 +46,9 @@ pub struct Options {
     pub state: Vec<(String, String)>,
     /// TFTP listen addresses (port 0: any free port).
     pub tftp_listen: Vec<String>,
+    pub http_listen: String,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Default for Options {
@@ -62,6 +67,8 @@ impl Default for Options {
             toml: String::new(),
             state,
             tftp_listen: vec!["127.0.0.1:0".into()],
+            http_listen: "127.0.0.1:0".into(),
+            netns: None,
         }
     }
 }
@@ -82,16 +89,25 @@ impl Ironpxe {
         let config = work.path().join("ironpxe.toml");
         let toml = format!(
             "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
-             tftp_listen = {:?}\nhttp_listen = \"127.0.0.1:0\"\n{}",
+             tftp_listen = {:?}\nhttp_listen = {:?}\n{}",
             state.path(),
             root().join("templates"),
             tftp_root,
             work.path().join("images"),
             opts.tftp_listen,
+            opts.http_listen,
             opts.toml
         );
         fs::write(&config, toml).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        let mut cmd = match &opts.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ironpxe")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ironpxe")),
+        };
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")

@@ -1,0 +1,496 @@
+//! Boot proof: real QEMU guests (software emulation) network-boot through ironpxe — iPXE over
+//! HTTP, PXELINUX over TFTP, UEFI — and an InfiniBand client replayed step by step.
+//!
+//! The guest is Debian's kernel with a busybox initramfs whose `/init` prints a marker line
+//! with `/proc/cmdline` and powers off. Tests that need a network namespace need root.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::guest::{self, Netns, HOST_IP, MARKER};
+use common::{Ironpxe, Options};
+
+const QEMU_TIMEOUT: Duration = Duration::from_secs(240);
+const NODE: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+const MAC: &str = "52:54:00:12:34:56";
+/// The guest's SMBIOS UUID; byte 6 (0x35) is within 0x10–0xEF, so PXELINUX asks for it.
+const SMBIOS_UUID: &str = "4c4c4544-0051-3510-8051-b2c04f4e4d32";
+/// The same UUID as iPXE's PXE stack reports it: first three fields byte-swapped.
+const SMBIOS_UUID_SWAPPED: &str = "44454c4c-5100-1035-8051-b2c04f4e4d32";
+
+/// Kernel parameters every guest gets from the config, asserted in its command line.
+const BOOT_TOML: &str =
+    "[boot]\nkernel_append_params = \"console=ttyS0\"\nextra_append_params = \"ironpxe.test=1\"\n\
+                         infiniband_append_params = \"ironpxe.ib=1\"\n";
+
+struct Images {
+    dir: tempfile::TempDir,
+    kernel: std::path::PathBuf,
+    initrd: std::path::PathBuf,
+}
+
+fn images() -> Images {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = guest::kernel();
+    let initrd = guest::initramfs(dir.path());
+    Images {
+        dir,
+        kernel,
+        initrd,
+    }
+}
+
+fn node(img: &Images, state: &str, extra: &str) -> (String, String) {
+    let json = guest::node_json(NODE, "qemu-1", state, MAC, &img.kernel, &img.initrd, extra);
+    ("qemu-1.json".into(), json)
+}
+
+/// ironpxe on loopback for QEMU user networking: the guest reaches the host as 10.0.2.2.
+fn start_user_net(state: Vec<(String, String)>) -> Ironpxe {
+    Ironpxe::start_with(Options {
+        toml: format!("{BOOT_TOML}[http]\nhost_aliases = [\"10.0.2.2\"]\n"),
+        state,
+        ..Options::default()
+    })
+}
+
+fn user_net_args(s: &Ironpxe, mac: &str) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!(
+            "user,id=n0,bootfile=http://10.0.2.2:{}/boot.ipxe",
+            s.http.port()
+        ),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n0,mac={mac}"),
+    ]
+}
+
+fn tap_args(mac: &str, nic: &str) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        "tap,id=n0,ifname=tap0,script=no,downscript=no".into(),
+        "-device".into(),
+        format!("{nic},netdev=n0,mac={mac}"),
+    ]
+}
+
+/// ironpxe inside the namespace, TFTP on port 69 of the tap address.
+fn start_in_netns(ns: &Netns, state: Vec<(String, String)>) -> Ironpxe {
+    Ironpxe::start_with(Options {
+        toml: BOOT_TOML.into(),
+        state,
+        tftp_listen: vec![format!("{HOST_IP}:69")],
+        http_listen: format!("{HOST_IP}:8080"),
+        netns: Some(ns.name.clone()),
+    })
+}
+
+fn assert_booted(serial: &guest::Serial, bootif: &str) -> String {
+    let line = serial
+        .marker_line()
+        .unwrap_or_else(|| panic!("no marker; serial log:\n{}", serial.log))
+        .to_owned();
+    println!("serial: {line}");
+    for want in [
+        format!("BOOTIF={bootif}"),
+        "ipa-api-url=http://127.0.0.1:6385".into(),
+        "ironpxe.test=1".into(),
+        "console=ttyS0".into(),
+    ] {
+        assert!(line.contains(&want), "{want} missing from: {line}");
+    }
+    line
+}
+
+/// TFTP names ironpxe was asked for, in order, from its log.
+fn tftp_names(s: &Ironpxe) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("tftp request"))
+        .filter_map(|l| {
+            l.split("name=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn ipxe_over_http_boots_the_deploy_ramdisk() {
+    let img = images();
+    let s = start_user_net(vec![node(&img, "deploying", "")]);
+    let serial = guest::run_qemu(
+        None,
+        &user_net_args(&s, MAC),
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(serial.exited, "guest did not power off:\n{}", serial.log);
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+    let log = s.log();
+    for path in ["/boot.ipxe", "/ipxe/52-54-00-12-34-56"] {
+        assert!(
+            log.contains(&format!("path={path} status=200")),
+            "{path} not served:\n{log}"
+        );
+    }
+}
+
+/// The node goes from deploying to active while ironpxe runs; the same guest boots again and
+/// now leaves network boot for the local disk.
+#[test]
+fn a_live_state_change_switches_the_guest_to_local_boot() {
+    let img = images();
+    let s = start_user_net(vec![node(&img, "deploying", "")]);
+    let args = user_net_args(&s, MAC);
+    let first = guest::run_qemu(
+        None,
+        &args,
+        &img.dir.path().join("serial1.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert_booted(&first, "01-52-54-00-12-34-56");
+
+    let path = s.state.path().join("qemu-1.json");
+    let active = fs::read_to_string(&path)
+        .expect("read")
+        .replace("\"deploying\"", "\"active\"");
+    fs::write(&path, active).expect("write");
+    s.wait_until("the state change", || {
+        s.get("/ipxe/52:54:00:12:34:56").1.contains("exit 0")
+    });
+
+    let second = guest::run_qemu(
+        None,
+        &args,
+        &img.dir.path().join("serial2.log"),
+        Some("No bootable device"),
+        QEMU_TIMEOUT,
+    );
+    assert!(
+        second.marker_line().is_none(),
+        "no ramdisk now:\n{}",
+        second.log
+    );
+    assert!(
+        second
+            .log
+            .contains("ironpxe: provision state active: local"),
+        "{}",
+        second.log
+    );
+    assert!(
+        second.log.contains("Booting from Hard Disk"),
+        "falls through to local disk:\n{}",
+        second.log
+    );
+}
+
+#[test]
+fn an_unknown_machine_gets_the_unknown_machine_action_only() {
+    let img = images();
+    let s = start_user_net(vec![node(&img, "deploying", "")]);
+    let serial = guest::run_qemu(
+        None,
+        &user_net_args(&s, "52:54:00:00:99:99"),
+        &img.dir.path().join("serial.log"),
+        Some("No bootable device"),
+        QEMU_TIMEOUT,
+    );
+    assert!(serial.marker_line().is_none(), "{}", serial.log);
+    assert!(
+        serial.log.contains("no node matches: local boot"),
+        "{}",
+        serial.log
+    );
+    let log = s.log();
+    assert!(
+        log.contains("path=/ipxe/52-54-00-00-99-99 status=404"),
+        "{log}"
+    );
+    assert!(log.contains("path=/ipxe/unknown status=200"), "{log}");
+    assert!(
+        !log.contains("path=/images/"),
+        "no image for an unknown machine:\n{log}"
+    );
+}
+
+/// Real PXELINUX 6.04 walks its lookup sequence against ironpxe over TFTP and boots the
+/// kernel from the image cache over TFTP, as it must on real hardware.
+#[test]
+fn pxelinux_over_tftp_walks_the_sequence_and_boots() {
+    guest::require_root("the PXELINUX boot test");
+    let img = images();
+    let mut ns = Netns::new("pxe");
+    let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
+    ns.dnsmasq(
+        img.dir.path(),
+        &[&format!("--dhcp-boot=pxelinux.0,,{HOST_IP}")],
+    );
+    let mut args = tap_args(MAC, "e1000");
+    args.extend(["-uuid".into(), SMBIOS_UUID.into()]);
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(
+        serial.exited,
+        "guest did not power off:\n{}\nironpxe:\n{}",
+        serial.log,
+        s.log()
+    );
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+
+    let names = tftp_names(&s);
+    let configs: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("pxelinux.cfg/"))
+        .collect();
+    // iPXE's PXE stack hands PXELINUX the SMBIOS UUID byte-swapped; no node claims it.
+    assert_eq!(
+        configs,
+        [
+            &format!("pxelinux.cfg/{SMBIOS_UUID_SWAPPED}"),
+            &"pxelinux.cfg/01-52-54-00-12-34-56".to_owned()
+        ],
+        "all names: {names:?}"
+    );
+    let images: Vec<&String> = names.iter().filter(|n| n.starts_with("images/")).collect();
+    assert_eq!(images.len(), 2, "kernel and initrd over TFTP: {names:?}");
+    assert!(!s.log().contains("path=/images/"), "nothing over HTTP");
+}
+
+/// The node's SMBIOS UUID in `extra.system_uuid` matches the byte-swapped name PXELINUX asks.
+#[test]
+fn pxelinux_uuid_name_matches_the_byte_swapped_smbios_uuid() {
+    guest::require_root("the PXELINUX UUID test");
+    let img = images();
+    let mut ns = Netns::new("uuid");
+    let extra = format!("\"system_uuid\": \"{SMBIOS_UUID}\"");
+    let s = start_in_netns(&ns, vec![node(&img, "clean wait", &extra)]);
+    ns.dnsmasq(
+        img.dir.path(),
+        &[&format!("--dhcp-boot=pxelinux.0,,{HOST_IP}")],
+    );
+    let mut args = tap_args(MAC, "e1000");
+    args.extend(["-uuid".into(), SMBIOS_UUID.into()]);
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(serial.exited, "{}", serial.log);
+    let line = serial
+        .marker_line()
+        .unwrap_or_else(|| panic!("no marker:\n{}", serial.log));
+    assert!(line.contains("ipa-api-url="), "{line}");
+    let configs: Vec<String> = tftp_names(&s)
+        .into_iter()
+        .filter(|n| n.starts_with("pxelinux.cfg/"))
+        .collect();
+    assert_eq!(
+        configs,
+        [format!("pxelinux.cfg/{SMBIOS_UUID_SWAPPED}")],
+        "the uuid name hits first"
+    );
+}
+
+/// UEFI: OVMF fetches iPXE's snponly.efi over TFTP, iPXE fetches boot.ipxe over HTTP, and the
+/// kernel boots through its EFI stub.
+#[test]
+fn uefi_ovmf_chains_ipxe_and_boots() {
+    guest::require_root("the UEFI boot test");
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    assert!(
+        code.exists() && vars_template.exists(),
+        "install ovmf (bash .ci/run does)"
+    );
+    assert!(
+        Path::new("/usr/lib/ipxe/snponly.efi").exists(),
+        "install ipxe (bash .ci/run does)"
+    );
+    let img = images();
+    let vars = img.dir.path().join("OVMF_VARS.fd");
+    fs::copy(vars_template, &vars).expect("copy vars");
+    let mut ns = Netns::new("uefi");
+    let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
+    ns.dnsmasq(
+        img.dir.path(),
+        &[
+            "--dhcp-match=set:efi,option:client-arch,7",
+            "--dhcp-match=set:efi,option:client-arch,9",
+            "--dhcp-userclass=set:ipxe,iPXE",
+            &format!("--dhcp-boot=tag:efi,tag:!ipxe,snponly.efi,,{HOST_IP}"),
+            &format!("--dhcp-boot=tag:ipxe,http://{HOST_IP}:8080/boot.ipxe"),
+        ],
+    );
+    let mut args = vec![
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ];
+    // romfile= : OVMF's own virtio driver does PXE, as on a UEFI server.
+    args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+    let log = s.log();
+    assert!(tftp_names(&s).contains(&"snponly.efi".to_owned()), "{log}");
+    assert!(
+        log.contains("path=/boot.ipxe status=200")
+            && log.contains("path=/ipxe/52-54-00-12-34-56 status=200"),
+        "{log}"
+    );
+}
+
+/// A real PXELINUX parses and boots an InfiniBand node's `20-` config, named to it by DHCP
+/// option 209 (QEMU has no InfiniBand adapter to make PXELINUX ask for it by itself).
+#[test]
+fn pxelinux_boots_an_infiniband_nodes_config() {
+    guest::require_root("the InfiniBand PXELINUX test");
+    let img = images();
+    let mut ns = Netns::new("ib");
+    let ib = format!(
+        r#"{{"uuid": "d962231e-c2c4-415e-a7f1-1b765be00bda", "name": "ib-1", "provision_state": "wait call-back",
+            "boot_interface": "pxe",
+            "driver_info": {{"deploy_kernel": "file://{}", "deploy_ramdisk": "file://{}"}},
+            "ports": [{{"address": "7c:fe:90:29:26:52",
+                        "extra": {{"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"}}}}]}}"#,
+        img.kernel.display(),
+        img.initrd.display()
+    );
+    let s = start_in_netns(&ns, vec![("ib.json".into(), ib)]);
+    ns.dnsmasq(
+        img.dir.path(),
+        &[
+            &format!("--dhcp-boot=pxelinux.0,,{HOST_IP}"),
+            "--dhcp-option-force=209,pxelinux.cfg/20-7c-fe-90-29-26-52",
+        ],
+    );
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &tap_args("52:54:00:12:34:99", "e1000"),
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
+    let line = serial
+        .marker_line()
+        .unwrap_or_else(|| panic!("no marker:\n{}", serial.log));
+    assert!(line.contains("BOOTIF=20-7c-fe-90-29-26-52"), "{line}");
+    assert!(
+        line.contains("ironpxe.ib=1"),
+        "InfiniBand-only parameters: {line}"
+    );
+    assert!(tftp_names(&s).contains(&"pxelinux.cfg/20-7c-fe-90-29-26-52".to_owned()));
+    let _ = MARKER;
+}
+
+/// What an IPoIB client asks, replayed step by step (QEMU has no InfiniBand adapter): each
+/// walk stops at its first hit, and every step gets what a real client would.
+#[test]
+fn infiniband_client_replay() {
+    use ironpxe::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
+    let s = Ironpxe::start();
+    let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
+    let ib_mac = guid.ib_mac();
+    let uuid = SystemUuid::parse("11111111-2222-4333-8444-555555555555").expect("uuid");
+    let ip = Some("192.0.2.55".parse().expect("ip"));
+    // Walks like PXELINUX: the first name that exists is used, nothing after it is asked.
+    let walk = |hw: PxeHwAddr| -> Vec<(String, Option<String>)> {
+        let mut steps = Vec::new();
+        for name in pxelinux_lookup_sequence(Some(uuid), hw, ip) {
+            let got = s.tftp_get(&format!("pxelinux.cfg/{name}"), &[]).ok();
+            let hit = got.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let done = hit.is_some();
+            steps.push((name.to_string(), hit));
+            if done {
+                break;
+            }
+        }
+        steps
+    };
+    // Firmware reporting ARP type 32.
+    let fw = walk(PxeHwAddr::Infiniband(IbHwAddr::Mac(ib_mac)));
+    assert_eq!(fw.len(), 2, "{fw:?}");
+    assert_eq!(fw[0], ("11111111-2222-4333-8444-555555555555".into(), None));
+    assert_eq!(fw[1].0, "20-7c-fe-90-29-26-52");
+    let cfg = fw[1].1.as_deref().unwrap_or_default();
+    assert!(
+        cfg.contains("ib-node-1") && cfg.contains("BOOTIF=20-7c-fe-90-29-26-52"),
+        "{cfg}"
+    );
+    // Upstream-iPXE firmware presents IPoIB as Ethernet with the IB MAC.
+    let ipxe_fw = walk(PxeHwAddr::Ethernet(ib_mac));
+    assert_eq!(ipxe_fw[1].0, "01-7c-fe-90-29-26-52");
+    let cfg = ipxe_fw[1].1.as_deref().unwrap_or_default();
+    assert!(
+        cfg.contains("ib-node-1") && cfg.contains("BOOTIF=01-7c-fe-90-29-26-52"),
+        "{cfg}"
+    );
+    // An IB port nobody enrolled walks everything and ends at default.
+    let stranger = Guid::parse("7c:fe:90:03:00:99:99:99")
+        .expect("guid")
+        .ib_mac();
+    let lost = walk(PxeHwAddr::Infiniband(IbHwAddr::Mac(stranger)));
+    assert_eq!(
+        lost.len(),
+        11,
+        "uuid, hw, 8 hex-IP prefixes, default: {lost:?}"
+    );
+    assert!(lost[..10].iter().all(|(_, hit)| hit.is_none()));
+    assert_eq!(lost[10].0, "default");
+    assert!(lost[10]
+        .1
+        .as_deref()
+        .unwrap_or_default()
+        .contains("unknown machine"));
+
+    // The iPXE side over HTTP.
+    let (code, entry) = s.get("/boot.ipxe");
+    assert!(
+        code == 200 && entry.contains("/ipxe/${net${netid}/mac:hexhyp}"),
+        "{entry}"
+    );
+    for path in [
+        "/pxelinux.cfg/7c-fe-90-29-26-52",
+        "/ipxe/7c-fe-90-29-26-52",
+        "/ipxe/7c:fe:90:29:26:52",
+        "/ipxe/7c:fe:90:03:00:29:26:52",
+        "/ipxe/a0:00:00:27:fe:80:00:00:00:00:00:00:7c:fe:90:03:00:29:26:52",
+    ] {
+        let (code, body) = s.get(path);
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            body.starts_with("#!ipxe") && body.contains("ib-node-1"),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains("BOOTIF=20-7c-fe-90-29-26-52"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(s.get("/ipxe/7c:fe:90:03:00:99:99:99").0, 404);
+}
