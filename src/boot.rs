@@ -347,7 +347,7 @@ pub fn decide_unknown(cfg: &BootConfig) -> Result<Decision, BootError> {
             kernel: None,
             ramdisk: None,
             params: Vec::new(),
-            reason: "no node matches: local boot (unknown_action = local)".into(),
+            reason: "no node matches: local boot, unknown_action = local".into(),
         }),
         UnknownAction::Discovery { kernel, ramdisk } => {
             let base = cfg.image_base_url.as_deref();
@@ -357,7 +357,7 @@ pub fn decide_unknown(cfg: &BootConfig) -> Result<Decision, BootError> {
                 kernel: Some(ImageSource::resolve(kernel, base)?),
                 ramdisk: Some(ImageSource::resolve(ramdisk, base)?),
                 params: ramdisk_params(purpose, &cfg.kernel_append_params, false, cfg)?,
-                reason: "no node matches: discovery ramdisk (unknown_action = discovery)".into(),
+                reason: "no node matches: discovery ramdisk, unknown_action = discovery".into(),
             })
         }
     }

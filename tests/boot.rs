@@ -106,6 +106,17 @@ fn assert_booted(serial: &guest::Serial, bootif: &str) -> String {
     line
 }
 
+/// Prints the serial lines containing any of `keys` (the README's proof excerpts).
+fn print_lines(serial: &guest::Serial, keys: &[&str]) {
+    for l in serial
+        .log
+        .lines()
+        .filter(|l| keys.iter().any(|k| l.contains(k)))
+    {
+        println!("serial: {}", l.trim());
+    }
+}
+
 /// TFTP names ironpxe was asked for, in order, from its log.
 fn tftp_names(s: &Ironpxe) -> Vec<String> {
     s.log()
@@ -175,6 +186,10 @@ fn a_live_state_change_switches_the_guest_to_local_boot() {
         Some("No bootable device"),
         QEMU_TIMEOUT,
     );
+    print_lines(
+        &second,
+        &["ironpxe", "Booting from Hard Disk", "No bootable device"],
+    );
     assert!(
         second.marker_line().is_none(),
         "no ramdisk now:\n{}",
@@ -205,6 +220,7 @@ fn an_unknown_machine_gets_the_unknown_machine_action_only() {
         Some("No bootable device"),
         QEMU_TIMEOUT,
     );
+    print_lines(&serial, &["ironpxe", "No bootable device"]);
     assert!(serial.marker_line().is_none(), "{}", serial.log);
     assert!(
         serial.log.contains("no node matches: local boot"),
@@ -253,6 +269,7 @@ fn pxelinux_over_tftp_walks_the_sequence_and_boots() {
     assert_booted(&serial, "01-52-54-00-12-34-56");
 
     let names = tftp_names(&s);
+    println!("tftp names asked: {names:?}");
     let configs: Vec<&String> = names
         .iter()
         .filter(|n| n.starts_with("pxelinux.cfg/"))
@@ -399,6 +416,7 @@ fn pxelinux_boots_an_infiniband_nodes_config() {
     let line = serial
         .marker_line()
         .unwrap_or_else(|| panic!("no marker:\n{}", serial.log));
+    println!("serial: {line}");
     assert!(line.contains("BOOTIF=20-7c-fe-90-29-26-52"), "{line}");
     assert!(
         line.contains("ironpxe.ib=1"),
