@@ -28,6 +28,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Configured public base URL (no trailing slash), if any.
     pub public_url: Option<String>,
+    /// The Ironic API poller's status, when Ironic is a source.
+    pub ironic: Option<Arc<crate::ironic::PollState>>,
 }
 
 /// A rendered config and what decided it.
@@ -199,6 +201,7 @@ impl App {
             state_errors: s.errors.len(),
             template_generation: self.renderer.generation(),
             template_errors: self.renderer.errors().len(),
+            ironic: self.ironic.as_ref().map(|p| p.get()),
         }
     }
 

@@ -93,6 +93,9 @@ pub struct ServeArgs {
     pub tftp_listen: Vec<SocketAddr>,
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
+    /// Poll this Ironic API for nodes and ports (besides the state directory).
+    #[arg(long)]
+    pub ironic_url: Option<String>,
 }
 
 /// A command failure: printed to stderr, exit status 1 (2 for usage, from clap).

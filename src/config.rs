@@ -42,6 +42,7 @@ pub struct Config {
     pub index: IndexSection,
     pub tftp: crate::tftp::TftpConfig,
     pub http: crate::http::HttpConfig,
+    pub ironic: crate::ironic::IronicConfig,
 }
 
 /// `[boot]`: what nodes are booted with.
@@ -110,6 +111,7 @@ impl Default for Config {
             index: IndexSection::default(),
             tftp: Default::default(),
             http: Default::default(),
+            ironic: Default::default(),
         }
     }
 }
@@ -186,6 +188,12 @@ impl Config {
                 });
             }
         }
+        if self.ironic.url.is_some() {
+            self.ironic.auth().map_err(|e| ConfigError::Invalid {
+                key: "ironic",
+                message: e.to_string(),
+            })?;
+        }
         if self.tftp_listen.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "tftp_listen",
@@ -237,6 +245,14 @@ impl Config {
         self.public_url
             .as_ref()
             .map(|u| u.trim_end_matches('/').to_owned())
+    }
+
+    /// Where the last good Ironic poll is kept.
+    pub fn ironic_cache(&self) -> PathBuf {
+        self.ironic
+            .cache_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(".ironic-cache.json"))
     }
 
     /// Static roots for TFTP, in search order.

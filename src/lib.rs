@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod images;
+pub mod inspect;
+pub mod ironic;
 pub mod metrics;
 pub mod node;
 pub mod paths;

@@ -93,6 +93,8 @@ pub struct StateGauges {
     pub state_errors: usize,
     pub template_generation: u64,
     pub template_errors: usize,
+    /// The Ironic poller, when Ironic is a source.
+    pub ironic: Option<crate::ironic::PollStatus>,
 }
 
 fn idx(p: Protocol, k: Kind, o: Outcome) -> usize {
@@ -227,6 +229,9 @@ impl Metrics {
             header(&mut s, name, kind, help);
             let _ = writeln!(s, "{name} {v}");
         }
+        if let Some(p) = &g.ironic {
+            write_ironic(&mut s, p);
+        }
         s
     }
 
@@ -272,6 +277,45 @@ impl Metrics {
         let _ = writeln!(s, "{name}_sum {sum}");
         let _ = writeln!(s, "{name}_count {count}");
     }
+}
+
+/// The Ironic poller's series.
+fn write_ironic(s: &mut String, p: &crate::ironic::PollStatus) {
+    header(
+        s,
+        "ironpxe_ironic_polls_total",
+        "counter",
+        "Polls of the Ironic API by outcome.",
+    );
+    let _ = writeln!(
+        s,
+        "ironpxe_ironic_polls_total{{outcome=\"ok\"}} {}",
+        p.polls_ok
+    );
+    let _ = writeln!(
+        s,
+        "ironpxe_ironic_polls_total{{outcome=\"failed\"}} {}",
+        p.polls_failed
+    );
+    header(
+        s,
+        "ironpxe_ironic_last_good_poll_age_seconds",
+        "gauge",
+        "Seconds since the last complete poll (-1: none yet).",
+    );
+    let age = p.last_ok.map_or(-1.0, |t| t.elapsed().as_secs_f64());
+    let _ = writeln!(s, "ironpxe_ironic_last_good_poll_age_seconds {age}");
+    header(
+        s,
+        "ironpxe_ironic_poll_failing",
+        "gauge",
+        "1 while the latest poll failed.",
+    );
+    let _ = writeln!(
+        s,
+        "ironpxe_ironic_poll_failing {}",
+        u8::from(p.last_error.is_some())
+    );
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

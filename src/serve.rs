@@ -33,6 +33,9 @@ pub fn serve_config(args: &ServeArgs) -> Result<Config, CliError> {
     if let Some(h) = args.http_listen {
         cfg.http_listen = h;
     }
+    if let Some(u) = &args.ironic_url {
+        cfg.ironic.url = Some(u.clone());
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -52,6 +55,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
             cfg.image_cache_dir.display()
         ))
     })?;
+    let ironic = start_ironic(&cfg, &live)?;
     let app = Arc::new(App {
         store: live.store.clone(),
         renderer: live.renderer.clone(),
@@ -60,6 +64,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         images: Some(images.clone()),
         metrics,
         public_url: cfg.public_url(),
+        ironic,
     });
     images.update(&app.store.current(), &app.renderer.boot_config());
     tokio::spawn(follow_state(app.clone()));
@@ -83,6 +88,29 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     http.shutdown().await;
     drain_tftp(&app, Duration::from_secs(cfg.http.shutdown_grace_secs)).await;
     Ok(())
+}
+
+/// Starts the Ironic API poller when `ironic.url` is set, after loading the last good poll.
+fn start_ironic(
+    cfg: &Config,
+    live: &Live,
+) -> Result<Option<Arc<crate::ironic::PollState>>, CliError> {
+    if cfg.ironic.url.is_none() {
+        return Ok(None);
+    }
+    let client = crate::ironic::Client::new(&cfg.ironic).map_err(|e| CliError(e.to_string()))?;
+    let cache = cfg.ironic_cache();
+    crate::ironic::load_cache(&live.store, &cache);
+    let state = Arc::new(crate::ironic::PollState::default());
+    tracing::info!(ironic = client.base_url(), interval_secs = cfg.ironic.interval().as_secs(), cache = %cache.display(), "polling Ironic");
+    tokio::spawn(crate::ironic::run_poller(
+        Arc::new(client),
+        live.store.clone(),
+        cache,
+        cfg.ironic.interval(),
+        state.clone(),
+    ));
+    Ok(Some(state))
 }
 
 /// On every new state generation: drop stale renders, prefetch newly needed images.

@@ -301,8 +301,20 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 
 fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
     let g = app.gauges();
-    let degraded = g.state_errors > 0 || g.template_errors > 0;
+    let ironic_failing = g.ironic.as_ref().is_some_and(|p| p.last_error.is_some());
+    let degraded = g.state_errors > 0 || g.template_errors > 0 || ironic_failing;
+    let ironic = g.ironic.as_ref().map(|p| {
+        serde_json::json!({
+            "polls_ok": p.polls_ok,
+            "polls_failed": p.polls_failed,
+            "last_good_poll_age_secs": p.last_ok.map(|t| t.elapsed().as_secs()),
+            "last_error": p.last_error,
+            "nodes": p.nodes,
+            "ports": p.ports,
+        })
+    });
     let body = serde_json::json!({
+        "ironic": ironic,
         "status": if degraded { "degraded" } else { "ok" },
         "state_generation": g.state_generation,
         "nodes": g.nodes,

@@ -1,0 +1,313 @@
+//! The Ironic API client against a scripted HTTP server: pagination, partial and failed
+//! polls, HTTP basic and Keystone authentication (no Keystone runs here, so its token
+//! service is scripted too; the real-Ironic test covers noauth end to end).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use ironpxe::ironic::{poll_once, AuthKind, Client, IronicConfig, PollState};
+use ironpxe::store::{IndexConfig, Store};
+
+/// A request as the scripted server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+type Script = Arc<dyn Fn(&Seen) -> (u16, Vec<(String, String)>, String) + Send + Sync>;
+
+/// Serves `script`'s answers on a loopback port; returns the base URL and the request log.
+fn scripted_server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", l.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().map_while(Result::ok) {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            );
+            let mut headers = HashMap::new();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let req = Seen {
+                method,
+                path,
+                headers,
+            };
+            let (status, extra, body) = script(&req);
+            log.lock().expect("log").push(req);
+            let mut resp = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in extra {
+                resp.push_str(&format!("{k}: {v}\r\n"));
+            }
+            resp.push_str("\r\n");
+            resp.push_str(&body);
+            let _ = r.get_mut().write_all(resp.as_bytes());
+        }
+    });
+    (base, seen)
+}
+
+fn node(i: usize) -> String {
+    format!(
+        r#"{{"uuid": "00000000-0000-4000-8000-{i:012}", "name": "n{i}", "provision_state": "deploying",
+            "driver_info": {{"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r"}},
+            "ports": [{{"href": "http://x/v1/nodes/{i}/ports", "rel": "self"}}]}}"#
+    )
+}
+
+fn port(i: usize) -> String {
+    format!(
+        r#"{{"uuid": "10000000-0000-4000-8000-{i:012}", "address": "52:54:00:00:00:{i:02x}", "node_uuid": "00000000-0000-4000-8000-{i:012}"}}"#
+    )
+}
+
+/// Nodes 1-5 over three pages, ports over two; `fail_page` makes that node page fail.
+fn paged_ironic(fail_page: Arc<Mutex<Option<&'static str>>>) -> Script {
+    Arc::new(move |req: &Seen| {
+        let page = |items: Vec<String>, next: Option<&str>| {
+            let key = if req.path.starts_with("/v1/nodes") {
+                "nodes"
+            } else {
+                "ports"
+            };
+            let next = next
+                .map(|n| format!(r#", "next": "http://public.example:6385{n}""#))
+                .unwrap_or_default();
+            format!(r#"{{"{key}": [{}]{next}}}"#, items.join(","))
+        };
+        let marker = req
+            .path
+            .split("marker=")
+            .nth(1)
+            .map(|m| m.split('&').next().unwrap_or(""));
+        if let Some(bad) = *fail_page.lock().expect("lock") {
+            if marker == Some(bad) {
+                return (500, vec![], "boom".into());
+            }
+        }
+        let body = match (req.path.starts_with("/v1/nodes"), marker) {
+            (true, None) => page(
+                vec![node(1), node(2)],
+                Some("/v1/nodes?detail=True&limit=2&marker=n2"),
+            ),
+            (true, Some("n2")) => page(
+                vec![node(3), node(4)],
+                Some("/v1/nodes?detail=True&limit=2&marker=n4"),
+            ),
+            (true, Some("n4")) => page(vec![node(5)], None),
+            (false, None) => page(
+                (1..=3).map(port).collect(),
+                Some("/v1/ports?detail=True&marker=p3"),
+            ),
+            (false, Some("p3")) => page((4..=5).map(port).collect(), None),
+            _ => return (404, vec![], "{}".into()),
+        };
+        (
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            body,
+        )
+    })
+}
+
+fn config(url: &str) -> IronicConfig {
+    IronicConfig {
+        url: Some(url.to_owned()),
+        page_limit: Some(2),
+        ..IronicConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn follows_pagination_and_a_partial_poll_changes_nothing() {
+    let fail = Arc::new(Mutex::new(None));
+    let (url, seen) = scripted_server(paged_ironic(fail.clone()));
+    let client = Client::new(&config(&url)).expect("client");
+    let store = Store::new(IndexConfig::default());
+    let state = PollState::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join(".ironic-cache.json");
+
+    poll_once(&client, &store, &cache, &state).await;
+    let s = store.current();
+    assert_eq!(
+        (s.nodes().len(), s.ports().len()),
+        (5, 5),
+        "every page read"
+    );
+    assert!(s.errors.is_empty());
+    assert_eq!(state.get().polls_ok, 1);
+    assert!(cache.exists(), "a good poll is cached");
+    let first = seen.lock().expect("log")[0].clone();
+    assert_eq!(
+        first
+            .headers
+            .get("x-openstack-ironic-api-version")
+            .map(String::as_str),
+        Some("latest")
+    );
+    assert!(
+        first.path.contains("limit=2") && first.path.contains("detail=True"),
+        "{}",
+        first.path
+    );
+
+    // Page 2 of the nodes fails: the poll fails as a whole and the store keeps all five.
+    *fail.lock().expect("lock") = Some("n2");
+    poll_once(&client, &store, &cache, &state).await;
+    let s = store.current();
+    assert_eq!(s.nodes().len(), 5, "a partial poll changes nothing");
+    assert_eq!(s.errors.len(), 1);
+    assert!(s.errors[0].message.contains("500"), "{:?}", s.errors);
+    let st = state.get();
+    assert_eq!((st.polls_ok, st.polls_failed), (1, 1));
+    assert!(st.last_error.is_some());
+
+    // Ironic answers again: recovered.
+    *fail.lock().expect("lock") = None;
+    poll_once(&client, &store, &cache, &state).await;
+    assert!(store.current().errors.is_empty());
+    assert!(state.get().last_error.is_none());
+
+    // A restart while Ironic is down: the cache alone boots every node.
+    let restarted = Store::new(IndexConfig::default());
+    ironpxe::ironic::load_cache(&restarted, &cache);
+    assert_eq!(restarted.current().nodes().len(), 5);
+    assert_eq!(restarted.current().ports().len(), 5);
+}
+
+#[tokio::test]
+async fn bad_json_and_a_dead_ironic_are_errors_not_empty_states() {
+    let (url, _) = scripted_server(Arc::new(|_: &Seen| (200, vec![], "{\"nodes\": [".into())));
+    let client = Client::new(&config(&url)).expect("client");
+    let store = Store::new(IndexConfig::default());
+    let state = PollState::default();
+    let cache = tempfile::tempdir().expect("tempdir").path().join("c.json");
+    poll_once(&client, &store, &cache, &state).await;
+    assert!(
+        state
+            .get()
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("JSON"),
+        "{:?}",
+        state.get()
+    );
+    assert_eq!(store.current().errors.len(), 1);
+
+    let dead = Client::new(&config("http://127.0.0.1:9")).expect("client");
+    poll_once(&dead, &store, &cache, &state).await;
+    assert_eq!(state.get().polls_failed, 2);
+}
+
+#[tokio::test]
+async fn http_basic_credentials_are_sent_and_never_logged() {
+    let (url, seen) = scripted_server(Arc::new(|req: &Seen| {
+        // "admin:s3cret" in base64.
+        if req.headers.get("authorization").map(String::as_str) == Some("Basic YWRtaW46czNjcmV0") {
+            (200, vec![], r#"{"nodes": [], "ports": []}"#.into())
+        } else {
+            (401, vec![], "{}".into())
+        }
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").expect("write");
+    let cfg = IronicConfig {
+        auth: AuthKind::HttpBasic,
+        username: Some("admin".into()),
+        password_file: Some(pw),
+        ..config(&url)
+    };
+    let client = Client::new(&cfg).expect("client");
+    let store = Store::new(IndexConfig::default());
+    let state = PollState::default();
+    poll_once(&client, &store, &dir.path().join("c.json"), &state).await;
+    assert_eq!(state.get().polls_ok, 1, "{:?}", state.get());
+    assert_eq!(seen.lock().expect("log").len(), 2, "nodes and ports");
+    assert!(!format!("{cfg:?}").contains("s3cret"));
+}
+
+/// Keystone application credentials: a token is fetched once, reused, and fetched again
+/// when Ironic says it is no longer valid.
+#[tokio::test]
+async fn keystone_token_is_reused_and_renewed() {
+    let issued = Arc::new(Mutex::new(0u32));
+    let counter = issued.clone();
+    let (url, seen) = scripted_server(Arc::new(move |req: &Seen| {
+        if req.path == "/v3/auth/tokens" && req.method == "POST" {
+            let mut n = counter.lock().expect("lock");
+            *n += 1;
+            let token = format!("token-{n}");
+            let body = r#"{"token": {"expires_at": "2999-01-01T00:00:00.000000Z"}}"#;
+            return (201, vec![("X-Subject-Token".into(), token)], body.into());
+        }
+        match req.headers.get("x-auth-token").map(String::as_str) {
+            // The first token is "revoked" after it has been used for one poll.
+            Some("token-1") if req.path.starts_with("/v1/ports") => (401, vec![], "{}".into()),
+            Some(t) if t.starts_with("token-") => {
+                (200, vec![], r#"{"nodes": [], "ports": []}"#.into())
+            }
+            _ => (401, vec![], "{}".into()),
+        }
+    }));
+    let cfg = IronicConfig {
+        auth: AuthKind::Keystone,
+        keystone_url: Some(format!("{url}/v3")),
+        application_credential_id: Some("cred-id".into()),
+        application_credential_secret: Some("cred-secret".into()),
+        ..config(&url)
+    };
+    let client = Client::new(&cfg).expect("client");
+    let store = Store::new(IndexConfig::default());
+    let state = PollState::default();
+    let cache = tempfile::tempdir().expect("tempdir").path().join("c.json");
+    poll_once(&client, &store, &cache, &state).await;
+    assert_eq!(state.get().polls_ok, 1, "{:?}", state.get());
+    assert_eq!(
+        *issued.lock().expect("lock"),
+        2,
+        "renewed once after the 401"
+    );
+    poll_once(&client, &store, &cache, &state).await;
+    assert_eq!(
+        *issued.lock().expect("lock"),
+        2,
+        "the renewed token is reused"
+    );
+    let log = seen.lock().expect("log");
+    assert!(log
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/"))
+        .all(|r| r.headers.contains_key("x-auth-token")));
+}
