@@ -1,0 +1,102 @@
+//! The documentation's examples are real: every `$ ironpxe …` line in a ```console block of
+//! the README and docs/ is run from the repository root, and its output must match the lines
+//! shown after it exactly (a line `...` stands for any lines).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One example: the command line and the output shown for it.
+struct Example {
+    file: String,
+    line: usize,
+    command: String,
+    expected: Vec<String>,
+}
+
+fn examples(path: &Path) -> Vec<Example> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out: Vec<Example> = Vec::new();
+    let mut in_console = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if line.starts_with("```") {
+            in_console = !in_console && line.trim() == "```console";
+            continue;
+        }
+        if !in_console {
+            continue;
+        }
+        if let Some(cmd) = line.strip_prefix("$ ") {
+            out.push(Example {
+                file: path.display().to_string(),
+                line: i + 1,
+                command: cmd.to_owned(),
+                expected: Vec::new(),
+            });
+        } else if let Some(ex) = out.last_mut() {
+            ex.expected.push(raw.to_owned());
+        }
+    }
+    out
+}
+
+/// Matches output lines against expected ones, where `...` matches any run of lines.
+fn matches(actual: &[&str], expected: &[String]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((e, rest)) if e.trim() == "..." => (0..=actual.len()).any(|k| matches(&actual[k..], rest)),
+        Some((e, rest)) => actual.first().is_some_and(|a| a.trim_end() == e.trim_end()) && matches(&actual[1..], rest),
+    }
+}
+
+fn run(ex: &Example) -> Result<(), String> {
+    let args: Vec<&str> = ex.command.split_whitespace().collect();
+    if args.first() != Some(&"ironpxe") {
+        return Err(format!("{}:{}: only `ironpxe` commands may appear in console blocks", ex.file, ex.line));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .args(&args[1..])
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    if matches(&lines, &ex.expected) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}:{}: `{}` printed:\n{}\n--- but the document shows:\n{}",
+            ex.file,
+            ex.line,
+            ex.command,
+            stdout,
+            ex.expected.join("\n")
+        ))
+    }
+}
+
+#[test]
+fn every_documented_command_prints_what_the_document_shows() {
+    let mut docs = vec![root().join("README.md")];
+    if let Ok(entries) = std::fs::read_dir(root().join("docs")) {
+        docs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "md")));
+    }
+    let all: Vec<Example> = docs.iter().flat_map(|d| examples(d)).collect();
+    assert!(all.len() >= 5, "expected the docs to show commands, found {}", all.len());
+    let failures: Vec<String> = all.iter().filter_map(|ex| run(ex).err()).collect();
+    assert!(failures.is_empty(), "{} of {} examples differ:\n\n{}", failures.len(), all.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn the_matcher_itself() {
+    let e = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches(&["a", "b", "c"], &e(&["a", "...", "c"])));
+    assert!(matches(&["a", "c"], &e(&["a", "...", "c"])));
+    assert!(!matches(&["a", "b"], &e(&["a", "c"])));
+    assert!(!matches(&["a"], &e(&["a", "b"])));
+}
