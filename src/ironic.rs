@@ -467,7 +467,8 @@ pub fn load_cache(store: &Store, cache: &Path) {
     }
 }
 
-/// Writes the poll to `cache` atomically (a dotfile beside it, then rename).
+/// Writes the poll to `cache` atomically (a dotfile beside it, synced, then renamed), unless
+/// the cache already holds exactly this.
 fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
     #[derive(serde::Serialize)]
     struct Out<'a> {
@@ -484,7 +485,15 @@ fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
         ports: &doc.ports,
     })
     .map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, data)?;
+    if std::fs::read(cache).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, cache)
 }
 
@@ -601,7 +610,7 @@ mod tests {
             auth: AuthKind::Keystone,
             ..IronicConfig::default()
         };
-        let err = cfg.auth().err().expect("refused").to_string();
+        let err = cfg.auth().expect_err("refused").to_string();
         assert!(err.contains("ironic.keystone_url"), "{err}");
     }
 }

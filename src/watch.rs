@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 
 /// Debounce settings: wait for `quiet` without events, but never longer than `max` after
@@ -68,6 +69,7 @@ where
     let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let msg = match res {
+            Ok(ev) if !changes_content(&ev.kind) => return,
             Ok(ev) => Msg::Paths(ev.paths),
             Err(e) => Msg::WatchError(e.to_string()),
         };
@@ -99,6 +101,16 @@ where
     Ok(WatchHandle { tx })
 }
 
+/// Reads (open, access, close after reading) change nothing; reacting to them would make
+/// every rescan, which reads the files, trigger the next one.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 enum Collected {
     Paths(HashSet<PathBuf>),
     Closed,
@@ -124,6 +136,61 @@ fn collect(rx: &mpsc::Receiver<Msg>, d: Debounce) -> Collected {
         }
         if start.elapsed() >= d.max {
             return Collected::Paths(paths);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    #[test]
+    fn only_events_that_can_change_content_count() {
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Read)));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Any)));
+        assert!(changes_content(&EventKind::Any));
+    }
+
+    /// Reading files in the watched directory (as every rescan does) triggers nothing.
+    #[test]
+    fn reads_do_not_trigger_rescans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), "x").expect("write");
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let d = Debounce {
+            rescan: Duration::from_secs(3600),
+            ..Debounce::default()
+        };
+        let _w = watch_dir(dir.path(), d, move |_| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .expect("watch");
+        for _ in 0..20 {
+            let _ = std::fs::read(dir.path().join("a")).expect("read");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "reads triggered a rescan"
+        );
+        std::fs::write(dir.path().join("a"), "y").expect("write");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "a write was not seen");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod guest;
+pub mod ironic;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
