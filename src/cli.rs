@@ -33,6 +33,29 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve boot configs from the live state (TFTP and HTTP).
     Serve(ServeArgs),
+    /// Print DHCP host entries and boot logic for every PXE-enabled port (dnsmasq, ISC, Kea),
+    /// or the Neutron extra_dhcp_opts Ironic would set; or sync a dnsmasq --dhcp-hostsdir.
+    Dhcp(DhcpArgs),
+    /// Check what ironic-python-agent reported about a machine's interfaces against the
+    /// ports Ironic has enrolled (IB MAC, client-id); with --apply, create or fix them.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Inspection data (`baremetal node inventory show <node> -f json`) or the inventory.
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Read the enrolled ports from this Ironic API instead of the state directory.
+    #[arg(long)]
+    pub ironic_url: Option<String>,
+    /// The node the inventory belongs to (default: the node its interfaces match).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Create missing ports and fix disagreeing ones through the Ironic API.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Args, Debug)]
@@ -426,5 +449,272 @@ impl Live {
             w.poke();
         }
         self.renderer.reload();
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DhcpArgs {
+    /// dnsmasq, isc, kea or neutron (read-only: what Ironic would set on Neutron ports).
+    #[arg(long)]
+    pub format: crate::dhcp::DhcpFormat,
+    /// TOML configuration file (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// TFTP server for boot files (siaddr); default: the first routable IPv4 tftp_listen.
+    #[arg(long)]
+    pub next_server: Option<std::net::Ipv4Addr>,
+    /// Base URL of ironpxe's HTTP server for iPXE clients; default: public_url, else http_listen.
+    #[arg(long)]
+    pub http_url: Option<String>,
+    /// Boot file for BIOS PXE clients (e.g. undionly.kpxe to chain into iPXE).
+    #[arg(long, default_value = crate::dhcp::DEFAULT_BIOS_BOOT)]
+    pub bios_boot: String,
+    /// Boot file for UEFI clients (client architecture 7 or 9).
+    #[arg(long, default_value = crate::dhcp::DEFAULT_UEFI_BOOT)]
+    pub uefi_boot: String,
+    /// Instead of printing, sync this dnsmasq --dhcp-hostsdir (one file per node).
+    #[arg(long)]
+    pub hostsdir: Option<PathBuf>,
+    /// With --hostsdir: SIGHUP this dnsmasq when an entry changed or was deleted.
+    #[arg(long, requires = "hostsdir")]
+    pub dnsmasq_pid_file: Option<PathBuf>,
+}
+
+/// `ironpxe dhcp`: generation and syncing live in [`crate::dhcp`]; warnings go to stderr.
+pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::dhcp::{self, DhcpFormat, DhcpOptions};
+    let cfg = StateArgs {
+        config: args.config.clone(),
+        state_dir: args.state_dir.clone(),
+        templates: None,
+    }
+    .config()?;
+    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let snap = store.current();
+    let (opts, option_warnings) = DhcpOptions::from_config(
+        &cfg,
+        args.http_url.as_deref(),
+        args.next_server,
+        &args.bios_boot,
+        &args.uefi_boot,
+    )
+    .map_err(|e| CliError(e.to_string()))?;
+    // Host entries use no boot option: warnings about those matter only when printing.
+    let mut warnings = match args.hostsdir {
+        Some(_) => Vec::new(),
+        None => option_warnings,
+    };
+    warnings.extend(snap.errors.iter().map(|e| format!("state: {e}")));
+    let result = match (&args.hostsdir, args.format) {
+        (Some(dir), DhcpFormat::Dnsmasq) => {
+            dhcp::sync_and_signal(dir, &snap, &opts, args.dnsmasq_pid_file.as_deref(), out)
+                .map(|r| warnings.extend(r.warnings))
+                .map_err(|e| CliError(format!("{}: {e}", dir.display())))
+        }
+        (Some(_), _) => Err(CliError("--hostsdir needs --format dnsmasq".into())),
+        (None, format) => {
+            let r = dhcp::render(format, &snap, &opts);
+            warnings.extend(r.warnings);
+            out.write_all(r.text.as_bytes()).map_err(io)
+        }
+    };
+    let mut err = std::io::stderr().lock();
+    for w in &warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    result
+}
+
+/// `ironpxe inspect`: per interface, the port Ironic should have and how the enrolled one
+/// differs; `--apply` makes Ironic agree. Fails while any interface disagrees.
+pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::inspect::{check, parse_inventory, ExpectedPort, Finding};
+    let bytes = std::fs::read(&args.inventory)
+        .map_err(|e| CliError(format!("{}: {e}", args.inventory.display())))?;
+    let ifaces = parse_inventory(&bytes)
+        .map_err(|e| CliError(format!("{}: {e}", args.inventory.display())))?;
+    let mut cfg = args.state.config()?;
+    if let Some(u) = &args.ironic_url {
+        cfg.ironic.url = Some(u.clone());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("runtime: {e}")))?;
+    let client = match &cfg.ironic.url {
+        Some(_) => {
+            Some(crate::ironic::Client::new(&cfg.ironic).map_err(|e| CliError(e.to_string()))?)
+        }
+        None => None,
+    };
+    let store = match &client {
+        Some(c) => {
+            let doc = rt.block_on(c.poll()).map_err(|e| CliError(e.to_string()))?;
+            let store = Store::new(cfg.index_config()?);
+            store.apply(vec![(
+                crate::store::SourceId::IronicApi,
+                crate::store::Update::Replace(doc),
+            )]);
+            store
+        }
+        None => load_state(&cfg.state_dir, cfg.index_config()?)?,
+    };
+    let snap = store.current();
+    let expected: Vec<ExpectedPort> = ifaces.iter().map(ExpectedPort::of).collect();
+    let node = inspected_node(&snap, args.node.as_deref(), &expected)?;
+    let enrolled: Vec<crate::node::Port> = node
+        .and_then(|u| snap.node(&u))
+        .map(|n| {
+            n.ports
+                .iter()
+                .map(|&i| snap.ports()[i].port.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let prefix = cfg.client_id_prefix()?;
+    let mut open = 0;
+    for (iface, exp) in ifaces.iter().zip(&expected) {
+        let finding = check(exp, &enrolled);
+        print_interface(out, iface, exp, node.as_ref(), &finding, prefix)?;
+        let fixed = match (&finding, args.apply) {
+            (Finding::Ok { .. }, _) => true,
+            (_, false) => false,
+            (f, true) => {
+                let c = client.as_ref().ok_or_else(|| {
+                    CliError("--apply needs --ironic-url (or [ironic] url)".into())
+                })?;
+                let node = node.ok_or_else(|| {
+                    CliError("--apply needs the node: no enrolled node matches; pass --node".into())
+                })?;
+                writeln!(out, "applied: {}", rt.block_on(apply(c, f, exp, &node))?).map_err(io)?;
+                true
+            }
+        };
+        open += usize::from(!fixed);
+        writeln!(out).map_err(io)?;
+    }
+    match open {
+        0 => Ok(()),
+        n => Err(CliError(format!(
+            "{n} interface(s) disagree with Ironic's ports"
+        ))),
+    }
+}
+
+/// The node an inventory belongs to: `--node`, else the one its interfaces match.
+fn inspected_node(
+    snap: &Snapshot,
+    given: Option<&str>,
+    expected: &[crate::inspect::ExpectedPort],
+) -> Result<Option<NodeUuid>, CliError> {
+    if let Some(n) = given {
+        return NodeUuid::parse(n)
+            .map(Some)
+            .map_err(|e| CliError(format!("--node: {e}")));
+    }
+    let mut found: Option<NodeUuid> = None;
+    for e in expected {
+        let m = match e.client_id {
+            Some(c) => snap.by_guid(&c.guid()).or_else(|| snap.by_mac(&e.address)),
+            None => snap.by_mac(&e.address),
+        };
+        if let Some(m) = m {
+            let u = m.node.node.uuid;
+            if found.is_some_and(|f| f != u) {
+                return Err(CliError(format!(
+                    "interfaces match two nodes ({} and {u}); pass --node",
+                    found.map(|f| f.to_string()).unwrap_or_default()
+                )));
+            }
+            found = Some(u);
+        }
+    }
+    Ok(found)
+}
+
+fn print_interface(
+    out: &mut dyn Write,
+    iface: &crate::inspect::Interface,
+    exp: &crate::inspect::ExpectedPort,
+    node: Option<&NodeUuid>,
+    finding: &crate::inspect::Finding,
+    prefix: [u8; 12],
+) -> Result<(), CliError> {
+    use crate::inspect::Finding;
+    let reading = match exp.client_id {
+        Some(c) => addr::Reading::ClientId(c),
+        None => addr::Reading::EthernetMac(exp.address),
+    };
+    let d = addr::derive(&reading, prefix);
+    let finding = match finding {
+        Finding::Ok { port } => format!(
+            "ok (port {})",
+            port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+        ),
+        Finding::Missing => "missing: Ironic has no port for this interface".into(),
+        Finding::Disagrees { problems, .. } => format!("disagrees: {}", problems.join("; ")),
+    };
+    let rows = [
+        ("interface", iface.name.clone()),
+        (
+            "kind",
+            if exp.client_id.is_some() {
+                "infiniband".into()
+            } else {
+                "ethernet".into()
+            },
+        ),
+        ("guid", d.guid),
+        ("ib_mac", d.ib_mac),
+        ("client_id", d.client_id),
+        ("pxelinux_names", d.pxelinux_names.join(" ")),
+        ("port", exp.json(node).to_string()),
+        ("create", exp.create_command(node)),
+        ("finding", finding),
+    ];
+    for (k, v) in rows {
+        writeln!(out, "{k}: {v}").map_err(io)?;
+    }
+    if let Some(n) = &exp.inventory_note {
+        writeln!(out, "note: {n}").map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Creates or patches the port through the API; returns what was done.
+async fn apply(
+    c: &crate::ironic::Client,
+    finding: &crate::inspect::Finding,
+    exp: &crate::inspect::ExpectedPort,
+    node: &NodeUuid,
+) -> Result<String, CliError> {
+    use crate::inspect::Finding;
+    let err = |e: crate::ironic::IronicError| CliError(e.to_string());
+    match finding {
+        Finding::Ok { .. } => Ok("nothing".into()),
+        Finding::Missing => {
+            let body = exp.json(Some(node));
+            let r = c
+                .send_json(reqwest::Method::POST, "/v1/ports", &body)
+                .await
+                .map_err(err)?;
+            let uuid = serde_json::from_slice::<serde_json::Value>(&r)
+                .ok()
+                .and_then(|v| v["uuid"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            Ok(format!("created port {uuid} {}", exp.address))
+        }
+        Finding::Disagrees { port, patch, .. } => {
+            let port = port.ok_or_else(|| {
+                CliError("the disagreeing port has no uuid; fix it by hand".into())
+            })?;
+            let body = serde_json::Value::Array(patch.clone());
+            c.send_json(reqwest::Method::PATCH, &format!("/v1/ports/{port}"), &body)
+                .await
+                .map_err(err)?;
+            Ok(format!("patched port {port}"))
+        }
     }
 }

@@ -43,6 +43,34 @@ pub struct Config {
     pub tftp: crate::tftp::TftpConfig,
     pub http: crate::http::HttpConfig,
     pub ironic: crate::ironic::IronicConfig,
+    pub dhcp: DhcpSection,
+}
+
+/// `[dhcp]`: a dnsmasq `--dhcp-hostsdir` kept in sync with the state while serving.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhcpSection {
+    /// Directory dnsmasq reads with `--dhcp-hostsdir`; unset: not maintained.
+    pub hostsdir: Option<PathBuf>,
+    /// dnsmasq's PID file: it gets SIGHUP after an entry is deleted or changed (dnsmasq
+    /// keeps serving those until then).
+    pub dnsmasq_pid_file: Option<PathBuf>,
+    /// `next-server` for the generated boot logic (`ironpxe dhcp`).
+    pub next_server: Option<std::net::Ipv4Addr>,
+    pub bios_boot: String,
+    pub uefi_boot: String,
+}
+
+impl Default for DhcpSection {
+    fn default() -> Self {
+        DhcpSection {
+            hostsdir: None,
+            dnsmasq_pid_file: None,
+            next_server: None,
+            bios_boot: "pxelinux.0".into(),
+            uefi_boot: "snponly.efi".into(),
+        }
+    }
 }
 
 /// `[boot]`: what nodes are booted with.
@@ -112,6 +140,7 @@ impl Default for Config {
             tftp: Default::default(),
             http: Default::default(),
             ironic: Default::default(),
+            dhcp: Default::default(),
         }
     }
 }

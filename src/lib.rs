@@ -8,6 +8,7 @@ pub mod app;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod dhcp;
 pub mod http;
 pub mod images;
 pub mod inspect;

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::Render(a) => cli::render(a, &mut stdout.lock(), &mut stderr.lock()),
         Command::Check(a) => cli::check(a, &mut stdout.lock()),
         Command::Serve(a) => ironpxe::serve::run(a),
+        Command::Dhcp(a) => cli::dhcp(a, &mut stdout.lock()),
+        Command::Inspect(a) => cli::inspect(a, &mut stdout.lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

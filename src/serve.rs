@@ -67,7 +67,8 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         ironic,
     });
     images.update(&app.store.current(), &app.renderer.boot_config());
-    tokio::spawn(follow_state(app.clone()));
+    let hostsdir = dhcp_hostsdir(&cfg)?;
+    tokio::spawn(follow_state(app.clone(), hostsdir));
 
     let http = crate::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
         .await
@@ -113,14 +114,69 @@ fn start_ironic(
     Ok(Some(state))
 }
 
-/// On every new state generation: drop stale renders, prefetch newly needed images.
-async fn follow_state(app: Arc<App>) {
+/// The dnsmasq hostsdir to keep in sync, with its generation options.
+struct Hostsdir {
+    dir: std::path::PathBuf,
+    pid_file: Option<std::path::PathBuf>,
+    opts: crate::dhcp::DhcpOptions,
+}
+
+fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
+    let Some(dir) = cfg.dhcp.hostsdir.clone() else {
+        return Ok(None);
+    };
+    let d = &cfg.dhcp;
+    let (opts, _) =
+        crate::dhcp::DhcpOptions::from_config(cfg, None, d.next_server, &d.bios_boot, &d.uefi_boot)
+            .map_err(|e| CliError(format!("[dhcp]: {e}")))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError(format!("[dhcp] hostsdir {}: {e}", dir.display())))?;
+    Ok(Some(Hostsdir {
+        dir,
+        pid_file: d.dnsmasq_pid_file.clone(),
+        opts,
+    }))
+}
+
+/// Writes the hostsdir for a snapshot and signals dnsmasq when it must forget entries.
+fn sync_hostsdir(h: &Hostsdir, snap: &crate::store::Snapshot) {
+    match crate::dhcp::sync_hostsdir(&h.dir, snap, &h.opts) {
+        Ok(r) => {
+            if !(r.created.is_empty() && r.updated.is_empty() && r.deleted.is_empty()) {
+                tracing::info!(
+                    created = r.created.len(),
+                    updated = r.updated.len(),
+                    deleted = r.deleted.len(),
+                    "dnsmasq hostsdir updated"
+                );
+            }
+            if let Some(pid) = h.pid_file.as_deref().filter(|_| r.needs_sighup()) {
+                if let Err(e) = crate::dhcp::sighup(pid) {
+                    tracing::error!(pid_file = %pid.display(), error = %e, "cannot SIGHUP dnsmasq");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(dir = %h.dir.display(), error = %e, "cannot write the dnsmasq hostsdir")
+        }
+    }
+}
+
+/// On every new state generation: drop stale renders, prefetch newly needed images, and keep
+/// the dnsmasq hostsdir in step.
+async fn follow_state(app: Arc<App>, hostsdir: Option<Hostsdir>) {
     let mut rx = app.store.subscribe();
+    if let Some(h) = &hostsdir {
+        sync_hostsdir(h, &app.store.current());
+    }
     while rx.changed().await.is_ok() {
         let snap = rx.borrow_and_update().clone();
         app.renderer.sweep(&snap);
         if let Some(images) = &app.images {
             images.update(&snap, &app.renderer.boot_config());
+        }
+        if let Some(h) = &hostsdir {
+            sync_hostsdir(h, &snap);
         }
     }
 }

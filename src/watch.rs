@@ -140,6 +140,14 @@ fn collect(rx: &mpsc::Receiver<Msg>, d: Debounce) -> Collected {
     }
 }
 
+fn add(paths: &mut HashSet<PathBuf>, msg: Msg) {
+    match msg {
+        Msg::Paths(p) => paths.extend(p),
+        Msg::WatchError(e) => tracing::warn!(error = %e, "file watch error; rescanning"),
+        Msg::Stop => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,13 +200,5 @@ mod tests {
             assert!(Instant::now() < deadline, "a write was not seen");
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-fn add(paths: &mut HashSet<PathBuf>, msg: Msg) {
-    match msg {
-        Msg::Paths(p) => paths.extend(p),
-        Msg::WatchError(e) => tracing::warn!(error = %e, "file watch error; rescanning"),
-        Msg::Stop => {}
     }
 }

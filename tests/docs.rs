@@ -48,15 +48,23 @@ fn examples(path: &Path) -> Vec<Example> {
 fn matches(actual: &[&str], expected: &[String]) -> bool {
     match expected.split_first() {
         None => actual.is_empty(),
-        Some((e, rest)) if e.trim() == "..." => (0..=actual.len()).any(|k| matches(&actual[k..], rest)),
-        Some((e, rest)) => actual.first().is_some_and(|a| a.trim_end() == e.trim_end()) && matches(&actual[1..], rest),
+        Some((e, rest)) if e.trim() == "..." => {
+            (0..=actual.len()).any(|k| matches(&actual[k..], rest))
+        }
+        Some((e, rest)) => {
+            actual.first().is_some_and(|a| a.trim_end() == e.trim_end())
+                && matches(&actual[1..], rest)
+        }
     }
 }
 
 fn run(ex: &Example) -> Result<(), String> {
     let args: Vec<&str> = ex.command.split_whitespace().collect();
     if args.first() != Some(&"ironpxe") {
-        return Err(format!("{}:{}: only `ironpxe` commands may appear in console blocks", ex.file, ex.line));
+        return Err(format!(
+            "{}:{}: only `ironpxe` commands may appear in console blocks",
+            ex.file, ex.line
+        ));
     }
     let out = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
         .args(&args[1..])
@@ -84,12 +92,27 @@ fn run(ex: &Example) -> Result<(), String> {
 fn every_documented_command_prints_what_the_document_shows() {
     let mut docs = vec![root().join("README.md")];
     if let Ok(entries) = std::fs::read_dir(root().join("docs")) {
-        docs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "md")));
+        docs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "md")),
+        );
     }
     let all: Vec<Example> = docs.iter().flat_map(|d| examples(d)).collect();
-    assert!(all.len() >= 5, "expected the docs to show commands, found {}", all.len());
+    assert!(
+        all.len() >= 5,
+        "expected the docs to show commands, found {}",
+        all.len()
+    );
     let failures: Vec<String> = all.iter().filter_map(|ex| run(ex).err()).collect();
-    assert!(failures.is_empty(), "{} of {} examples differ:\n\n{}", failures.len(), all.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} examples differ:\n\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]

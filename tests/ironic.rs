@@ -703,3 +703,82 @@ fn ironpxe_serves_what_a_real_ironic_writes_and_survives_it_going_away() {
         t0.elapsed()
     );
 }
+
+/// `ironpxe inspect --apply` against the real Ironic: an IB port enrolled with the GUID's
+/// first six bytes and no client-id is fixed, a missing Ethernet port is created, and a
+/// second run finds nothing left to do.
+#[test]
+fn inspect_apply_fixes_ports_through_the_real_api() {
+    let ironic = Ironic::start();
+    let node = ironic.create_node("inspected", json!({}));
+    let wrong = ironic.create_port(&node, "7c:fe:90:03:00:29", None);
+    let inv = json!({"inventory": {"interfaces": [
+        {"name": "eno1", "mac_address": "52:54:00:aa:00:01"},
+        {"name": "ib0", "mac_address": IB_MAC, "client_id": IB_CLIENT_ID}
+    ]}});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("inventory.json");
+    fs::write(&file, inv.to_string()).expect("write");
+    let run = |apply: bool| {
+        let mut args = vec![
+            "inspect".to_owned(),
+            file.display().to_string(),
+            "--ironic-url".into(),
+            ironic.url(),
+            "--node".into(),
+            node.clone(),
+        ];
+        if apply {
+            args.push("--apply".into());
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+            .args(&args)
+            .output()
+            .expect("run inspect")
+    };
+    let check = run(false);
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        !check.status.success(),
+        "disagreements fail the check:\n{text}"
+    );
+    assert!(
+        text.contains("first six bytes") && text.contains("missing: Ironic has no port"),
+        "{text}"
+    );
+
+    let applied = run(true);
+    let text = String::from_utf8_lossy(&applied.stdout).into_owned();
+    assert!(
+        applied.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert!(
+        text.contains(&format!("applied: patched port {wrong}"))
+            && text.contains("applied: created port"),
+        "{text}"
+    );
+
+    let port = ironic.api("GET", &format!("/v1/ports/{wrong}"), None);
+    assert_eq!(port["address"], json!(IB_MAC));
+    assert_eq!(port["extra"]["client-id"], json!(IB_CLIENT_ID));
+    let ports = ironic.api("GET", &format!("/v1/nodes/{node}/ports?detail=True"), None);
+    let addresses: BTreeSet<String> = ports["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["address"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        addresses,
+        [IB_MAC.to_owned(), "52:54:00:aa:00:01".to_owned()].into()
+    );
+
+    let again = run(false);
+    assert!(
+        again.status.success(),
+        "nothing left to fix:\n{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}

@@ -670,3 +670,29 @@ fn sighup_reloads_boot_settings_and_survives_a_broken_config() {
         "running config kept: {after}"
     );
 }
+
+/// `[dhcp] hostsdir`: one dnsmasq host file per node, kept in step with the state.
+#[test]
+fn serve_keeps_a_dnsmasq_hostsdir_in_step_with_the_state() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let hosts = work.path().join("hosts");
+    let s = Ironpxe::start_with(Options {
+        toml: format!(
+            "[dhcp]\nhostsdir = {:?}\nnext_server = \"192.0.2.7\"\n",
+            hosts
+        ),
+        ..Options::default()
+    });
+    let file = hosts.join(format!("ironpxe-{IB_NODE}"));
+    s.wait_until("host files written", || file.exists());
+    let body = fs::read_to_string(&file).expect("read");
+    assert!(
+        body.contains(
+            "id:ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52,7c:fe:90:29:26:52"
+        ),
+        "{body}"
+    );
+    assert!(hosts.join(format!("ironpxe-{DUAL_NODE}")).exists());
+    fs::remove_file(s.state.path().join("ib-node-1.json")).expect("remove");
+    s.wait_until("the node's host file removed", || !file.exists());
+}
