@@ -13,6 +13,7 @@ pub mod http;
 pub mod images;
 pub mod inspect;
 pub mod ironic;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod paths;

@@ -41,6 +41,7 @@ pub fn serve_config(args: &ServeArgs) -> Result<Config, CliError> {
 }
 
 async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(), CliError> {
+    raise_open_file_limit(&cfg);
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
     let images = ImageCache::new(
@@ -89,6 +90,21 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     http.shutdown().await;
     drain_tftp(&app, Duration::from_secs(cfg.http.shutdown_grace_secs)).await;
     Ok(())
+}
+
+/// Every HTTP connection and TFTP transfer holds a descriptor: raise the soft limit to the
+/// hard one (1024 by default, far below the session caps) and say when it is still short.
+fn raise_open_file_limit(cfg: &Config) {
+    let want = (cfg.http.max_connections + cfg.tftp.max_sessions + 256) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(got) if got < want => tracing::warn!(
+            limit = got,
+            wanted = want,
+            "open-file limit below the configured session caps (raise LimitNOFILE)"
+        ),
+        Ok(got) => tracing::debug!(limit = got, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Starts the Ironic API poller when `ironic.url` is set, after loading the last good poll.

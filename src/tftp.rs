@@ -43,6 +43,10 @@ pub struct TftpConfig {
     pub memory_file_max: u64,
     /// Total memory for such files.
     pub memory_files_total: u64,
+    /// Transfers open at once, in all and per client address; over the cap a client gets a
+    /// TFTP error instead of a transfer.
+    pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
 }
 
 impl Default for TftpConfig {
@@ -55,6 +59,8 @@ impl Default for TftpConfig {
             socket_rcvbuf: 8 << 20,
             memory_file_max: 1 << 20,
             memory_files_total: 64 << 20,
+            max_sessions: 10_000,
+            max_sessions_per_client: 64,
         }
     }
 }
@@ -77,6 +83,7 @@ pub struct TftpHandler {
     local_ip: IpAddr,
     http_port: u16,
     memory: Arc<Mutex<MemoryFiles>>,
+    limiter: crate::limits::Limiter,
 }
 
 impl TftpHandler {
@@ -90,6 +97,14 @@ impl TftpHandler {
         name: &str,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
         let m = &self.app.metrics;
+        let permit = match self.limiter.acquire(client.ip()) {
+            Ok(p) => p,
+            Err(e) => {
+                m.request(Protocol::Tftp, Kind::Other, Outcome::Refused);
+                tracing::warn!(%client, name, error = %e, "tftp request refused");
+                return Err(packet::Error::Msg(format!("ironpxe: {e}; retry later")));
+            }
+        };
         let res = match classify(name) {
             Ok(r) => r,
             Err(e) => {
@@ -111,7 +126,7 @@ impl TftpHandler {
                 log(Outcome::Served, &c.matched, Some(len));
                 let what = format!("{} {}", c.matched, c.action);
                 Ok((
-                    self.reader(client, name, what, Source::Memory(data, 0)),
+                    self.reader(client, name, what, Source::Memory(data, 0), permit),
                     Some(len),
                 ))
             }
@@ -122,7 +137,7 @@ impl TftpHandler {
                     packet::Error::FileNotFound
                 })?;
                 Ok((
-                    self.reader(client, name, matched_of(&res).into(), src),
+                    self.reader(client, name, matched_of(&res).into(), src, permit),
                     Some(len),
                 ))
             }
@@ -139,7 +154,7 @@ impl TftpHandler {
                     std::fs::File::open(dir.join(key))
                 };
                 let src = Source::Waiting(Box::pin(fut));
-                Ok((self.reader(client, name, "image".into(), src), None))
+                Ok((self.reader(client, name, "image".into(), src, permit), None))
             }
             Answer::NotFound(why) => {
                 log(Outcome::NotFound, why, None);
@@ -190,9 +205,17 @@ impl TftpHandler {
         ))))
     }
 
-    fn reader(&self, client: &SocketAddr, name: &str, matched: String, src: Source) -> Reader {
+    fn reader(
+        &self,
+        client: &SocketAddr,
+        name: &str,
+        matched: String,
+        src: Source,
+        permit: crate::limits::Permit,
+    ) -> Reader {
         self.app.metrics.tftp_session_started();
         Reader {
+            _permit: permit,
             src,
             metrics: self.app.metrics.clone(),
             client: *client,
@@ -256,6 +279,8 @@ enum Source {
 /// One transfer's data, counted into the metrics; logs the transfer when it ends (complete,
 /// aborted by the client, superseded or timed out — the crate drops the reader in all cases).
 pub struct Reader {
+    /// The transfer's slot under the session caps, freed with the reader.
+    _permit: crate::limits::Permit,
     src: Source,
     metrics: Arc<Metrics>,
     client: SocketAddr,
@@ -348,6 +373,7 @@ pub fn start(
     cfg: &TftpConfig,
 ) -> io::Result<Vec<SocketAddr>> {
     let memory = Arc::new(Mutex::new(MemoryFiles::default()));
+    let limiter = crate::limits::Limiter::new(cfg.max_sessions, cfg.max_sessions_per_client);
     let mut bound = Vec::new();
     for &addr in listen {
         let sock = bind(addr, cfg.socket_rcvbuf, &app.metrics)?;
@@ -358,6 +384,7 @@ pub fn start(
             local_ip: local.ip(),
             http_port,
             memory: memory.clone(),
+            limiter: limiter.clone(),
         };
         let builder = TftpServerBuilder::with_handler(handler)
             .std_socket(sock)

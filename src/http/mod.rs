@@ -34,6 +34,10 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Seconds running responses get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Connections open at once, in all and per client address; over the cap a client gets
+    /// `503 Service Unavailable` and the connection is closed.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
 }
 
 impl Default for HttpConfig {
@@ -43,6 +47,8 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             max_header_bytes: 16 << 10,
             shutdown_grace_secs: 10,
+            max_connections: 10_000,
+            max_connections_per_client: 256,
         }
     }
 }
@@ -333,6 +339,17 @@ fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
     )
 }
 
+/// Answers an over-cap connection with a plain 503 and closes it (bounded in time).
+async fn refuse(mut stream: tokio::net::TcpStream, e: crate::limits::LimitError) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!("ironpxe: {e}; retry later\n");
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
+}
+
 /// A running HTTP server; [`HttpServer::shutdown`] stops accepting and drains.
 pub struct HttpServer {
     pub local: SocketAddr,
@@ -361,6 +378,7 @@ pub async fn start(
         public_url: app.public_url.clone(),
         aliases: cfg.host_aliases.clone(),
     });
+    let limiter = crate::limits::Limiter::new(cfg.max_connections, cfg.max_connections_per_client);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -381,6 +399,16 @@ pub async fn start(
                 },
                 _ = stopped.changed() => break,
             };
+            let permit = match limiter.acquire(peer.ip()) {
+                Ok(p) => p,
+                Err(e) => {
+                    app.metrics
+                        .request(Protocol::Http, Kind::Other, Outcome::Refused);
+                    tracing::warn!(client = %peer, error = %e, "http connection refused");
+                    tokio::spawn(refuse(stream, e));
+                    continue;
+                }
+            };
             let app = app.clone();
             let policy = policy.clone();
             let local = stream.local_addr().unwrap_or(local);
@@ -391,6 +419,7 @@ pub async fn start(
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) = conn.await {
                     tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
                 }

@@ -462,3 +462,28 @@ fn display_text_keeps_only_harmless_characters() {
     assert_eq!(display_text("a\nb;c$d{e}"), "a_b_c_d_e_");
     assert_eq!(display_text(&"x".repeat(500)).len(), DISPLAY_MAX);
 }
+
+/// Hostile or mistaken template edits are refused and the last good set keeps serving.
+#[test]
+fn runaway_templates_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_templates(dir.path());
+    let r = Renderer::new(dir.path(), boot_cfg()).expect("loads");
+    let entry = dir.path().join("boot.ipxe.tera");
+    let cases = [
+        ("{% for i in range(end=100000000000) %}x{% endfor %}", "range"),
+        ("{% for i in range(end=10000) %}{% for j in range(end=10000) %}xxxxxxxx{% endfor %}{% endfor %}", "output larger"),
+        ("#!ipxe\n{% include \"boot.ipxe.tera\" %}", "include cycle"),
+        ("#!ipxe\n{{ get_env(name=\"HOME\") }}", "get_env"),
+    ];
+    for (text, why) in cases {
+        fs::write(&entry, text).expect("write");
+        assert!(!r.reload(), "{text} must be refused");
+        let errs = r.errors().join("\n");
+        assert!(errs.contains(why), "{text}: {errs}");
+        let still = r
+            .render(None, Format::IpxeEntry, None, &server())
+            .expect("last good serves");
+        assert!(still.body.contains("/ipxe/unknown"));
+    }
+}

@@ -325,8 +325,13 @@ fn render_uncached(
 fn render_template(tera: &Tera, format: Format, ctx: &Context) -> Result<String, RenderError> {
     let tctx =
         tera::Context::from_serialize(ctx).map_err(|e| template_error(format.template(), &e))?;
-    tera.render(format.template(), &tctx)
-        .map_err(|e| template_error(format.template(), &e))
+    let mut out = load::Bounded::default();
+    tera.render_to(format.template(), &tctx, &mut out)
+        .map_err(|e| template_error(format.template(), &e))?;
+    String::from_utf8(out.0).map_err(|e| RenderError::Template {
+        template: format.template().to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn template_error(template: &str, e: &tera::Error) -> RenderError {
@@ -546,119 +551,6 @@ fn token_problem(value: &str, format: Format) -> Option<&'static str> {
     }
 }
 
-/// Reads, parses and trial-renders every template; any failure rejects the whole set.
-fn load_templates(dir: &Path, boot_cfg: &BootConfig) -> Result<Tera, Vec<String>> {
-    let mut tera = Tera::default();
-    tera.autoescape_on(vec![]);
-    let mut errors = Vec::new();
-    let mut sources = Vec::new();
-    for f in Format::ALL {
-        let path = dir.join(f.template());
-        match fs::read_to_string(&path) {
-            Ok(text) => sources.push((f.template(), text)),
-            Err(e) => errors.push(format!("{}: {e}", path.display())),
-        }
-    }
-    // Operators may add partials (`{% include "x.tera" %}`) beside the four templates.
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let known = Format::ALL.iter().any(|f| f.template() == name);
-            if !known && name.ends_with(".tera") && !name.starts_with('.') {
-                match fs::read_to_string(e.path()) {
-                    Ok(text) => sources.push((Box::leak(name.into_boxed_str()), text)),
-                    Err(err) => errors.push(format!("{}: {err}", e.path().display())),
-                }
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let named: Vec<(String, String)> = sources
-        .into_iter()
-        .map(|(n, t)| (n.to_owned(), t))
-        .collect();
-    if let Err(e) = tera.add_raw_templates(named) {
-        return Err(vec![format!("{}: {}", dir.display(), error_chain(&e))]);
-    }
-    trial_render(&tera, boot_cfg).map(|()| tera)
-}
-
-/// Renders each template with every kind of context, so a template that parses but names a
-/// missing variable is refused at load time instead of at a client's boot.
-fn trial_render(tera: &Tera, boot_cfg: &BootConfig) -> Result<(), Vec<String>> {
-    let server = Server {
-        http_url: "http://192.0.2.1:8080".into(),
-        tftp_server: "192.0.2.1".into(),
-    };
-    let img = |s: &str| Some(ImageSource::Url(format!("http://192.0.2.1/{s}")));
-    let decisions = [
-        (Action::Ramdisk(boot::Purpose::Deploy), img("k"), img("r")),
-        (Action::Instance, img("k"), img("r")),
-        (Action::InstanceIso, img("iso"), None),
-        (Action::LocalBoot, None, None),
-    ];
-    let sample = trial_node();
-    let mut errors = Vec::new();
-    for format in Format::ALL {
-        for (action, kernel, ramdisk) in &decisions {
-            let d = Decision {
-                action: *action,
-                kernel: kernel.clone(),
-                ramdisk: ramdisk.clone(),
-                params: boot_cfg
-                    .ramdisk_params
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
-                reason: "trial render".into(),
-            };
-            for with_node in [false, true] {
-                let node = with_node.then_some(&sample.0);
-                let port = with_node.then_some(&sample.1);
-                let ctx = Context::build(&d, node, port, None, format, &server);
-                let res = ctx.and_then(|c| render_template(tera, format, &c));
-                if let Err(e) = res {
-                    errors.push(format!("{e} (trial render, action {action})"));
-                }
-            }
-        }
-    }
-    errors.dedup();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
-fn trial_node() -> (IndexedNode, IndexedPort) {
-    use crate::node::{Node, Port};
-    let uuid = NodeUuid([0x11; 16]);
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "uuid": uuid.to_string(), "name": "trial", "provision_state": "deploying"
-    }))
-    .unwrap_or_else(|e| unreachable!("static trial node: {e}"));
-    let port: Port = serde_json::from_value(serde_json::json!({"address": "52:54:00:00:00:01"}))
-        .unwrap_or_else(|e| unreachable!("static trial port: {e}"));
-    (
-        IndexedNode {
-            node: Arc::new(node),
-            revision: 0,
-            source: crate::store::SourceId::IronicApi,
-            ports: vec![0],
-            system_uuid: None,
-        },
-        IndexedPort {
-            port,
-            node: 0,
-            client_id: None,
-            fixed_ip: None,
-        },
-    )
-}
-
 /// Names and sizes of the template files, to tell a real change from a periodic rescan.
 fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
     let mut v: Vec<_> = fs::read_dir(dir)
@@ -677,6 +569,9 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime
     v.sort();
     v
 }
+
+mod load;
+use load::load_templates;
 
 #[cfg(test)]
 mod tests;
