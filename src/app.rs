@@ -30,6 +30,8 @@ pub struct App {
     pub public_url: Option<String>,
     /// The Ironic API poller's status, when Ironic is a source.
     pub ironic: Option<Arc<crate::ironic::PollState>>,
+    /// Where requests are recorded for the operator view.
+    pub journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// A rendered config and what decided it.
@@ -40,6 +42,8 @@ pub struct Config {
     pub action: Action,
     /// `node-uuid (name) port` or `unknown`, for logs.
     pub matched: String,
+    pub node: Option<crate::node::NodeUuid>,
+    pub port: Option<crate::addr::Mac>,
 }
 
 /// The answer to one request.
@@ -122,6 +126,8 @@ impl App {
                 format: Format::Grub,
                 action: Action::LocalBoot,
                 matched: "grub master".into(),
+                node: None,
+                port: None,
             }),
             Resource::Image { key, name } => self.image(key, name),
             Resource::Static(path) => match roots.resolve(path) {
@@ -173,6 +179,8 @@ impl App {
                 format,
                 action: r.action,
                 matched,
+                node: m.map(|m| m.node.node.uuid),
+                port: m.and_then(|m| m.port).map(|p| p.port.address),
             }),
             Err(e @ RenderError::Boot(_)) => Answer::Error(format!("{matched}: {e}")),
             Err(e) => Answer::Error(format!("{matched}: {e}")),
@@ -188,6 +196,13 @@ impl App {
             Lookup::Pending(p) => Answer::Pending(p),
             Lookup::Unknown => Answer::NotFound("no node needs this image"),
             Lookup::Failed(e) => Answer::Error(e),
+        }
+    }
+
+    /// Records a request in the journal (never blocks).
+    pub fn record(&self, r: crate::journal::Record) {
+        if let Some(j) = &self.journal {
+            j.record(r);
         }
     }
 

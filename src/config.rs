@@ -44,6 +44,28 @@ pub struct Config {
     pub http: crate::http::HttpConfig,
     pub ironic: crate::ironic::IronicConfig,
     pub dhcp: DhcpSection,
+    pub journal: crate::journal::JournalConfig,
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the operator's API and status page, on its own address (never the boot port).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Listen address; the boot ports stay anonymous, this one is for operators.
+    pub listen: Option<SocketAddr>,
+    /// A file holding a bearer token the admin API and page require (`Authorization:
+    /// Bearer <token>`, or `?token=` for a browser).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            token_file: None,
+        }
+    }
 }
 
 /// `[dhcp]`: a dnsmasq `--dhcp-hostsdir` kept in sync with the state while serving.
@@ -141,6 +163,8 @@ impl Default for Config {
             http: Default::default(),
             ironic: Default::default(),
             dhcp: Default::default(),
+            journal: Default::default(),
+            admin: Default::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ([`store`]) → a boot decision ([`boot`]) → rendered bytes ([`render`]) → the wire.
 
 pub mod addr;
+pub mod admin;
 pub mod app;
 pub mod boot;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod dhcp;
 pub mod http;
 pub mod images;
 pub mod inspect;
+pub mod journal;
 pub mod ironic;
 pub mod limits;
 pub mod metrics;

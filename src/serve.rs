@@ -66,7 +66,9 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         metrics,
         public_url: cfg.public_url(),
         ironic,
+        journal: Some(crate::journal::Journal::start(cfg.journal.clone())),
     });
+    let admin = start_admin(&cfg, &app).await?;
     images.update(&app.store.current(), &app.renderer.boot_config());
     let hostsdir = dhcp_hostsdir(&cfg)?;
     tokio::spawn(follow_state(app.clone(), hostsdir));
@@ -80,6 +82,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     tracing::info!(
         http = %http.local,
         tftp = ?tftp,
+        admin = ?admin,
         nodes = snap.nodes().len(),
         ports = snap.ports().len(),
         "ironpxe serving"
@@ -90,6 +93,35 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     http.shutdown().await;
     drain_tftp(&app, Duration::from_secs(cfg.http.shutdown_grace_secs)).await;
     Ok(())
+}
+
+/// Starts the admin API and page when `[admin] listen` is set.
+async fn start_admin(
+    cfg: &Config,
+    app: &Arc<App>,
+) -> Result<Option<std::net::SocketAddr>, CliError> {
+    let (Some(listen), Some(journal)) = (cfg.admin.listen, app.journal.clone()) else {
+        return Ok(None);
+    };
+    let token = match &cfg.admin.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| CliError(format!("[admin] token_file {}: {e}", f.display())))?,
+        ),
+        None => None,
+    };
+    let admin = Arc::new(crate::admin::Admin {
+        app: app.clone(),
+        journal,
+        token,
+        preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
+        client_id_prefix: cfg.client_id_prefix()?,
+    });
+    let local = crate::admin::start(admin, listen)
+        .await
+        .map_err(|e| CliError(format!("[admin] listen {listen}: {e}")))?;
+    Ok(Some(local))
 }
 
 /// Every HTTP connection and TFTP transfer holds a descriptor: raise the soft limit to the

@@ -21,6 +21,7 @@ use async_tftp::server::{Handler, TftpServerBuilder};
 use futures_lite::AsyncRead;
 
 use crate::app::{Answer, App};
+use crate::journal::{AskedAddr, Record};
 use crate::metrics::{Kind, Metrics, Outcome, Protocol};
 use crate::resource::{classify, Resource};
 
@@ -119,14 +120,34 @@ impl TftpHandler {
             m.request(Protocol::Tftp, kind, outcome);
             tracing::info!(%client, name, matched, ?bytes, outcome = ?outcome, "tftp request");
         };
+        let rec = |outcome: Outcome| Record {
+            protocol: Protocol::Tftp,
+            client: client.ip(),
+            name: name.to_owned(),
+            node: None,
+            port: None,
+            action: None,
+            outcome,
+            bytes: 0,
+            duration_ms: 0,
+            unknown: (outcome == Outcome::NotFound)
+                .then(|| AskedAddr::of(&res))
+                .flatten(),
+        };
         match answer {
             Answer::Config(c) => {
                 let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
                 let len = data.len() as u64;
                 log(Outcome::Served, &c.matched, Some(len));
                 let what = format!("{} {}", c.matched, c.action);
+                let r = Record {
+                    node: c.node,
+                    port: c.port,
+                    action: Some(c.action.name()),
+                    ..rec(Outcome::Served)
+                };
                 Ok((
-                    self.reader(client, name, what, Source::Memory(data, 0), permit),
+                    self.reader(r, what, Source::Memory(data, 0), permit),
                     Some(len),
                 ))
             }
@@ -136,8 +157,9 @@ impl TftpHandler {
                     tracing::warn!(%client, name, error = %e, "tftp open failed");
                     packet::Error::FileNotFound
                 })?;
+                let r = rec(Outcome::Served);
                 Ok((
-                    self.reader(client, name, matched_of(&res).into(), src, permit),
+                    self.reader(r, matched_of(&res).into(), src, permit),
                     Some(len),
                 ))
             }
@@ -154,18 +176,24 @@ impl TftpHandler {
                     std::fs::File::open(dir.join(key))
                 };
                 let src = Source::Waiting(Box::pin(fut));
-                Ok((self.reader(client, name, "image".into(), src, permit), None))
+                Ok((
+                    self.reader(rec(Outcome::Served), "image".into(), src, permit),
+                    None,
+                ))
             }
             Answer::NotFound(why) => {
                 log(Outcome::NotFound, why, None);
+                self.app.record(rec(Outcome::NotFound));
                 Err(packet::Error::FileNotFound)
             }
             Answer::Refused(why) => {
                 log(Outcome::Refused, why, None);
+                self.app.record(rec(Outcome::Refused));
                 Err(packet::Error::PermissionDenied)
             }
             Answer::Error(e) => {
                 m.request(Protocol::Tftp, kind, Outcome::Error);
+                self.app.record(rec(Outcome::Error));
                 tracing::error!(%client, name, error = %e, "tftp request failed");
                 Err(packet::Error::Msg(
                     "ironpxe: cannot render this config; see the server log".into(),
@@ -207,8 +235,7 @@ impl TftpHandler {
 
     fn reader(
         &self,
-        client: &SocketAddr,
-        name: &str,
+        record: Record,
         matched: String,
         src: Source,
         permit: crate::limits::Permit,
@@ -218,10 +245,9 @@ impl TftpHandler {
             _permit: permit,
             src,
             metrics: self.app.metrics.clone(),
-            client: *client,
-            name: name.chars().take(128).collect(),
+            journal: self.app.journal.clone(),
+            record,
             matched,
-            bytes: 0,
             started: Instant::now(),
         }
     }
@@ -283,10 +309,10 @@ pub struct Reader {
     _permit: crate::limits::Permit,
     src: Source,
     metrics: Arc<Metrics>,
-    client: SocketAddr,
-    name: String,
+    journal: Option<Arc<crate::journal::Journal>>,
+    /// The journal entry, completed with bytes and duration when the transfer ends.
+    record: Record,
     matched: String,
-    bytes: u64,
     started: Instant,
 }
 
@@ -320,7 +346,7 @@ impl AsyncRead for Reader {
                     Poll::Pending => return Poll::Pending,
                 },
             };
-            this.bytes += n as u64;
+            this.record.bytes += n as u64;
             return Poll::Ready(Ok(n));
         }
     }
@@ -329,15 +355,19 @@ impl AsyncRead for Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.metrics.tftp_session_ended();
-        self.metrics.bytes_sent(Protocol::Tftp, self.bytes);
+        self.metrics.bytes_sent(Protocol::Tftp, self.record.bytes);
+        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
         tracing::info!(
-            client = %self.client,
-            name = %self.name,
+            client = %self.record.client,
+            name = %self.record.name.chars().take(128).collect::<String>(),
             matched = %self.matched,
-            bytes = self.bytes,
-            duration_ms = self.started.elapsed().as_millis() as u64,
+            bytes = self.record.bytes,
+            duration_ms = self.record.duration_ms,
             "tftp transfer ended"
         );
+        if let Some(j) = &self.journal {
+            j.record(self.record.clone());
+        }
     }
 }
 

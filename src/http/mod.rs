@@ -183,7 +183,7 @@ pub async fn handle(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     let server = policy.server_for(host, local);
-    let resp = route(&app, &raw_path, &server, &method, req.headers()).await;
+    let resp = route(&app, &raw_path, &server, &method, req.headers(), peer).await;
     tracing::info!(client = %peer, %method, path = %truncate(&raw_path), status = resp.status().as_u16(), "http request");
     resp
 }
@@ -198,7 +198,9 @@ async fn route(
     server: &Server,
     method: &Method,
     headers: &HeaderMap,
+    peer: SocketAddr,
 ) -> Response<Body> {
+    let started = std::time::Instant::now();
     let m = &app.metrics;
     match raw_path {
         "/healthz" => {
@@ -237,8 +239,10 @@ async fn route(
             Err(e) => Answer::Error(e),
         };
     }
+    let mut who = (None, None, None);
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
+            who = (c.node, c.port, Some(c.action.name()));
             let ct = match c.format {
                 Format::Ipxe | Format::IpxeEntry => "text/plain; charset=utf-8",
                 _ => "text/plain; charset=utf-8",
@@ -283,6 +287,25 @@ async fn route(
         }
     }
     m.request(Protocol::Http, kind, outcome);
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    app.record(crate::journal::Record {
+        protocol: Protocol::Http,
+        client: peer.ip(),
+        name: path.clone(),
+        node: who.0,
+        port: who.1,
+        action: who.2,
+        outcome,
+        bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        unknown: (outcome == Outcome::NotFound)
+            .then(|| crate::journal::AskedAddr::of(&res))
+            .flatten(),
+    });
     resp
 }
 

@@ -4,6 +4,7 @@
 
 pub mod guest;
 pub mod ironic;
+pub mod tftp_client;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -34,6 +35,8 @@ pub fn require(tool: &str, package: &str) {
 pub struct Ironpxe {
     child: Child,
     pub http: SocketAddr,
+    /// The admin API/page address (`[admin] listen`).
+    pub admin: Option<SocketAddr>,
     pub tftp: SocketAddr,
     pub state: tempfile::TempDir,
     pub work: tempfile::TempDir,
@@ -88,11 +91,23 @@ impl Ironpxe {
         let tftp_root = work.path().join("tftp-root");
         fs::create_dir(&tftp_root).expect("tftp root");
         let config = work.path().join("ironpxe.toml");
+        // A top-level `templates = …` in `opts.toml` replaces the shipped templates (TOML
+        // refuses a duplicate key; `Options` gains no field since tests build it in full).
+        let own_templates = opts
+            .toml
+            .lines()
+            .map(str::trim_start)
+            .take_while(|l| !l.starts_with('['))
+            .any(|l| l.split('=').next().map(str::trim) == Some("templates"));
+        let templates = if own_templates {
+            String::new()
+        } else {
+            format!("templates = {:?}\n", root().join("templates"))
+        };
         let toml = format!(
-            "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
-             tftp_listen = {:?}\nhttp_listen = {:?}\n{}",
+            "state_dir = {:?}\n{templates}tftp_root = {:?}\nimage_cache_dir = {:?}\n\
+             tftp_listen = {:?}\nhttp_listen = {:?}\nadmin.listen = \"127.0.0.1:0\"\n{}",
             state.path(),
-            root().join("templates"),
             tftp_root,
             work.path().join("images"),
             opts.tftp_listen,
@@ -146,9 +161,15 @@ impl Ironpxe {
             .trim_end_matches([']', ','])
             .parse()
             .expect("tftp addr");
+        let admin = ready
+            .split("admin=Some(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|a| a.parse().ok());
         Ironpxe {
             child,
             http,
+            admin,
             tftp,
             state,
             work,

@@ -1,0 +1,498 @@
+//! Boot journeys: every request as an event, kept in bounded rings (one global, one per
+//! node), and the hardware addresses that asked and matched no node.
+//!
+//! The serving path only hands an event to a bounded channel (`try_send`: when the recorder
+//! falls behind, the event is counted as dropped, never waited for); a recorder thread files
+//! it. So recording never blocks a boot.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::addr::{self, AnyAddr, IbHwAddr, Mac, PxeHwAddr, PxelinuxName};
+use crate::metrics::{Outcome, Protocol};
+use crate::node::NodeUuid;
+use crate::resource::{IpxeTarget, Resource};
+use crate::store::Snapshot;
+
+/// `[journal]` in the config: ring sizes.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Events kept in all.
+    pub global_events: usize,
+    /// Events kept per node.
+    pub node_events: usize,
+    /// Unknown hardware addresses kept (least recently seen evicted first).
+    pub unknown_clients: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            global_events: 10_000,
+            node_events: 64,
+            unknown_clients: 4096,
+        }
+    }
+}
+
+/// Upper bound of one event's size in memory (requested names are cut to 200 bytes), for
+/// the README's memory statement.
+pub const EVENT_BYTES_MAX: usize = 512;
+
+/// One request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Event {
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub protocol: &'static str,
+    pub client: IpAddr,
+    /// What was asked for (cut to 200 characters).
+    pub name: String,
+    pub node: Option<NodeUuid>,
+    pub port: Option<Mac>,
+    pub action: Option<&'static str>,
+    pub outcome: &'static str,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// What a request carries into the journal (the id and time are added on filing).
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub protocol: Protocol,
+    pub client: IpAddr,
+    pub name: String,
+    pub node: Option<NodeUuid>,
+    pub port: Option<Mac>,
+    pub action: Option<&'static str>,
+    pub outcome: Outcome,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// The hardware address a miss asked under, for the unknown-clients list.
+    pub unknown: Option<AskedAddr>,
+}
+
+/// A hardware address a client asked under, with the hardware type the name implied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AskedAddr {
+    #[serde(serialize_with = "ser_addr")]
+    pub addr: AnyAddr,
+    /// `01`, `20`, or `ipxe` (an `/ipxe/<address>` request).
+    pub asked_as: &'static str,
+}
+
+fn ser_addr<S: serde::Serializer>(a: &AnyAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(a)
+}
+
+impl AskedAddr {
+    /// The hardware address a request names, if it names one.
+    pub fn of(res: &Resource) -> Option<AskedAddr> {
+        let (addr, asked_as) = match res {
+            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Ethernet(m))) => {
+                (AnyAddr::Six(*m), "01")
+            }
+            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Infiniband(IbHwAddr::Mac(m)))) => {
+                (AnyAddr::Six(*m), "20")
+            }
+            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Infiniband(IbHwAddr::Guid(g)))) => {
+                (AnyAddr::Eight(*g), "20")
+            }
+            Resource::IronicIpxe(m) | Resource::GrubMac(m) => (AnyAddr::Six(*m), "01"),
+            Resource::Ipxe(IpxeTarget::Addr(a)) => (*a, "ipxe"),
+            _ => return None,
+        };
+        Some(AskedAddr { addr, asked_as })
+    }
+}
+
+/// A hardware address that asked and matched no node.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnknownClient {
+    pub asked: AskedAddr,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub count: u64,
+    pub last_client: IpAddr,
+}
+
+/// The journal. Cheap to clone a handle to; reading takes short locks.
+pub struct Journal {
+    cfg: JournalConfig,
+    tx: SyncSender<Record>,
+    state: Arc<Mutex<State>>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    global: VecDeque<Arc<Event>>,
+    by_node: HashMap<NodeUuid, VecDeque<Arc<Event>>>,
+    unknown: HashMap<AskedAddr, UnknownClient>,
+    evicted: u64,
+}
+
+impl Journal {
+    /// Starts the recorder thread.
+    pub fn start(cfg: JournalConfig) -> Arc<Journal> {
+        let (tx, rx) = sync_channel::<Record>(4096);
+        let state = Arc::new(Mutex::new(State::default()));
+        let sink = state.clone();
+        let c = cfg.clone();
+        let spawned = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                for r in rx {
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    file(&mut s, &c, r);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the journal; requests are not recorded");
+        }
+        Arc::new(Journal {
+            cfg,
+            tx,
+            state,
+            dropped: Arc::default(),
+        })
+    }
+
+    /// Records a request without ever waiting.
+    pub fn record(&self, r: Record) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(r) {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events after `since` (an event id), oldest first, at most `limit`.
+    pub fn events_since(&self, since: u64, limit: usize) -> Vec<Arc<Event>> {
+        let s = self.lock();
+        s.global
+            .iter()
+            .filter(|e| e.id > since)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// A node's journey, oldest first.
+    pub fn node_events(&self, node: &NodeUuid) -> Vec<Arc<Event>> {
+        self.lock()
+            .by_node
+            .get(node)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The node's latest event.
+    pub fn last_event(&self, node: &NodeUuid) -> Option<Arc<Event>> {
+        self.lock()
+            .by_node
+            .get(node)
+            .and_then(|q| q.back().cloned())
+    }
+
+    /// Unknown clients, most recently seen first, and how many were evicted by the cap.
+    pub fn unknown_clients(&self) -> (Vec<UnknownClient>, u64) {
+        let s = self.lock();
+        let mut v: Vec<UnknownClient> = s.unknown.values().cloned().collect();
+        v.sort_by(|a, b| {
+            b.last_seen_ms
+                .cmp(&a.last_seen_ms)
+                .then(a.asked.cmp(&b.asked))
+        });
+        (v, s.evicted)
+    }
+
+    /// Waits until every record sent so far is filed (tests and the admin page's freshness).
+    pub fn settle(&self) {
+        for _ in 0..200 {
+            let filed = self.lock().next_id;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            if self.lock().next_id == filed {
+                return;
+            }
+        }
+    }
+
+    pub fn config(&self) -> &JournalConfig {
+        &self.cfg
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn file(s: &mut State, cfg: &JournalConfig, r: Record) {
+    s.next_id += 1;
+    let time_ms = now_ms();
+    if let (Some(asked), None, Outcome::NotFound) = (r.unknown, r.node, r.outcome) {
+        note_unknown(s, cfg, asked, r.client, time_ms);
+    }
+    let ev = Arc::new(Event {
+        id: s.next_id,
+        time_ms,
+        protocol: match r.protocol {
+            Protocol::Tftp => "tftp",
+            Protocol::Http => "http",
+        },
+        client: r.client,
+        name: r.name.chars().take(200).collect(),
+        node: r.node,
+        port: r.port,
+        action: r.action,
+        outcome: match r.outcome {
+            Outcome::Served => "served",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
+            Outcome::Refused => "refused",
+        },
+        bytes: r.bytes,
+        duration_ms: r.duration_ms,
+    });
+    push_bounded(&mut s.global, ev.clone(), cfg.global_events);
+    if let Some(n) = r.node {
+        if cfg.node_events > 0 {
+            push_bounded(s.by_node.entry(n).or_default(), ev, cfg.node_events);
+        }
+    }
+}
+
+fn push_bounded(q: &mut VecDeque<Arc<Event>>, ev: Arc<Event>, cap: usize) {
+    if cap == 0 {
+        return;
+    }
+    while q.len() >= cap {
+        q.pop_front();
+    }
+    q.push_back(ev);
+}
+
+/// Counts an unknown address; beyond the cap the least recently seen one is evicted (the
+/// table is keyed by attacker-chosen addresses).
+fn note_unknown(s: &mut State, cfg: &JournalConfig, asked: AskedAddr, client: IpAddr, now: u64) {
+    if let Some(u) = s.unknown.get_mut(&asked) {
+        u.count += 1;
+        u.last_seen_ms = now;
+        u.last_client = client;
+        return;
+    }
+    if cfg.unknown_clients == 0 {
+        return;
+    }
+    if s.unknown.len() >= cfg.unknown_clients {
+        let oldest = s
+            .unknown
+            .iter()
+            .min_by_key(|(k, u)| (u.last_seen_ms, **k))
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            s.unknown.remove(&k);
+            s.evicted += 1;
+        }
+    }
+    s.unknown.insert(
+        asked,
+        UnknownClient {
+            asked,
+            first_seen_ms: now,
+            last_seen_ms: now,
+            count: 1,
+            last_client: client,
+        },
+    );
+}
+
+/// Every spelling of an unknown address (the `ironpxe addr` logic), one per reading.
+pub fn derived(asked: &AskedAddr, prefix: [u8; 12]) -> Vec<addr::Derived> {
+    asked
+        .addr
+        .readings()
+        .iter()
+        .map(|r| addr::derive(r, prefix))
+        .collect()
+}
+
+/// The enrolled port an unknown address most likely meant: one that differs only by the
+/// InfiniBand truncation or the hardware type.
+pub fn closest(snap: &Snapshot, asked: &AskedAddr) -> Option<String> {
+    match asked.addr {
+        AnyAddr::Six(mac) => {
+            if asked.asked_as == "20" {
+                if let Some(m) = snap.by_mac(&mac) {
+                    return Some(format!(
+                        "Ethernet port {} of node {}: the firmware reports ARP type 32 for an Ethernet port?",
+                        mac, m.node.node.uuid
+                    ));
+                }
+            }
+            // The GUID's first six bytes taken for the MAC.
+            snap.ports().iter().find_map(|p| {
+                let g = p.guid()?;
+                (Mac([g.0[0], g.0[1], g.0[2], g.0[3], g.0[4], g.0[5]]) == mac).then(|| {
+                    format!(
+                        "InfiniBand port {} (GUID {g}) of node {}: {mac} is the GUID's first six bytes, not its IB MAC",
+                        p.port.address,
+                        snap.nodes()[p.node].node.uuid
+                    )
+                })
+            })
+        }
+        AnyAddr::Eight(g) => snap.by_ib(&IbHwAddr::Mac(g.ib_mac())).map(|m| {
+            format!(
+                "InfiniBand port {} of node {} has this GUID's IB MAC but no matching extra.client-id",
+                g.ib_mac(),
+                m.node.node.uuid
+            )
+        }),
+        AnyAddr::Twenty(b) => {
+            let g = addr::Guid([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
+            closest(
+                snap,
+                &AskedAddr {
+                    addr: AnyAddr::Eight(g),
+                    asked_as: asked.asked_as,
+                },
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::StateDoc;
+    use crate::store::{IndexConfig, SourceId, Store, Update};
+
+    fn rec(
+        name: &str,
+        node: Option<NodeUuid>,
+        outcome: Outcome,
+        unknown: Option<AskedAddr>,
+    ) -> Record {
+        Record {
+            protocol: Protocol::Tftp,
+            client: "192.0.2.9".parse().expect("ip"),
+            name: name.into(),
+            node,
+            port: None,
+            action: None,
+            outcome,
+            bytes: 0,
+            duration_ms: 0,
+            unknown,
+        }
+    }
+
+    fn asked(s: &str, how: &'static str) -> AskedAddr {
+        AskedAddr {
+            addr: AnyAddr::parse(s).expect("addr"),
+            asked_as: how,
+        }
+    }
+
+    #[test]
+    fn rings_are_bounded_and_events_are_ordered() {
+        let j = Journal::start(JournalConfig {
+            global_events: 5,
+            node_events: 2,
+            unknown_clients: 2,
+        });
+        let n = NodeUuid([1; 16]);
+        for i in 0..8 {
+            j.record(rec(&format!("n{i}"), Some(n), Outcome::Served, None));
+        }
+        j.settle();
+        let all = j.events_since(0, 100);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.first().map(|e| e.name.as_str()), Some("n3"));
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(j.node_events(&n).len(), 2);
+        assert_eq!(
+            j.last_event(&n).map(|e| e.name.clone()).as_deref(),
+            Some("n7")
+        );
+        assert_eq!(j.events_since(all[3].id, 100).len(), 1);
+    }
+
+    #[test]
+    fn unknown_clients_are_counted_and_capped() {
+        let j = Journal::start(JournalConfig {
+            unknown_clients: 2,
+            ..JournalConfig::default()
+        });
+        let a = asked("52:54:00:00:00:01", "01");
+        for _ in 0..3 {
+            j.record(rec(
+                "pxelinux.cfg/01-52-54-00-00-00-01",
+                None,
+                Outcome::NotFound,
+                Some(a),
+            ));
+        }
+        j.record(rec(
+            "x",
+            None,
+            Outcome::NotFound,
+            Some(asked("52:54:00:00:00:02", "01")),
+        ));
+        j.record(rec(
+            "y",
+            None,
+            Outcome::NotFound,
+            Some(asked("52:54:00:00:00:03", "01")),
+        ));
+        j.settle();
+        let (list, evicted) = j.unknown_clients();
+        assert_eq!(list.len(), 2);
+        assert_eq!(evicted, 1);
+        assert!(list
+            .iter()
+            .all(|u| u.asked != asked("52:54:00:00:00:02", "01") || u.count == 1));
+    }
+
+    #[test]
+    fn closest_port_names_the_truncation_mistake() {
+        let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "ports": [
+            {"address": "7c:fe:90:29:26:52", "extra": {"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"}},
+            {"address": "52:54:00:00:00:01"}]}"#;
+        let store = Store::new(IndexConfig::default());
+        store.apply(vec![(
+            SourceId::File("a".into()),
+            Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("json")),
+        )]);
+        let s = store.current();
+        let t = closest(&s, &asked("7c:fe:90:03:00:29", "20")).expect("truncation");
+        assert!(t.contains("first six bytes"), "{t}");
+        let h = closest(&s, &asked("52:54:00:00:00:01", "20")).expect("hw type");
+        assert!(h.contains("ARP type 32"), "{h}");
+        assert!(closest(&s, &asked("52:54:00:00:00:09", "01")).is_none());
+        let d = derived(
+            &asked("7c:fe:90:03:00:29", "20"),
+            addr::MELLANOX_CLIENT_ID_PREFIX,
+        );
+        assert_eq!(d.len(), 2, "ethernet and IB readings");
+    }
+}
