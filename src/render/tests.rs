@@ -487,3 +487,26 @@ fn runaway_templates_are_refused() {
         assert!(still.body.contains("/ipxe/unknown"));
     }
 }
+
+/// Credentials in a node (BMC passwords in `driver_info`, secrets in `instance_info`) are
+/// never parsed into the model, so no template can render them.
+#[test]
+fn node_secrets_never_reach_a_rendered_config() {
+    let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "n1", "provision_state": "deploying",
+        "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
+                        "ipmi_password": "hunter2-bmc", "redfish_password": "hunter2-redfish"},
+        "instance_info": {"configdrive": "hunter2-configdrive", "rescue_password": "hunter2-rescue"},
+        "ports": [{"address": "52:54:00:00:00:01"}]}"#;
+    let store = Store::new(IndexConfig::default());
+    let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
+    store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+    let s = store.current();
+    let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+    let r = renderer();
+    for f in Format::ALL {
+        let out = r.render(Some(&m), f, None, &server()).expect("renders");
+        assert!(!out.body.contains("hunter2"), "{f}: {}", out.body);
+    }
+    let model = format!("{:?}", m.node.node);
+    assert!(!model.contains("hunter2"), "secrets are not even kept: {model}");
+}
