@@ -1,11 +1,370 @@
-//! The status page (server-side Tera, autoescaped). Being written.
+//! The status page: HTML rendered server-side from the Tera templates in `templates/`, with
+//! a Tera instance of its own whose autoescaping is ON for `.html` (the boot templates run
+//! with it off). Everything a client chose — requested names, addresses, node names and
+//! `extra` — is HTML-escaped on the way out. The page's only script is a little inline JS
+//! that filters the node table and polls the JSON API; it inserts text with `textContent`.
+//! A per-response CSP nonce admits that script and style and nothing else.
 
-use http::{Response, StatusCode};
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, OnceLock};
 
-use super::{plain, Admin};
-use crate::http::files::Body;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use tera::{Context, Tera};
 
-/// Routes the page's paths.
-pub fn route(_admin: &Admin, _path: &str, _query: Option<&str>) -> Response<Body> {
-    plain(StatusCode::NOT_FOUND, "not found\n")
+use super::{plain, query_param, Admin, NodeView};
+use crate::http::files::{full, Body};
+use crate::journal::Event;
+use crate::node::NodeUuid;
+
+/// Events the front page lists (the JS adds newer ones, keeping at most 200).
+const RECENT_EVENTS: usize = 100;
+
+/// The actions a node can be in, in the order the fleet summary lists them.
+const ACTIONS: [&str; 8] = [
+    "deploy",
+    "clean",
+    "service",
+    "inspect",
+    "rescue",
+    "instance",
+    "instance_iso",
+    "local",
+];
+
+fn tera() -> Result<&'static Tera, String> {
+    static TERA: OnceLock<Result<Tera, String>> = OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut t = Tera::default();
+        // Explicit, though it is Tera's default: this instance must escape.
+        t.autoescape_on(vec![".html"]);
+        t.register_filter("time", time_filter);
+        t.add_raw_templates([
+            ("base.html", include_str!("templates/base.html")),
+            ("index.html", include_str!("templates/index.html")),
+            ("node.html", include_str!("templates/node.html")),
+            ("404.html", include_str!("templates/404.html")),
+        ])
+        .map_err(|e| format!("admin page templates: {e:?}"))?;
+        Ok(t)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Routes the page's paths (the token was checked before).
+pub fn route(admin: &Admin, path: &str, query: Option<&str>) -> Response<Body> {
+    let mut ctx = Context::new();
+    // Links carry the token when the page was opened with one, so a browser can navigate.
+    let tq = query_param(query, "token")
+        .map(|t| format!("?token={}", percent_encode(&t)))
+        .unwrap_or_default();
+    ctx.insert("tq", &tq);
+    match path {
+        "/" | "/index.html" => index(admin, ctx),
+        _ => match path.strip_prefix("/nodes/").map(NodeUuid::parse) {
+            Some(Ok(uuid)) => node(admin, &uuid, ctx),
+            _ => not_found(path, ctx),
+        },
+    }
+}
+
+/// An event as the page shows it: with its node's name.
+#[derive(Serialize)]
+struct EventRow {
+    #[serde(flatten)]
+    event: Arc<Event>,
+    node_name: Option<String>,
+    /// Milliseconds since the previous event of the same list (node timeline).
+    delta_ms: Option<u64>,
+}
+
+fn index(admin: &Admin, mut ctx: Context) -> Response<Body> {
+    admin.journal.settle();
+    let snap = admin.app.store.current();
+    let mut nodes: Vec<NodeView> = admin.nodes();
+    nodes.sort_by(|a, b| (&a.name, &a.uuid).cmp(&(&b.name, &b.uuid)));
+    let names: HashMap<String, Option<String>> = nodes
+        .iter()
+        .map(|n| (n.uuid.clone(), n.name.clone()))
+        .collect();
+    let summary: Vec<(&str, usize)> = ACTIONS
+        .iter()
+        .map(|&a| (a, nodes.iter().filter(|n| n.action == a).count()))
+        .collect();
+    let all = admin.journal.events_since(0, usize::MAX);
+    let last_id = all.last().map_or(0, |e| e.id);
+    let events: Vec<EventRow> = all
+        .iter()
+        .rev()
+        .take(RECENT_EVENTS)
+        .map(|e| EventRow {
+            node_name: e
+                .node
+                .and_then(|u| names.get(&u.to_string()).cloned().flatten()),
+            event: e.clone(),
+            delta_ms: None,
+        })
+        .collect();
+    let mut unknown = admin.unknown_clients();
+    add_forms_text(&mut unknown);
+    ctx.insert("generation", &snap.generation);
+    ctx.insert("port_count", &snap.ports().len());
+    ctx.insert("nodes", &nodes);
+    ctx.insert("summary", &summary);
+    ctx.insert("events", &events);
+    ctx.insert("last_id", &last_id);
+    ctx.insert("unknown", &unknown);
+    ctx.insert("problems", &admin.problems());
+    render("index.html", ctx, StatusCode::OK)
+}
+
+fn node(admin: &Admin, uuid: &NodeUuid, mut ctx: Context) -> Response<Body> {
+    admin.journal.settle();
+    let snap = admin.app.store.current();
+    let (Some(n), Some(detail)) = (snap.node(uuid), admin.node(uuid)) else {
+        return not_found(&format!("/nodes/{uuid}"), ctx);
+    };
+    let view = admin.node_view(&snap, n);
+    let mut prev: Option<u64> = None;
+    let journey: Vec<EventRow> = admin
+        .journal
+        .node_events(uuid)
+        .into_iter()
+        .map(|e| {
+            let delta_ms = prev.map(|p| e.time_ms.saturating_sub(p));
+            prev = Some(e.time_ms);
+            EventRow {
+                node_name: view.name.clone(),
+                event: e,
+                delta_ms,
+            }
+        })
+        .collect();
+    // Previews in port order, each in PXELINUX, iPXE, GRUB order.
+    let previews: Vec<Value> = view
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let per = detail["previews"].get(&p.address)?;
+            let formats: Vec<Value> = ["pxelinux", "ipxe", "grub"]
+                .iter()
+                .filter_map(|f| {
+                    let mut v = per.get(*f)?.clone();
+                    v["format"] = Value::from(*f);
+                    Some(v)
+                })
+                .collect();
+            Some(serde_json::json!({"port": p.address, "infiniband": p.infiniband, "formats": formats}))
+        })
+        .collect();
+    let extra: Vec<(String, String)> = n
+        .node
+        .extra
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), shown)
+        })
+        .collect();
+    ctx.insert("node", &view);
+    ctx.insert("target_provision_state", &n.node.target_provision_state);
+    ctx.insert("boot_interface", &n.node.boot_interface);
+    ctx.insert("deploy_interface", &n.node.deploy_interface);
+    ctx.insert("extra", &extra);
+    ctx.insert("journey", &journey);
+    ctx.insert("previews", &previews);
+    render("node.html", ctx, StatusCode::OK)
+}
+
+fn not_found(path: &str, mut ctx: Context) -> Response<Body> {
+    // Decoded so the page names what was asked; the template escapes it.
+    let shown = crate::http::percent_decode(path).unwrap_or_else(|| path.to_owned());
+    ctx.insert("path", &shown);
+    render("404.html", ctx, StatusCode::NOT_FOUND)
+}
+
+fn render(template: &str, mut ctx: Context, status: StatusCode) -> Response<Body> {
+    let nonce = nonce();
+    ctx.insert("nonce", &nonce);
+    let html = match tera().and_then(|t| {
+        t.render(template, &ctx)
+            .map_err(|e| format!("rendering {template}: {e:?}"))
+    }) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "admin page");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "admin page failed: see the server log\n",
+            );
+        }
+    };
+    let mut r = Response::new(full(html));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The URL may hold the token: never send it on.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+/// 128 unpredictable bits for the CSP nonce. `RandomState` keys come from the OS's random
+/// source; content stored in the page cannot know the nonce of the response it lands in.
+fn nonce() -> String {
+    let word = || {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(), word())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Adds `forms`, one line of text per reading, to each unknown client (the page's JS builds
+/// the same text from the API's `derived`).
+fn add_forms_text(unknown: &mut Value) {
+    let Some(clients) = unknown["clients"].as_array_mut() else {
+        return;
+    };
+    for c in clients {
+        let forms: Vec<Value> = c["derived"]
+            .as_array()
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| serde_json::json!({"kind": d["kind"], "text": forms_text(d)}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        c["forms"] = Value::from(forms);
+    }
+}
+
+/// `mac … · IB MAC … · GUID … · client-id … · IPoIB … · PXELINUX a, b · iPXE …`, empty
+/// forms left out (the MAC too when it is the IB MAC).
+fn forms_text(d: &Value) -> String {
+    let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    if !s("mac").is_empty() && s("mac") != s("ib_mac") {
+        parts.push(format!("MAC {}", s("mac")));
+    }
+    for (k, label) in [
+        ("ib_mac", "IB MAC"),
+        ("guid", "GUID"),
+        ("client_id", "client-id"),
+        ("ipoib_addr", "IPoIB"),
+    ] {
+        if !s(k).is_empty() {
+            parts.push(format!("{label} {}", s(k)));
+        }
+    }
+    let names: Vec<&str> = d["pxelinux_names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !names.is_empty() {
+        parts.push(format!("PXELINUX {}", names.join(", ")));
+    }
+    if !s("ipxe_name").is_empty() {
+        parts.push(format!("iPXE {}", s("ipxe_name")));
+    }
+    parts.join(" · ")
+}
+
+/// Tera filter `time`: milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC), the
+/// same text the page's JS writes.
+fn time_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::from(v.as_u64().map(format_ms).unwrap_or_default()))
+}
+
+fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_civil_dates() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00:00.000");
+        assert_eq!(format_ms(951_782_400_123), "2000-02-29 00:00:00.123");
+        assert_eq!(format_ms(1_735_689_599_999), "2024-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn templates_parse_and_escape() {
+        let t = tera().expect("templates");
+        let mut ctx = Context::new();
+        ctx.insert("tq", "?token=a%2Fb");
+        ctx.insert("nonce", "n");
+        ctx.insert("path", "/<script>alert(1)</script>");
+        let html = t.render("404.html", &ctx).expect("render");
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
+        assert!(html.contains("href=\"/?token=a%2Fb\""), "{html}");
+    }
+
+    #[test]
+    fn tokens_are_percent_encoded() {
+        assert_eq!(percent_encode("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
+        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
+    }
 }
