@@ -38,6 +38,8 @@ pub struct Config {
     pub image_cache_dir: PathBuf,
     /// Size cap of the image cache, in MiB.
     pub image_cache_mib: u64,
+    /// Seconds an image fetch may go without receiving data before it fails.
+    pub image_fetch_timeout_secs: u64,
     pub boot: BootSection,
     pub index: IndexSection,
     pub tftp: crate::tftp::TftpConfig,
@@ -157,6 +159,7 @@ impl Default for Config {
             public_url: None,
             image_cache_dir: std::env::temp_dir().join("ironpxe-images"),
             image_cache_mib: 4096,
+            image_fetch_timeout_secs: 30,
             boot: BootSection::default(),
             index: IndexSection::default(),
             tftp: Default::default(),

@@ -90,6 +90,7 @@ impl ImageCache {
     pub fn new(
         dir: impl Into<PathBuf>,
         cap_bytes: u64,
+        read_timeout: Duration,
         rt: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<ImageCache>> {
@@ -97,7 +98,7 @@ impl ImageCache {
         std::fs::create_dir_all(&dir)?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
+            .read_timeout(read_timeout)
             .build()
             .map_err(std::io::Error::other)?;
         let cache = Arc::new(ImageCache {
@@ -250,9 +251,12 @@ impl ImageCache {
         let result = async {
             while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
                 got += chunk.len() as u64;
-                if got > self.cap_bytes || announced.is_some_and(|a| got > a) {
+                // Bytes beyond Content-Length never arrive here (HTTP framing); an image
+                // without a length is bounded by the cache's cap.
+                if got > self.cap_bytes {
                     return Err(format!(
-                        "GET {url}: more bytes than announced or than the cache holds"
+                        "GET {url}: larger than the image cache ({} bytes)",
+                        self.cap_bytes
                     ));
                 }
                 file.write_all(&chunk)

@@ -47,6 +47,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let images = ImageCache::new(
         &cfg.image_cache_dir,
         cfg.image_cache_mib << 20,
+        std::time::Duration::from_secs(cfg.image_fetch_timeout_secs.max(1)),
         tokio::runtime::Handle::current(),
         metrics.clone(),
     )
@@ -90,8 +91,11 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
 
     wait_for_signals(&live, &app, config_file.as_deref()).await;
     tracing::info!("shutting down: no new HTTP connections; letting transfers finish");
+    // One grace period for both servers, not one each.
+    let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
+    let started = Instant::now();
     http.shutdown().await;
-    drain_tftp(&app, Duration::from_secs(cfg.http.shutdown_grace_secs)).await;
+    drain_tftp(&app, grace.saturating_sub(started.elapsed())).await;
     Ok(())
 }
 
