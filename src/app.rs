@@ -11,9 +11,9 @@ use crate::boot::Action;
 use crate::images::{ImageCache, Lookup, PendingFetch};
 use crate::metrics::{Kind, Metrics, StateGauges};
 use crate::paths::Roots;
-use crate::render::{Format, HwType, RenderError, Renderer, Server};
+use crate::render::{Format, HwType, Renderer, Server};
 use crate::resource::{IpxeTarget, Resource};
-use crate::store::{Match, Snapshot, Store};
+use crate::store::{Match, Store};
 
 /// GRUB's entry config in Ironic's UEFI layout: source the per-MAC file.
 pub const GRUB_MASTER: &str = "set default=master\nset timeout=1\nset hidden_timeout_quiet=false\n\nmenuentry \"master\" {\n    configfile /$net_default_mac.conf\n}\n";
@@ -85,7 +85,7 @@ impl App {
         let snap = self.store.current();
         match res {
             Resource::Pxelinux(PxelinuxName::Default) => {
-                self.config(&snap, None, Format::Pxelinux, None, server)
+                self.config(None, Format::Pxelinux, None, server)
             }
             Resource::Pxelinux(name) => {
                 let hw = match name {
@@ -93,33 +93,25 @@ impl App {
                     PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
                     _ => None,
                 };
-                self.node_config(
-                    &snap,
-                    snap.by_pxelinux_name(name),
-                    Format::Pxelinux,
-                    hw,
-                    server,
-                )
+                self.node_config(snap.by_pxelinux_name(name), Format::Pxelinux, hw, server)
             }
             Resource::IronicIpxe(mac) => {
-                self.node_config(&snap, snap.by_mac(mac), Format::Ipxe, None, server)
+                self.node_config(snap.by_mac(mac), Format::Ipxe, None, server)
             }
             Resource::Ipxe(IpxeTarget::Addr(a)) => {
-                self.node_config(&snap, snap.by_addr(a), Format::Ipxe, None, server)
+                self.node_config(snap.by_addr(a), Format::Ipxe, None, server)
             }
             Resource::Ipxe(IpxeTarget::Node(u)) => {
-                self.node_config(&snap, snap.by_node_uuid(u), Format::Ipxe, None, server)
+                self.node_config(snap.by_node_uuid(u), Format::Ipxe, None, server)
             }
-            Resource::Ipxe(IpxeTarget::Unknown) => {
-                self.config(&snap, None, Format::Ipxe, None, server)
-            }
-            Resource::IpxeEntry => self.config(&snap, None, Format::IpxeEntry, None, server),
+            Resource::Ipxe(IpxeTarget::Unknown) => self.config(None, Format::Ipxe, None, server),
+            Resource::IpxeEntry => self.config(None, Format::IpxeEntry, None, server),
             Resource::GrubMac(mac) => {
-                self.node_config(&snap, snap.by_mac(mac), Format::Grub, None, server)
+                self.node_config(snap.by_mac(mac), Format::Grub, None, server)
             }
             Resource::GrubConf(mac) => {
                 let m = snap.by_mac(mac);
-                self.config(&snap, m.as_ref(), Format::Grub, None, server)
+                self.config(m.as_ref(), Format::Grub, None, server)
             }
             Resource::GrubMaster => Answer::Config(Config {
                 body: GRUB_MASTER.into(),
@@ -146,21 +138,19 @@ impl App {
 
     fn node_config(
         &self,
-        snap: &Snapshot,
         m: Option<Match<'_>>,
         format: Format,
         hw: Option<HwType>,
         server: &Server,
     ) -> Answer {
         match m {
-            Some(m) => self.config(snap, Some(&m), format, hw, server),
+            Some(m) => self.config(Some(&m), format, hw, server),
             None => Answer::NotFound("no node matches"),
         }
     }
 
     fn config(
         &self,
-        _snap: &Snapshot,
         m: Option<&Match<'_>>,
         format: Format,
         hw: Option<HwType>,
@@ -182,7 +172,6 @@ impl App {
                 node: m.map(|m| m.node.node.uuid),
                 port: m.and_then(|m| m.port).map(|p| p.port.address),
             }),
-            Err(e @ RenderError::Boot(_)) => Answer::Error(format!("{matched}: {e}")),
             Err(e) => Answer::Error(format!("{matched}: {e}")),
         }
     }
