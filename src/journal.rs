@@ -42,6 +42,9 @@ impl Default for JournalConfig {
     }
 }
 
+/// Pause of the recorder between batches.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Upper bound of one event's size in memory (requested names are cut to 200 bytes), for
 /// the README's memory statement.
 pub const EVENT_BYTES_MAX: usize = 512;
@@ -144,16 +147,24 @@ struct State {
 impl Journal {
     /// Starts the recorder thread.
     pub fn start(cfg: JournalConfig) -> Arc<Journal> {
-        let (tx, rx) = sync_channel::<Record>(4096);
+        let (tx, rx) = sync_channel::<Record>(16_384);
         let state = Arc::new(Mutex::new(State::default()));
         let sink = state.clone();
         let c = cfg.clone();
         let spawned = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
-                for r in rx {
-                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    file(&mut s, &c, r);
+                // File in batches and pause between them: senders then seldom find this
+                // thread parked, and a `try_send` that needs no wake-up costs next to nothing.
+                while let Ok(first) = rx.recv() {
+                    {
+                        let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        file(&mut s, &c, first);
+                        for r in rx.try_iter() {
+                            file(&mut s, &c, r);
+                        }
+                    }
+                    std::thread::sleep(BATCH_PAUSE);
                 }
             });
         if let Err(e) = spawned {
@@ -226,7 +237,7 @@ impl Journal {
     pub fn settle(&self) {
         for _ in 0..200 {
             let filed = self.lock().next_id;
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(BATCH_PAUSE * 3);
             if self.lock().next_id == filed {
                 return;
             }

@@ -237,6 +237,15 @@ pub struct Node {
     pub driver_internal_info: DriverInternalInfo,
     #[serde(default, deserialize_with = "null_default")]
     pub extra: Map<String, Value>,
+    /// Ports embedded in a node object (or links, in list responses); moved out into
+    /// [`StateDoc::ports`] on load, so always empty afterwards.
+    #[serde(default, rename = "ports", deserialize_with = "embedded", skip_serializing)]
+    embedded_ports: Vec<Port>,
+}
+
+fn embedded<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Port>, D::Error> {
+    let entries: Option<Vec<PortEntry>> = Option::deserialize(d)?;
+    Ok(embedded_ports(entries.unwrap_or_default()))
 }
 
 /// An Ironic port. `address` holds the InfiniBand MAC for an IB port, which Ironic marks by
@@ -297,28 +306,40 @@ enum PortEntry {
     Link,
 }
 
+/// The fields of a port or a link, decoded in one pass (no intermediate JSON tree).
+#[derive(Deserialize)]
+struct PortOrLink {
+    #[serde(default)]
+    uuid: Option<NodeUuid>,
+    #[serde(default)]
+    address: Option<Mac>,
+    #[serde(default)]
+    node_uuid: Option<NodeUuid>,
+    #[serde(default = "yes", deserialize_with = "null_true")]
+    pxe_enabled: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    extra: Map<String, Value>,
+    #[serde(default)]
+    href: Option<serde::de::IgnoredAny>,
+}
+
 impl<'de> Deserialize<'de> for PortEntry {
     /// A link has `href` and no `address`; anything else must be a valid port, so a
     /// malformed port is an error rather than silently taken for a link.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let is_link = v.get("href").is_some() && v.get("address").is_none();
-        if is_link {
-            return Ok(PortEntry::Link);
+        let p = PortOrLink::deserialize(d)?;
+        match (p.address, p.href) {
+            (Some(address), _) => Ok(PortEntry::Port(Box::new(Port {
+                uuid: p.uuid,
+                address,
+                node_uuid: p.node_uuid,
+                pxe_enabled: p.pxe_enabled,
+                extra: p.extra,
+            }))),
+            (None, Some(_)) => Ok(PortEntry::Link),
+            (None, None) => Err(serde::de::Error::missing_field("address")),
         }
-        Port::deserialize(v)
-            .map(|p| PortEntry::Port(Box::new(p)))
-            .map_err(serde::de::Error::custom)
     }
-}
-
-/// A node object as it may appear in a state file, with optional embedded ports.
-#[derive(Deserialize)]
-struct NodeWithPorts {
-    #[serde(flatten)]
-    node: Node,
-    #[serde(default, deserialize_with = "null_default")]
-    ports: Vec<PortEntry>,
 }
 
 /// One state file's contents: a node, a node listing, a port listing, or both listings.
@@ -332,7 +353,7 @@ pub struct StateDoc {
 #[derive(Deserialize)]
 struct RawDoc {
     #[serde(default)]
-    nodes: Option<Vec<NodeWithPorts>>,
+    nodes: Option<Vec<Node>>,
     #[serde(default)]
     ports: Option<Vec<PortEntry>>,
     /// Anything else: the fields of a single node object.
@@ -378,9 +399,9 @@ impl StateDoc {
     pub fn from_slice(bytes: &[u8]) -> Result<StateDoc, DocError> {
         let raw: RawDoc = serde_json::from_slice(bytes)?;
         if raw.rest.contains_key("uuid") {
-            let nwp: NodeWithPorts = serde_json::from_slice(bytes)?;
+            let node: Node = serde_json::from_slice(bytes)?;
             let mut doc = StateDoc::default();
-            doc.push_node(nwp.node, embedded_ports(nwp.ports));
+            doc.push_node(node, Vec::new());
             return Ok(doc);
         }
         Self::from_raw(raw)
@@ -390,7 +411,7 @@ impl StateDoc {
         let mut doc = StateDoc::default();
         let top_ports = raw.ports.map(embedded_ports).unwrap_or_default();
         for nwp in raw.nodes.unwrap_or_default() {
-            doc.push_node(nwp.node, embedded_ports(nwp.ports));
+            doc.push_node(nwp, Vec::new());
         }
         if raw.rest.contains_key("uuid") {
             // A single node object: its "ports" (taken by RawDoc) are its own.
@@ -414,8 +435,9 @@ impl StateDoc {
         Ok(doc)
     }
 
-    fn push_node(&mut self, node: Node, ports: Vec<Port>) {
-        for mut port in ports {
+    fn push_node(&mut self, mut node: Node, ports: Vec<Port>) {
+        let embedded = std::mem::take(&mut node.embedded_ports);
+        for mut port in embedded.into_iter().chain(ports) {
             port.node_uuid.get_or_insert(node.uuid);
             self.ports.push(port);
         }

@@ -66,8 +66,8 @@ impl Default for TftpConfig {
     }
 }
 
-/// Read-ahead of one streamed file transfer: what bounds per-transfer memory.
-pub const STREAM_BUFFER: usize = 64 << 10;
+/// Chunk of one streamed file transfer: what bounds per-transfer memory.
+pub const STREAM_BUFFER: usize = 128 << 10;
 
 /// Small static files (pxelinux.0, ldlinux.c32 …) held in memory, keyed by path and checked
 /// against size and mtime on every open, so an edit on disk is served at once.
@@ -226,11 +226,7 @@ impl TftpHandler {
             }
             return Ok(Source::Memory(data, 0));
         }
-        let f = std::fs::File::open(path)?;
-        Ok(Source::File(Box::new(blocking::Unblock::with_capacity(
-            STREAM_BUFFER,
-            f,
-        ))))
+        Ok(Source::File(Chunked::new(std::fs::File::open(path)?)))
     }
 
     fn reader(
@@ -297,9 +293,68 @@ type OpenFuture = Pin<Box<dyn Future<Output = io::Result<std::fs::File>> + Send>
 
 enum Source {
     Memory(Arc<[u8]>, usize),
-    File(Box<blocking::Unblock<std::fs::File>>),
+    File(Chunked),
     /// An image being fetched: becomes `File` when the fetch completes.
     Waiting(OpenFuture),
+}
+
+/// A file read in `STREAM_BUFFER` chunks on the blocking pool: one hand-off per chunk, not
+/// one per TFTP block, and at most one chunk in memory per transfer.
+struct Chunked {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    pending: Option<blocking::Task<io::Result<Vec<u8>>>>,
+    eof: bool,
+}
+
+impl Chunked {
+    fn new(file: std::fs::File) -> Chunked {
+        Chunked {
+            file: Arc::new(file),
+            offset: 0,
+            buf: Vec::new(),
+            pos: 0,
+            pending: None,
+            eof: false,
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            if self.pos < self.buf.len() {
+                let n = (self.buf.len() - self.pos).min(out.len());
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                return Poll::Ready(Ok(n));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(0));
+            }
+            let task = self.pending.get_or_insert_with(|| {
+                let (file, offset) = (self.file.clone(), self.offset);
+                blocking::unblock(move || {
+                    let mut chunk = vec![0; STREAM_BUFFER];
+                    let n = file.read_at(&mut chunk, offset)?;
+                    chunk.truncate(n);
+                    Ok(chunk)
+                })
+            });
+            match Pin::new(task).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    self.pending = None;
+                    let chunk = result?;
+                    self.eof = chunk.is_empty();
+                    self.offset += chunk.len() as u64;
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+            }
+        }
+    }
 }
 
 /// One transfer's data, counted into the metrics; logs the transfer when it ends (complete,
@@ -332,14 +387,13 @@ impl AsyncRead for Reader {
                     *pos += n;
                     n
                 }
-                Source::File(f) => match Pin::new(f.as_mut()).poll_read(cx, buf) {
+                Source::File(f) => match f.poll_read(cx, buf) {
                     Poll::Ready(Ok(n)) => n,
                     other => return other,
                 },
                 Source::Waiting(fut) => match fut.as_mut().poll(cx) {
                     Poll::Ready(Ok(file)) => {
-                        let unblock = blocking::Unblock::with_capacity(STREAM_BUFFER, file);
-                        this.src = Source::File(Box::new(unblock));
+                        this.src = Source::File(Chunked::new(file));
                         continue;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -499,14 +499,22 @@ fn node_secrets_never_reach_a_rendered_config() {
         "ports": [{"address": "52:54:00:00:00:01"}]}"#;
     let store = Store::new(IndexConfig::default());
     let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
-    store.apply(vec![(SourceId::File("a.json".into()), Update::Replace(doc))]);
+    store.apply(vec![(
+        SourceId::File("a.json".into()),
+        Update::Replace(doc),
+    )]);
     let s = store.current();
-    let m = s.by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac")).expect("node");
+    let m = s
+        .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+        .expect("node");
     let r = renderer();
     for f in Format::ALL {
         let out = r.render(Some(&m), f, None, &server()).expect("renders");
         assert!(!out.body.contains("hunter2"), "{f}: {}", out.body);
     }
     let model = format!("{:?}", m.node.node);
-    assert!(!model.contains("hunter2"), "secrets are not even kept: {model}");
+    assert!(
+        !model.contains("hunter2"),
+        "secrets are not even kept: {model}"
+    );
 }
