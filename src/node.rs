@@ -239,7 +239,12 @@ pub struct Node {
     pub extra: Map<String, Value>,
     /// Ports embedded in a node object (or links, in list responses); moved out into
     /// [`StateDoc::ports`] on load, so always empty afterwards.
-    #[serde(default, rename = "ports", deserialize_with = "embedded", skip_serializing)]
+    #[serde(
+        default,
+        rename = "ports",
+        deserialize_with = "embedded",
+        skip_serializing
+    )]
     embedded_ports: Vec<Port>,
 }
 
