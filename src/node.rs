@@ -403,16 +403,27 @@ impl StateDoc {
     /// the bytes, so even a wrong field type is reported with its line and column.
     pub fn from_slice(bytes: &[u8]) -> Result<StateDoc, DocError> {
         let raw: RawDoc = serde_json::from_slice(bytes)?;
-        if raw.rest.contains_key("uuid") {
-            let node: Node = serde_json::from_slice(bytes)?;
-            let mut doc = StateDoc::default();
-            doc.push_node(node, Vec::new());
-            return Ok(doc);
-        }
-        Self::from_raw(raw)
+        let single = raw.rest.contains_key("uuid");
+        // The same decoding as a streamed file, so a file means the same at any size.
+        Self::from_raw(raw).map_err(|e| {
+            // A single node is checked after buffering, which loses the position; parsing
+            // the bytes as a node again gives the operator the line and column.
+            match serde_json::from_slice::<Node>(bytes) {
+                Err(positioned) if single => positioned.into(),
+                _ => e,
+            }
+        })
     }
 
     fn from_raw(raw: RawDoc) -> Result<StateDoc, DocError> {
+        if raw.rest.contains_key("uuid") && raw.nodes.is_some() {
+            return Err(DocError {
+                message: "a node object (with \"uuid\") cannot also hold a \"nodes\" listing"
+                    .into(),
+                line: 1,
+                column: 1,
+            });
+        }
         let mut doc = StateDoc::default();
         let top_ports = raw.ports.map(embedded_ports).unwrap_or_default();
         for nwp in raw.nodes.unwrap_or_default() {

@@ -83,8 +83,9 @@ impl HostPolicy {
         }
     }
 
-    /// Returns the host header back when it is acceptable.
-    fn accept_host<'a>(&self, host: &'a str, local: SocketAddr) -> Option<&'a str> {
+    /// The host header, normalised (lower-case name, the port as a number), when it names
+    /// this server; normalising also keeps case variants from filling the render cache.
+    fn accept_host(&self, host: &str, local: SocketAddr) -> Option<String> {
         let (name, port) = split_host_port(host)?;
         if port.unwrap_or(80) != local.port() {
             return None;
@@ -108,7 +109,11 @@ impl HostPolicy {
                 .and_then(|u| u.split("://").nth(1))
                 .and_then(|rest| rest.split(['/', ':']).next())
                 .is_some_and(|h| h.eq_ignore_ascii_case(&name_lc));
-        matches.then_some(host)
+        let normalised = match port {
+            Some(p) => format!("{name_lc}:{p}"),
+            None => name_lc,
+        };
+        matches.then_some(normalised)
     }
 }
 
@@ -122,12 +127,12 @@ fn split_host_port(h: &str) -> Option<(&str, Option<u16>)> {
         v6.parse::<std::net::Ipv6Addr>().ok()?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':')?.parse().ok()?),
+            p => Some(parse_port(p.strip_prefix(':')?)?),
         };
         (&h[..v6.len() + 2], port)
     } else {
         match h.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p.parse().ok()?)),
+            Some((n, p)) => (n, Some(parse_port(p)?)),
             None => (h, None),
         }
     };
@@ -139,6 +144,12 @@ fn split_host_port(h: &str) -> Option<(&str, Option<u16>)> {
     ok.then_some((name, port))
 }
 
+/// A port: one to five ASCII digits (`u16::from_str` would also take a sign).
+fn parse_port(p: &str) -> Option<u16> {
+    let digits = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| p.parse().ok()).flatten()
+}
+
 /// Decodes `%xx` escapes; refuses malformed escapes, NUL and non-UTF-8 results.
 pub fn percent_decode(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
@@ -146,8 +157,11 @@ pub fn percent_decode(path: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -494,6 +508,16 @@ mod tests {
             assert_eq!(url(Some(hostile)), "http://127.0.0.1:8080", "{hostile:?}");
         }
         assert_eq!(url(None), "http://127.0.0.1:8080");
+        assert_eq!(
+            url(Some("127.0.0.1:+8080")),
+            "http://127.0.0.1:8080",
+            "no signed ports"
+        );
+        assert_eq!(
+            url(Some("BOOT.Example:08080")),
+            "http://boot.example:8080",
+            "normalised"
+        );
         let wildcard = HostPolicy {
             listen: Some(sa("0.0.0.0:8080")),
             ..HostPolicy::default()
@@ -521,6 +545,7 @@ mod tests {
         assert_eq!(percent_decode("/a%00b"), None);
         assert_eq!(percent_decode("/a%zz"), None);
         assert_eq!(percent_decode("/a%4"), None);
+        assert_eq!(percent_decode("/a%+f"), None, "no signs in escapes");
         assert_eq!(percent_decode("/a%ff"), None);
         assert_eq!(percent_decode("/plain").as_deref(), Some("/plain"));
     }
