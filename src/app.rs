@@ -157,9 +157,8 @@ impl App {
         server: &Server,
     ) -> Answer {
         let started = Instant::now();
-        let cached_before = self.renderer.cached();
         let result = self.renderer.render(m, format, hw, server);
-        if self.renderer.cached() != cached_before {
+        if result.as_ref().is_ok_and(|r| r.fresh) {
             self.metrics.render_time(started.elapsed());
         }
         let matched = describe_match(m);

@@ -129,6 +129,8 @@ pub struct Rendered {
     pub body: Arc<str>,
     pub action: Action,
     pub reason: Arc<str>,
+    /// True when this call rendered it (a cache miss), for the render-time metric.
+    pub fresh: bool,
 }
 
 /// Everything that changes a rendered config.
@@ -289,7 +291,13 @@ impl Renderer {
         if cache.len() >= CACHE_CAP {
             cache.clear();
         }
-        cache.insert(key, rendered.clone());
+        cache.insert(
+            key,
+            Rendered {
+                fresh: false,
+                ..rendered.clone()
+            },
+        );
         Ok(rendered)
     }
 
@@ -316,6 +324,7 @@ fn render_uncached(
     let ctx = Context::build(&decision, target.map(|m| m.node), port, hw, format, server)?;
     let body = render_template(tera, format, &ctx)?;
     Ok(Rendered {
+        fresh: true,
         body: body.into(),
         action: decision.action,
         reason: decision.reason.into(),

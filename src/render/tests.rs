@@ -518,3 +518,16 @@ fn node_secrets_never_reach_a_rendered_config() {
         "secrets are not even kept: {model}"
     );
 }
+
+/// A render says whether it was fresh, so the render-time metric counts misses only.
+#[test]
+fn renders_say_whether_they_were_cache_misses() {
+    let r = renderer();
+    let first = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
+    let again = r
+        .render(None, Format::IpxeEntry, None, &server())
+        .expect("renders");
+    assert!(first.fresh && !again.fresh);
+}
