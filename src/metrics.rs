@@ -136,6 +136,11 @@ impl Metrics {
         self.tftp_sessions.load(Relaxed)
     }
 
+    /// The receive buffer the kernel granted the TFTP listening sockets.
+    pub fn tftp_rcvbuf(&self) -> u64 {
+        self.tftp_rcvbuf.load(Relaxed)
+    }
+
     pub fn set_tftp_rcvbuf(&self, bytes: u64) {
         self.tftp_rcvbuf.store(bytes, Relaxed);
     }

@@ -1,10 +1,16 @@
 //! The TFTP server: async-tftp with ironpxe's handler — virtual PXELINUX and GRUB configs,
-//! cached images and static files — one listening socket and thread per listen address.
+//! cached images and static files — on one listening socket and thread per core and listen
+//! address.
 //!
-//! async-tftp runs on async-io, not tokio. Each listening socket gets its own thread driving
-//! the crate with `async_io::block_on` (measured fastest: no hop to a reactor thread per
-//! packet). The handler sits behind the crate's mutex, so `read_req_open` stays a lookup in
-//! prebuilt state: classify the name, look the node up, take the render from the cache.
+//! async-tftp runs on async-io, not tokio, and a crate server is single-threaded: it serves
+//! its transfers on the thread that drives it. Each listening socket gets its own thread
+//! driving the crate with `async_io::block_on` (measured fastest: no hop to a reactor thread
+//! per packet), and one listen address gets `threads` such sockets sharing its port through
+//! `SO_REUSEPORT`: the kernel spreads clients over them by a hash of the client's address and
+//! port, so every packet of one client reaches the same crate server (which must see a
+//! retransmitted RRQ to recognise it). The handler sits behind the crate's mutex, so
+//! `read_req_open` stays a lookup in prebuilt state: classify the name, look the node up,
+//! take the render from the cache.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,6 +54,9 @@ pub struct TftpConfig {
     /// TFTP error instead of a transfer.
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
+    /// Listening sockets, each with its own thread, per listen address (they share the port
+    /// through `SO_REUSEPORT`); 0: one per CPU core. TFTP is CPU-bound in a boot storm.
+    pub threads: usize,
 }
 
 impl Default for TftpConfig {
@@ -62,6 +71,7 @@ impl Default for TftpConfig {
             memory_files_total: 64 << 20,
             max_sessions: 10_000,
             max_sessions_per_client: 64,
+            threads: 0,
         }
     }
 }
@@ -425,8 +435,24 @@ impl Drop for Reader {
     }
 }
 
+impl TftpConfig {
+    /// Sockets per listen address: `threads`, or one per core (at most 16) when 0.
+    pub fn sockets_per_address(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(16)),
+            n => n,
+        }
+    }
+}
+
 /// Creates a listening socket with a large receive buffer and reports the size granted.
-pub fn bind(addr: SocketAddr, rcvbuf: usize, metrics: &Metrics) -> io::Result<UdpSocket> {
+/// `reuse_port` lets further sockets of this process join the port (see [`bind_group`]).
+pub fn bind(
+    addr: SocketAddr,
+    rcvbuf: usize,
+    reuse_port: bool,
+    metrics: &Metrics,
+) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol as P, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(P::UDP))?;
     if let Err(e) = sock.set_recv_buffer_size(rcvbuf) {
@@ -442,14 +468,40 @@ pub fn bind(addr: SocketAddr, rcvbuf: usize, metrics: &Metrics) -> io::Result<Ud
             "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install examples/sysctl.d/60-ironpxe.conf"
         );
     } else {
-        tracing::info!(%addr, rcvbuf = granted, "TFTP receive buffer");
+        tracing::debug!(%addr, rcvbuf = granted, "TFTP receive buffer");
+    }
+    if reuse_port {
+        sock.set_reuse_port(true)?;
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }
 
-/// Starts one TFTP server thread per listen address. Fails if any address cannot be bound.
+/// `count` listening sockets on one address and port.
+///
+/// A port shared through `SO_REUSEPORT` is open to any later socket of the same user that
+/// asks for the option too — such as a second ironpxe started by mistake, which would then
+/// silently take a share of the clients. So the port is first claimed by a plain socket: that
+/// fails while anyone holds the port (a reuse-port group included) and resolves port 0, and
+/// a second ironpxe fails the same way while this one runs.
+pub fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+    rcvbuf: usize,
+    metrics: &Metrics,
+) -> io::Result<Vec<UdpSocket>> {
+    if count <= 1 {
+        return Ok(vec![bind(addr, rcvbuf, false, metrics)?]);
+    }
+    let claimed = UdpSocket::bind(addr)?.local_addr()?;
+    (0..count)
+        .map(|_| bind(claimed, rcvbuf, true, metrics))
+        .collect()
+}
+
+/// Starts the TFTP server threads: [`TftpConfig::sockets_per_address`] per listen address.
+/// Fails if any address cannot be bound.
 pub fn start(
     app: Arc<App>,
     listen: &[SocketAddr],
@@ -458,37 +510,41 @@ pub fn start(
 ) -> io::Result<Vec<SocketAddr>> {
     let memory = Arc::new(Mutex::new(MemoryFiles::default()));
     let limiter = crate::limits::Limiter::new(cfg.max_sessions, cfg.max_sessions_per_client);
+    let per_address = cfg.sockets_per_address();
     let mut bound = Vec::new();
     for &addr in listen {
-        let sock = bind(addr, cfg.socket_rcvbuf, &app.metrics)?;
-        let local = sock.local_addr()?;
-        let handler = TftpHandler {
-            app: app.clone(),
-            cfg: cfg.clone(),
-            local_ip: local.ip(),
-            http_port,
-            memory: memory.clone(),
-            limiter: limiter.clone(),
-        };
-        let builder = TftpServerBuilder::with_handler(handler)
-            .std_socket(sock)
-            .map_err(io::Error::other)?
-            .timeout(Duration::from_millis(cfg.timeout_ms.max(10)))
-            .max_send_retries(cfg.max_retries)
-            .block_size_limit(cfg.max_block_size)
-            .window_size_limit(cfg.max_window_size);
-        std::thread::Builder::new()
-            .name(format!("tftp {local}"))
-            .spawn(move || {
-                let result = async_io::block_on(async {
-                    let server = builder.build().await?;
-                    server.serve().await
-                });
-                if let Err(e) = result {
-                    tracing::error!(%local, error = %e, "TFTP server stopped");
-                }
-            })?;
-        tracing::info!(%local, "TFTP listening");
+        let group = bind_group(addr, per_address, cfg.socket_rcvbuf, &app.metrics)?;
+        let local = group[0].local_addr()?;
+        for (i, sock) in group.into_iter().enumerate() {
+            let handler = TftpHandler {
+                app: app.clone(),
+                cfg: cfg.clone(),
+                local_ip: local.ip(),
+                http_port,
+                memory: memory.clone(),
+                limiter: limiter.clone(),
+            };
+            let builder = TftpServerBuilder::with_handler(handler)
+                .std_socket(sock)
+                .map_err(io::Error::other)?
+                .timeout(Duration::from_millis(cfg.timeout_ms.max(10)))
+                .max_send_retries(cfg.max_retries)
+                .block_size_limit(cfg.max_block_size)
+                .window_size_limit(cfg.max_window_size);
+            std::thread::Builder::new()
+                .name(format!("tftp{i} {local}"))
+                .spawn(move || {
+                    let result = async_io::block_on(async {
+                        let server = builder.build().await?;
+                        server.serve().await
+                    });
+                    if let Err(e) = result {
+                        tracing::error!(%local, error = %e, "TFTP server stopped");
+                    }
+                })?;
+        }
+        let rcvbuf = app.metrics.tftp_rcvbuf();
+        tracing::info!(%local, sockets = per_address, rcvbuf, "TFTP listening");
         bound.push(local);
     }
     Ok(bound)

@@ -696,3 +696,64 @@ fn serve_keeps_a_dnsmasq_hostsdir_in_step_with_the_state() {
     fs::remove_file(s.state.path().join("ib-node-1.json")).expect("remove");
     s.wait_until("the node's host file removed", || !file.exists());
 }
+
+/// `threads` listening sockets share the TFTP port (`SO_REUSEPORT`), clients spread over them
+/// are all served, and a second ironpxe cannot join the port and take a share of the clients.
+#[test]
+fn tftp_sockets_share_the_port_and_a_second_server_is_refused() {
+    let s = Ironpxe::start_with(Options {
+        toml: "[tftp]\nthreads = 3\n".into(),
+        ..Options::default()
+    });
+    let local = format!("0100007F:{:04X}", s.tftp.port());
+    let sockets = fs::read_to_string("/proc/net/udp")
+        .expect("/proc/net/udp")
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .count();
+    assert_eq!(sockets, 3, "listening sockets on {}", s.tftp);
+
+    let server = s.tftp;
+    let clients: Vec<_> = (0..60)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind(format!("127.0.3.{}:0", 1 + i)).expect("bind");
+                raw_get(&sock, server, "pxelinux.cfg/default", &[]).map(|b| b.len())
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let got = c.join().expect("client thread");
+        assert!(matches!(got, Ok(n) if n > 0), "client {i}: {got:?}");
+    }
+
+    let config = fs::read_to_string(s.work.path().join("ironpxe.toml")).expect("config");
+    let taken = format!("tftp_listen = [\"{}\"]", s.tftp);
+    let second = s.work.path().join("second.toml");
+    fs::write(
+        &second,
+        config.replace("tftp_listen = [\"127.0.0.1:0\"]", &taken),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .args(["serve", "--config"])
+        .arg(&second)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second ironpxe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let running = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("second ironpxe output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!running, "a second server shares the TFTP port: {err}");
+    assert!(!out.status.success(), "a second server started: {err}");
+    assert!(
+        err.contains("TFTP listen") && err.contains("in use"),
+        "unclear error: {err}"
+    );
+}
