@@ -715,7 +715,7 @@ mod tests {
             doc.nodes
                 .iter()
                 .find(|x| x.name.as_deref() == Some(n))
-                .map(action_for)
+                .map(|n| action_for(n))
         };
         use Action::*;
         assert_eq!(by_name("n-deploy-ipxe"), Some(Ramdisk(Purpose::Deploy)));

@@ -569,7 +569,7 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> 
         .map(|n| {
             n.ports
                 .iter()
-                .map(|&i| snap.ports()[i].port.clone())
+                .map(|&i| (*snap.ports()[i].port).clone())
                 .collect()
         })
         .unwrap_or_default();

@@ -472,8 +472,8 @@ pub fn load_cache(store: &Store, cache: &Path) {
 fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
     #[derive(serde::Serialize)]
     struct Out<'a> {
-        nodes: &'a [Node],
-        ports: &'a [Port],
+        nodes: &'a [Arc<Node>],
+        ports: &'a [Arc<Port>],
     }
     let name = cache
         .file_name()

@@ -266,7 +266,7 @@ fn trial_node() -> (IndexedNode, IndexedPort) {
             system_uuid: None,
         },
         IndexedPort {
-            port,
+            port: Arc::new(port),
             node: 0,
             client_id: None,
             fixed_ip: None,

@@ -331,7 +331,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let mut nodes =
         StateDoc::from_slice(&fs::read(format!("{FIXTURES}/nodes-parked.json")).expect("f"))
             .expect("parses");
-    nodes.nodes[0].provision_state = crate::node::ProvisionState::Active;
+    Arc::make_mut(&mut nodes.nodes[0]).provision_state = crate::node::ProvisionState::Active;
     let s2 = store.apply(vec![(
         SourceId::File("nodes.json".into()),
         Update::Replace(nodes),

@@ -44,7 +44,7 @@ pub struct IndexedNode {
 /// A port with its parsed InfiniBand identity.
 #[derive(Debug, PartialEq)]
 pub struct IndexedPort {
-    pub port: Port,
+    pub port: Arc<Port>,
     /// Index into [`Snapshot::nodes`].
     pub node: usize,
     /// From `extra.client-id`; `None` for Ethernet ports and unparsable client-ids.
@@ -275,7 +275,7 @@ impl Builder<'_> {
                 let system_uuid = self.system_uuid(node, source);
                 self.s.by_uuid.insert(node.uuid, self.s.nodes.len());
                 self.s.nodes.push(IndexedNode {
-                    node: Arc::new(node.clone()),
+                    node: node.clone(),
                     revision: self.s.generation,
                     source: source.clone(),
                     ports: Vec::new(),
@@ -330,7 +330,7 @@ impl Builder<'_> {
         }
     }
 
-    fn add_port(&mut self, source: &SourceId, port: &Port) {
+    fn add_port(&mut self, source: &SourceId, port: &Arc<Port>) {
         let Some(node_uuid) = port.node_uuid else {
             self.s.warnings.push(format!(
                 "{source}: port {} has no node_uuid; ignored",
