@@ -54,6 +54,7 @@ enum Cmd {
     Bulk(BulkArgs),
     Live(LiveArgs),
     BareTftpd(BareArgs),
+    IdealTftpd(IdealArgs),
     WaitReady(WaitReadyArgs),
     Probe(ProbeArgs),
     Report(ReportArgs),
@@ -72,6 +73,7 @@ fn main() {
         Cmd::Bulk(a) => bulk(&a).map(|v| println!("{v}")),
         Cmd::Live(a) => live(&a).map(|v| println!("{v}")),
         Cmd::BareTftpd(a) => bare_tftpd(&a),
+        Cmd::IdealTftpd(a) => ideal_tftpd(&a),
         Cmd::WaitReady(a) => wait_ready(&a).map(|v| println!("{v}")),
         Cmd::Probe(a) => probe(&a),
         Cmd::Report(a) => report(&a),
@@ -955,6 +957,9 @@ fn fetch_blocking(
     sock.send_to(&t.rrq, server)?;
     let mut buf = vec![0u8; usize::from(f.opts.blksize.unwrap_or(512)) + 516];
     let mut deadline = Instant::now() + timeout;
+    // The socket's read timeout, re-armed only when it would oversleep by more than 1 ms: a
+    // setsockopt per packet would cost the client a third of its syscalls.
+    let mut armed: Option<Duration> = None;
     while t.outcome.is_none() {
         let now = Instant::now();
         if now >= hard_deadline {
@@ -974,7 +979,11 @@ fn fetch_blocking(
             deadline = Instant::now() + timeout;
             continue;
         }
-        sock.set_read_timeout(Some(wait.min(hard_deadline - now)))?;
+        let want = wait.min(hard_deadline - now);
+        if armed.is_none_or(|a| a > want + Duration::from_millis(1)) {
+            sock.set_read_timeout(Some(want))?;
+            armed = Some(want);
+        }
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => {
                 let before = t.received;
@@ -1720,6 +1729,131 @@ fn bare_tftpd(a: &BareArgs) -> Res<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ideal-tftpd: the machine's ceiling for bulk transfers, not a server anyone should run.
+
+/// A deliberately minimal windowed TFTP sender: one OS thread and one connected blocking
+/// socket per transfer, the file in memory, one reused packet buffer, no per-packet work
+/// beyond a copy and a `send`. Whatever it reaches with the bulk client is about the most any
+/// server can reach on this machine with that client: the reference the bulk table's ratios
+/// are read against.
+#[derive(Args)]
+struct IdealArgs {
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Retransmit timeout.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Exits by itself after this long.
+    #[arg(long, default_value_t = 3600)]
+    max_seconds: u64,
+}
+
+fn ideal_tftpd(a: &IdealArgs) -> Res<()> {
+    let sock = UdpSocket::bind(a.listen)?;
+    let files: Arc<std::sync::Mutex<BTreeMap<String, Arc<[u8]>>>> = Arc::default();
+    let timeout = Duration::from_millis(a.timeout_ms);
+    let stop = Instant::now() + Duration::from_secs(a.max_seconds);
+    eprintln!("ideal-tftpd serving {} on {}", a.root.display(), a.listen);
+    let mut buf = [0u8; 1500];
+    while Instant::now() < stop {
+        let (n, peer) = sock.recv_from(&mut buf)?;
+        let Some((name, blksize, windowsize)) = ideal_rrq(&buf[..n]) else {
+            continue;
+        };
+        let data = {
+            let mut f = files.lock().map_err(|_| "file cache poisoned")?;
+            match f.get(&name) {
+                Some(d) => d.clone(),
+                None if !name.contains("..") => match fs::read(a.root.join(&name)) {
+                    Ok(d) => f.entry(name).or_insert_with(|| d.into()).clone(),
+                    Err(_) => continue,
+                },
+                None => continue,
+            }
+        };
+        let local = SocketAddr::new(a.listen.ip(), 0);
+        std::thread::spawn(move || {
+            let _ = ideal_send(local, peer, &data, blksize, windowsize, timeout);
+        });
+    }
+    Ok(())
+}
+
+/// File name, blksize and windowsize of an RRQ (defaults 512 and 1).
+fn ideal_rrq(p: &[u8]) -> Option<(String, usize, usize)> {
+    if p.get(..2)? != [0, 1] {
+        return None;
+    }
+    let mut parts = p[2..].split(|&b| b == 0).map(String::from_utf8_lossy);
+    let name = parts.next()?.trim_start_matches('/').to_owned();
+    let _mode = parts.next()?;
+    let (mut bs, mut ws) = (512, 1);
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        match k.to_ascii_lowercase().as_str() {
+            "blksize" => bs = v.parse::<usize>().ok()?.clamp(8, 65464),
+            "windowsize" => ws = v.parse::<usize>().ok()?.clamp(1, 64),
+            _ => {}
+        }
+    }
+    Some((name, bs, ws))
+}
+
+fn ideal_send(
+    local: SocketAddr,
+    peer: SocketAddr,
+    data: &[u8],
+    bs: usize,
+    ws: usize,
+    timeout: Duration,
+) -> io::Result<()> {
+    let sock = UdpSocket::bind(local)?;
+    sock.connect(peer)?;
+    sock.set_read_timeout(Some(timeout))?;
+    let window = if ws > 1 {
+        format!("windowsize\0{ws}\0")
+    } else {
+        String::new()
+    };
+    let oack = format!("\0\x06blksize\0{bs}\0{window}tsize\0{}\0", data.len());
+    let blocks = data.len() / bs + 1; // the last block is short, possibly empty
+    let (mut base, mut pkt, mut ack) = (0usize, vec![0u8; bs + 4], [0u8; 516]);
+    // Block 0 is the OACK; blocks 1..=blocks carry data.
+    while base <= blocks {
+        for i in base..(base + ws).min(blocks + 1) {
+            if i == 0 {
+                sock.send(oack.as_bytes())?;
+                break;
+            }
+            let chunk = &data[((i - 1) * bs).min(data.len())..(i * bs).min(data.len())];
+            pkt[..2].copy_from_slice(&[0, 3]);
+            pkt[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+            pkt[4..4 + chunk.len()].copy_from_slice(chunk);
+            sock.send(&pkt[..4 + chunk.len()])?;
+        }
+        match sock.recv(&mut ack) {
+            Ok(4..) if ack[..2] == [0, 4] => {
+                // The ACKed block, unwrapped near the window base.
+                let got = u16::from_be_bytes([ack[2], ack[3]]);
+                let ahead = got.wrapping_sub(base as u16) as usize;
+                if ahead < ws.max(1) {
+                    base += ahead + 1;
+                }
+            }
+            Ok(_) => return Ok(()), // an ERROR or garbage: the client is gone
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // wait-ready, probe
 
 #[derive(Args)]
@@ -2178,7 +2312,11 @@ fn report(a: &ReportArgs) -> Res<()> {
          on a gap or a timeout. **tftpd-hpa does not implement windowsize (RFC 7440)**: its OACK \
          omits the option{}, so the transfer is lock-step; its windowsize > 1 rows are therefore \
          not run, and ironpxe's windowed rows are compared with tftpd-hpa at windowsize 1 and \
-         the same blksize.\n",
+         the same blksize. **ideal-tftpd** (`loadgen ideal-tftpd`) is a reference, not a peer: \
+         the least work a windowed sender can do (an OS thread and a connected blocking socket \
+         per transfer, the file in memory, one reused packet buffer, a plain `send` per block), \
+         so its rows show about what this machine and this client allow; where ironpxe misses \
+         3× the target line names the reference's ratio too.\n",
         fact("bulk_mb"),
         match results.rows("wsprobe", &[]).first() {
             Some(r) => format!(
@@ -2190,7 +2328,7 @@ fn report(a: &ReportArgs) -> Res<()> {
     )?;
     writeln!(
         body,
-        "| blksize | windowsize | clients | server | MB/s per client | aggregate MB/s | complete | retries | server CPU s | ironpxe ÷ tftpd-hpa |"
+        "| blksize | windowsize | clients | server | MB/s per client | aggregate MB/s | complete | retries | server CPU s | ÷ tftpd-hpa |"
     )?;
     writeln!(body, "|---|---|---|---|---|---|---|---|---|---|")?;
     let mut ws1: Vec<(String, Option<f64>)> = Vec::new();
@@ -2213,7 +2351,10 @@ fn report(a: &ReportArgs) -> Res<()> {
                     ],
                 );
                 let peer_agg = stat(&peer, "aggregate_mbps");
-                for s in ["ironpxe", "tftpd-hpa"] {
+                let ideal =
+                    results.rows("bulk", &[&base[..], &[("server", json!("ideal"))]].concat());
+                let ideal_ratio = ratio(stat(&ideal, "aggregate_mbps"), peer_agg);
+                for s in ["ironpxe", "tftpd-hpa", "ideal"] {
                     let rows = results.rows("bulk", &[&base[..], &[("server", json!(s))]].concat());
                     if rows.is_empty() {
                         if s == "tftpd-hpa" && ws.as_u64() != Some(1) && !peer.is_empty() {
@@ -2225,13 +2366,16 @@ fn report(a: &ReportArgs) -> Res<()> {
                         continue;
                     }
                     let agg = stat(&rows, "aggregate_mbps");
-                    let r = if s == "ironpxe" {
-                        ratio(agg, peer_agg)
-                    } else {
+                    let r = if s == "tftpd-hpa" {
                         None
+                    } else {
+                        ratio(agg, peer_agg)
                     };
                     if s == "ironpxe" {
-                        let label = format!("bs {bs}, ws {ws}, {c} client(s)");
+                        let mut label = format!("bs {bs}, ws {ws}, {c} client(s)");
+                        if let Some(i) = ideal_ratio.filter(|_| r.is_some_and(|r| r < 3.0)) {
+                            let _ = write!(label, " (ideal-tftpd {i:.2}×)");
+                        }
                         if ws.as_u64() == Some(1) {
                             ws1.push((label, r));
                         } else if ws.as_u64().unwrap_or(0) >= 8 {
@@ -2241,17 +2385,22 @@ fn report(a: &ReportArgs) -> Res<()> {
                     let done = stat(&rows, "completed").map(|s| s.min).unwrap_or(0.0);
                     writeln!(
                         body,
-                        "| {bs} | {ws} | {c} | {s} | {} | {} | {}/{} | {} | {} | {} |",
+                        "| {bs} | {ws} | {c} | {} | {} | {} | {}/{} | {} | {} | {} |",
+                        if s == "ideal" {
+                            "ideal-tftpd (reference)"
+                        } else {
+                            s
+                        },
                         cell(stat(&rows, "per_client_mbps_median"), 1),
                         cell(agg, 1),
                         done,
                         c,
                         cell(stat(&rows, "retries"), 0),
                         server_cpu(&rows, s),
-                        if s == "ironpxe" {
-                            fmt_ratio(r)
-                        } else {
+                        if s == "tftpd-hpa" {
                             "—".into()
+                        } else {
+                            fmt_ratio(r)
                         },
                     )?;
                 }
@@ -2542,7 +2691,7 @@ fn report(a: &ReportArgs) -> Res<()> {
     writeln!(
         md,
         "- **ironpxe**: `ironpxe serve` (release build) on the generated state, TFTP on one \
-         socket (defaults: 1 s retransmit, 5 retries, blksize ≤ 8192, windowsize ≤ 64, 8 MiB \
+         socket and thread per core sharing the port (defaults: 1 s retransmit, 5 retries, blksize ≤ 8192, windowsize ≤ 64, 8 MiB \
          `SO_RCVBUF` asked), HTTP on tokio.\n\
          - **tftpd-hpa**: `in.tftpd --foreground --listen --address 127.0.0.1:<port> --secure \
          <root>` serving the tree Ironic would write (`<node-uuid>/config`, \
@@ -2551,6 +2700,7 @@ fn report(a: &ReportArgs) -> Res<()> {
          - **async-tftp DirHandler**: `loadgen bare-tftpd`, the vendored async-tftp's \
          `TftpServerBuilder::with_dir_ro(<root>).bind(<addr>)` with the crate's defaults, \
          driven by `async_io::block_on` on its own thread, serving the same tree.\n\
+         - **ideal-tftpd** (bulk only, a reference): `loadgen ideal-tftpd`, see section 2.\n\
          - **nginx**: `nginx -c <generated conf> -p <prefix>` (`daemon off`, \
          `worker_processes auto`, `sendfile on`, keep-alive) serving the pre-rendered iPXE scripts.\n"
     )?;

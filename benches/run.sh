@@ -7,7 +7,7 @@
 #
 # Needs root (apt-get; tftpd-hpa's --secure chroots). Environment knobs: BENCH_DIR (scratch,
 # default target/bench), BENCH_BASE_PORT (default 17000: uses +69 +80 +169 +180 +269 +369
-# +380, admin +81 +381), IRONPXE_LOG (ironpxe's RUST_LOG, default info as shipped), BENCHMARKS_OUT.
+# +380 +469, admin +81 +381), IRONPXE_LOG (ironpxe's RUST_LOG, default info as shipped), BENCHMARKS_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -164,6 +164,7 @@ chmod -R a+rX "$B"
 
 TFTP_IRONPXE=127.0.0.1:$((PORT + 69)) HTTP_IRONPXE=127.0.0.1:$((PORT + 80))
 TFTP_HPA=127.0.0.1:$((PORT + 169)) TFTP_BARE=127.0.0.1:$((PORT + 269))
+TFTP_IDEAL=127.0.0.1:$((PORT + 469))
 HTTP_NGINX=127.0.0.1:$((PORT + 180))
 TFTP_SCALE=127.0.0.1:$((PORT + 369)) HTTP_SCALE=127.0.0.1:$((PORT + 380))
 
@@ -221,6 +222,11 @@ note "$LOADGEN" bare-tftpd --root "$B/tftp-root" --listen "$TFTP_BARE" --max-sec
     2>"$B/dirhandler.log" &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
+note "$LOADGEN" ideal-tftpd --root "$B/tftp-root" --listen "$TFTP_IDEAL" --max-seconds 3600
+"$LOADGEN" ideal-tftpd --root "$B/tftp-root" --listen "$TFTP_IDEAL" --max-seconds 3600 \
+    2>"$B/ideal.log" &
+IDEAL_PID=$!
+PIDS+=("$IDEAL_PID")
 NGX=$B/nginx
 mkdir -p "$NGX/tmp"
 cat >"$NGX/nginx.conf" <<EOF
@@ -253,7 +259,7 @@ nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 
-for t in "$TFTP_IRONPXE" "$TFTP_HPA" "$TFTP_BARE"; do
+for t in "$TFTP_IRONPXE" "$TFTP_HPA" "$TFTP_BARE" "$TFTP_IDEAL"; do
     "$LOADGEN" probe --server "$t" --file ldlinux.c32 --wait-s 15
 done
 for _ in $(seq 100); do
@@ -302,6 +308,12 @@ for r in $(seq "$RUNS"); do
             for ws in "${BULK_WS[@]}"; do
                 result "$LOADGEN" bulk --server "$TFTP_IRONPXE" --server-name ironpxe \
                     --server-pid "$IRONPXE_PID" --run "$r" --file bulk.bin \
+                    --verify "$B/tftp-root/bulk.bin" --clients "$c" --blksize "$bs" \
+                    --windowsize "$ws" "${win[@]}"
+            done
+            for ws in "${BULK_WS[@]}"; do
+                result "$LOADGEN" bulk --server "$TFTP_IDEAL" --server-name ideal \
+                    --server-pid "$IDEAL_PID" --run "$r" --file bulk.bin \
                     --verify "$B/tftp-root/bulk.bin" --clients "$c" --blksize "$bs" \
                     --windowsize "$ws" "${win[@]}"
             done

@@ -343,15 +343,28 @@ impl Chunked {
             if self.eof {
                 return Poll::Ready(Ok(0));
             }
-            let task = self.pending.get_or_insert_with(|| {
+            if self.pending.is_none() {
+                // The spent chunk's buffer is read into again: no allocation and no zeroing
+                // of 128 KiB per chunk.
+                let mut chunk = std::mem::take(&mut self.buf);
+                chunk.resize(STREAM_BUFFER, 0);
+                if let Some(n) = read_cached(&self.file, &mut chunk, self.offset) {
+                    chunk.truncate(n);
+                    self.offset += n as u64;
+                    self.buf = chunk;
+                    self.pos = 0;
+                    continue;
+                }
                 let (file, offset) = (self.file.clone(), self.offset);
-                blocking::unblock(move || {
-                    let mut chunk = vec![0; STREAM_BUFFER];
+                self.pending = Some(blocking::unblock(move || {
                     let n = file.read_at(&mut chunk, offset)?;
                     chunk.truncate(n);
                     Ok(chunk)
-                })
-            });
+                }));
+            }
+            let Some(task) = self.pending.as_mut() else {
+                continue;
+            };
             match Pin::new(task).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(result) => {
@@ -365,6 +378,28 @@ impl Chunked {
             }
         }
     }
+}
+
+/// Reads what the page cache holds at `offset` without blocking the TFTP thread
+/// (`preadv2(RWF_NOWAIT)`): a cached file is served with no hand-off to the blocking pool.
+/// `None` when nothing is cached there, at the end of the file (the pool's read then says
+/// so for sure) or when the kernel cannot tell.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn read_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let offset = libc::off_t::try_from(offset).ok()?;
+    // SAFETY: `iov` describes `buf`, which is live and exclusively borrowed for the call.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> Option<usize> {
+    None
 }
 
 /// One transfer's data, counted into the metrics; logs the transfer when it ends (complete,

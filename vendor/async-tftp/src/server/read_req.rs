@@ -9,12 +9,14 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::slice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use futures_lite::future;
 
 use crate::error::{Error, Result};
 use crate::packet::{Opts, Packet, RwReq, PACKET_DATA_HEADER_LEN};
 use crate::server::{ServerConfig, DEFAULT_BLOCK_SIZE};
-use crate::utils::io_timeout;
 
 pub(crate) struct ReadRequest<'r, R>
 where
@@ -31,6 +33,13 @@ where
     // Set once the peer answered on this transfer's TID (ACK or ERROR). The
     // server uses it to tell a retransmitted RRQ from a new one.
     peer_replied: Arc<AtomicBool>,
+    // Whether a window may still go out as one UDP GSO send; cleared for good
+    // by the first refusal (see `gso`).
+    gso: bool,
+    // The retransmit timer, armed lazily (see `recv_ack`), and when it is set
+    // to fire (`None`: not armed).
+    timer: Timer,
+    timer_at: Option<Instant>,
 }
 
 impl<'r, R> ReadRequest<'r, R>
@@ -78,6 +87,9 @@ where
             oack_opts,
             window_size: negotiated_window_size,
             peer_replied,
+            gso: cfg!(target_os = "linux"),
+            timer: Timer::never(),
+            timer_at: None,
         })
     }
 
@@ -188,9 +200,7 @@ where
     ) -> Result<u16> {
         // Send packet until we receive an ack
         for _ in 0..=self.max_send_retries {
-            for packet in window {
-                self.socket.send_to(&packet[..], self.peer).await?;
-            }
+            self.send_packets(window).await?;
 
             match self.recv_ack(window_base, window.len() as u16).await {
                 Ok(blocks_acked) => {
@@ -220,6 +230,44 @@ where
         Err(Error::MaxSendRetriesReached(self.peer, window_base))
     }
 
+    /// Sends a window's packets: as few UDP GSO sends as the kernel takes
+    /// (one wakeup of the client per send, not per block), else one by one.
+    async fn send_packets(&mut self, window: &VecDeque<Bytes>) -> Result<()> {
+        let mut rest = window.iter().peekable();
+        while rest.peek().is_some() {
+            if self.gso && window.len() > 1 {
+                let batch = gso::batch(rest.clone().map(|p| p.len()));
+                if batch > 1 {
+                    let packets: Vec<&[u8]> =
+                        rest.clone().take(batch).map(|p| &p[..]).collect();
+                    let peer = self.peer;
+                    let sent = self
+                        .socket
+                        .write_with(|s| gso::send(s, peer, &packets))
+                        .await;
+                    match sent {
+                        Ok(()) => {
+                            rest.nth(batch - 1);
+                            continue;
+                        }
+                        Err(e) if gso::refused(&e) => {
+                            trace!(
+                                "RRQ (peer: {}) - no UDP GSO: {e}",
+                                &self.peer
+                            );
+                            self.gso = false;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if let Some(packet) = rest.next() {
+                self.socket.send_to(&packet[..], self.peer).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for ack packet, returns amount of packets acknowledged.
     ///
     /// An ERROR packet from the peer ends the transfer with
@@ -229,12 +277,34 @@ where
         window_base: u16,
         window_len: u16,
     ) -> Result<u16> {
-        // We can not use `self` within `async_std::io::timeout` because not all
-        // struct members implement `Sync`. So we borrow only what we need.
+        // Borrow only what each side of the race needs.
         let socket = &mut self.socket;
         let peer = self.peer;
 
-        let reply = io_timeout(self.timeout, async {
+        // The timer is armed lazily: registering one with the reactor costs a
+        // wake-up of the reactor (a syscall), once per window if done for each
+        // ACK. It stays armed at an earlier deadline, and when it fires before
+        // this ACK's deadline it is re-armed once: about one registration per
+        // timeout period instead of one per window.
+        let deadline = Instant::now() + self.timeout;
+        let (timer, timer_at) = (&mut self.timer, &mut self.timer_at);
+        if timer_at.map_or(true, |at| at > deadline) {
+            timer.set_at(deadline);
+            *timer_at = Some(deadline);
+        }
+        let expiry = async {
+            loop {
+                (&mut *timer).await;
+                *timer_at = None;
+                if Instant::now() >= deadline {
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                timer.set_at(deadline);
+                *timer_at = Some(deadline);
+            }
+        };
+
+        let reply = future::race(async {
             let mut buf = [0u8; 1024];
 
             loop {
@@ -278,7 +348,7 @@ where
                     }
                 }
             }
-        })
+        }, expiry)
         .await?;
 
         // The peer answered on our TID: from now on an identical RRQ from it
@@ -338,5 +408,166 @@ fn build_oack_opts(
         None
     } else {
         Some(opts)
+    }
+}
+
+/// UDP generic segmentation offload (Linux 4.18+): several datagrams of one
+/// size (the last may be shorter) handed to the kernel in one `sendmsg`.
+mod gso {
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+
+    /// Largest UDP payload of one GSO send, kept below the 64 KiB IP limit.
+    const MAX_BYTES: usize = 65_000;
+    /// The kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels.
+    const MAX_SEGMENTS: usize = 64;
+
+    /// How many of the leading packets (by length) one GSO send can carry:
+    /// all but the last of the same length, within the size limits.
+    pub(super) fn batch(lens: impl Iterator<Item = usize>) -> usize {
+        let mut lens = lens.peekable();
+        let Some(&seg) = lens.peek() else {
+            return 0;
+        };
+        let (mut n, mut bytes) = (0, 0);
+        for len in lens {
+            if n == MAX_SEGMENTS || bytes + len > MAX_BYTES || len > seg {
+                break;
+            }
+            n += 1;
+            bytes += len;
+            if len < seg {
+                break; // a short segment ends a GSO send
+            }
+        }
+        n
+    }
+
+    /// Errors by which a kernel or route refuses GSO (not the peer's fault):
+    /// no `UDP_SEGMENT`, no checksum offload on the device, segments above the
+    /// path MTU. The caller then sends packet by packet.
+    pub(super) fn refused(e: &io::Error) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::EINVAL
+                        | libc::EIO
+                        | libc::ENOPROTOOPT
+                        | libc::EOPNOTSUPP
+                        | libc::EMSGSIZE
+                )
+            )
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = e;
+            true
+        }
+    }
+
+    /// Sends `packets` (all of `packets[0]`'s length but the last, which may be
+    /// shorter) to `peer` in one `sendmsg` with `UDP_SEGMENT`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn send(
+        sock: &UdpSocket,
+        peer: SocketAddr,
+        packets: &[&[u8]],
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let seg = packets.first().map_or(0, |p| p.len());
+        let seg = u16::try_from(seg)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut iov: Vec<libc::iovec> = packets
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        let (mut addr, addr_len) = sockaddr(peer);
+        // One control message: SOL_UDP / UDP_SEGMENT / u16, in a u64-aligned buffer.
+        let mut control = [0u64; 4];
+        // SAFETY: every pointer handed to the kernel points into a live local
+        // (iov, addr, control) or a borrowed packet for the whole call;
+        // CMSG_SPACE(2) (24 bytes on 64-bit) fits `control` (32 bytes).
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+            msg.msg_namelen = addr_len;
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(2) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), seg);
+            if libc::sendmsg(sock.as_raw_fd(), &msg, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn send(
+        _sock: &UdpSocket,
+        _peer: SocketAddr,
+        _packets: &[&[u8]],
+    ) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: an all-zero sockaddr_storage is valid; the sockaddr_in/_in6
+        // written into it fit (that is what sockaddr_storage is for).
+        unsafe {
+            let mut st: libc::sockaddr_storage = std::mem::zeroed();
+            let len = match a {
+                SocketAddr::V4(v4) => {
+                    let sin = (&mut st as *mut libc::sockaddr_storage)
+                        .cast::<libc::sockaddr_in>();
+                    (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
+                    (*sin).sin_port = v4.port().to_be();
+                    (*sin).sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+                    std::mem::size_of::<libc::sockaddr_in>()
+                }
+                SocketAddr::V6(v6) => {
+                    let sin6 = (&mut st as *mut libc::sockaddr_storage)
+                        .cast::<libc::sockaddr_in6>();
+                    (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                    (*sin6).sin6_port = v6.port().to_be();
+                    (*sin6).sin6_flowinfo = v6.flowinfo();
+                    (*sin6).sin6_addr.s6_addr = v6.ip().octets();
+                    (*sin6).sin6_scope_id = v6.scope_id();
+                    std::mem::size_of::<libc::sockaddr_in6>()
+                }
+            };
+            (st, len as libc::socklen_t)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::batch;
+
+        #[test]
+        fn batches_equal_packets_and_a_short_last_one() {
+            assert_eq!(batch([].into_iter()), 0);
+            assert_eq!(batch([516].into_iter()), 1);
+            assert_eq!(batch([516; 8].into_iter()), 8);
+            assert_eq!(batch([516, 516, 100].into_iter()), 3);
+            // A short packet ends the batch; a longer one is never a later segment.
+            assert_eq!(batch([516, 100, 516].into_iter()), 2);
+            assert_eq!(batch([100, 516].into_iter()), 1);
+            // 8 blocks of 8196 bytes exceed one send: 7 go, the 8th waits.
+            assert_eq!(batch([8196; 8].into_iter()), 7);
+            // At most 64 segments.
+            assert_eq!(batch([516; 100].into_iter()), 64);
+        }
     }
 }

@@ -524,3 +524,87 @@ fn serve_future_is_send() {
     .unwrap();
     assert_send(&server.serve());
 }
+
+/// The next `n` DATA blocks from `tid` numbered `first` or later (earlier
+/// ones are retransmissions of a window already handled), as (block number,
+/// payload).
+fn data_blocks(
+    sock: &UdpSocket,
+    tid: SocketAddr,
+    first: u16,
+    n: usize,
+) -> Vec<(u16, Vec<u8>)> {
+    let mut blocks = Vec::new();
+    while blocks.len() < n {
+        let (p, from) = recv(sock, SAFETY).expect("window stalled");
+        match Packet::decode(&p) {
+            Ok(Packet::Data(block, payload))
+                if from == tid && block >= first =>
+            {
+                blocks.push((block, payload.to_vec()))
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// A windowed read (RFC 7440): whole windows (sent as one UDP GSO send
+/// where the kernel allows), a partial ACK that moves the window, a window
+/// retransmitted after the timeout but not before (the retransmit timer is
+/// armed lazily, at an earlier deadline, and must be re-armed, not fire
+/// early), and the short last block.
+#[test]
+fn windowed_transfer_with_partial_ack_and_retransmission() {
+    let server = Server::bind(SHORT);
+    let file = server.file("a.bin");
+    let block = |n: u16| {
+        let start = (usize::from(n) - 1) * 512;
+        file[start..(start + 512).min(file.len())].to_vec()
+    };
+    let sock = client();
+    let opts = Opts {
+        window_size: Some(8),
+        ..Opts::default()
+    };
+    sock.send_to(&rrq("a.bin", opts.clone()), server.addr).unwrap();
+    let (oack, tid) = first_reply(&sock);
+    assert!(is_oack(&oack, &opts));
+    sock.send_to(&ack(0), tid).unwrap();
+
+    let first = data_blocks(&sock, tid, 1, 8);
+    let want: Vec<_> = (1..=8).map(|n| (n, block(n))).collect();
+    assert_eq!(first, want, "first window");
+
+    // ACK 5 of 8, late in the timeout: the next window starts at block 6,
+    // and the timer armed for the first window fires during the second.
+    std::thread::sleep(SHORT * 3 / 5);
+    sock.send_to(&ack(5), tid).unwrap();
+    let second = data_blocks(&sock, tid, 6, 8);
+    let want: Vec<_> = (6..=13).map(|n| (n, block(n))).collect();
+    assert_eq!(second, want, "window after a partial ACK");
+
+    // No ACK: nothing before the timeout (SHORT) ...
+    assert_eq!(count_from(&sock, tid, SHORT / 2), 0, "early retransmission");
+    // ... then the same window again.
+    let again = data_blocks(&sock, tid, 6, 8);
+    assert_eq!(again, want, "retransmitted window");
+    drain(&sock);
+
+    // The rest, one whole window at a time, to the short last block (41).
+    let mut next = 14u16;
+    let mut got = (1..14).flat_map(block).collect::<Vec<u8>>();
+    sock.send_to(&ack(13), tid).unwrap();
+    while next <= 41 {
+        let n = usize::from((41 - next + 1).min(8));
+        let window = data_blocks(&sock, tid, next, n);
+        for (i, (b, payload)) in window.iter().enumerate() {
+            assert_eq!(*b, next + i as u16);
+            got.extend_from_slice(payload);
+        }
+        next += n as u16;
+        sock.send_to(&ack(next - 1), tid).unwrap();
+    }
+    assert_eq!(got, file);
+    assert_eq!(server.wait_idle(), 0);
+}
