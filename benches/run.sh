@@ -268,8 +268,10 @@ for _ in $(seq 100); do
 done
 curl -sf -o /dev/null "http://$HTTP_NGINX/ipxe/n0"
 
-declare -A TFTP_ADDR=([ironpxe]=$TFTP_IRONPXE [tftpd-hpa]=$TFTP_HPA [dirhandler]=$TFTP_BARE)
-declare -A TFTP_PID=([ironpxe]=$IRONPXE_PID [tftpd-hpa]=$TFTPD_PID [dirhandler]=$BARE_PID)
+declare -A TFTP_ADDR=([ironpxe]=$TFTP_IRONPXE [tftpd-hpa]=$TFTP_HPA [dirhandler]=$TFTP_BARE
+    [ideal]=$TFTP_IDEAL)
+declare -A TFTP_PID=([ironpxe]=$IRONPXE_PID [tftpd-hpa]=$TFTPD_PID [dirhandler]=$BARE_PID
+    [ideal]=$IDEAL_PID)
 
 # ---------------------------------------------------------------------------------------------
 # 1. Boot storm. Runs interleave the servers so drift on the machine spreads over all of them.
@@ -305,17 +307,13 @@ for r in $(seq "$RUNS"); do
         for c in "${BULK_C[@]}"; do
             win=()
             ((c > 1)) && win=(--duration-s "$BULK_WINDOW_S")
-            for ws in "${BULK_WS[@]}"; do
-                result "$LOADGEN" bulk --server "$TFTP_IRONPXE" --server-name ironpxe \
-                    --server-pid "$IRONPXE_PID" --run "$r" --file bulk.bin \
-                    --verify "$B/tftp-root/bulk.bin" --clients "$c" --blksize "$bs" \
-                    --windowsize "$ws" "${win[@]}"
-            done
-            for ws in "${BULK_WS[@]}"; do
-                result "$LOADGEN" bulk --server "$TFTP_IDEAL" --server-name ideal \
-                    --server-pid "$IDEAL_PID" --run "$r" --file bulk.bin \
-                    --verify "$B/tftp-root/bulk.bin" --clients "$c" --blksize "$bs" \
-                    --windowsize "$ws" "${win[@]}"
+            for s in ironpxe ideal; do
+                for ws in "${BULK_WS[@]}"; do
+                    result "$LOADGEN" bulk --server "${TFTP_ADDR[$s]}" --server-name "$s" \
+                        --server-pid "${TFTP_PID[$s]}" --run "$r" --file bulk.bin \
+                        --verify "$B/tftp-root/bulk.bin" --clients "$c" --blksize "$bs" \
+                        --windowsize "$ws" "${win[@]}"
+                done
             done
             # tftpd-hpa has no windowsize (RFC 7440): lock-step only.
             result "$LOADGEN" bulk --server "$TFTP_HPA" --server-name tftpd-hpa \
@@ -354,7 +352,7 @@ for r in $(seq "$RUNS"); do
 done
 
 # The peers are done; free the cores for the scale runs.
-for p in "$TFTPD_PID" "$BARE_PID" "$NGINX_PID" "$IRONPXE_PID"; do stop_pid "$p"; done
+for p in "${PIDS[@]}"; do stop_pid "$p"; done # every server of sections 1-4
 PIDS=()
 
 # ---------------------------------------------------------------------------------------------
