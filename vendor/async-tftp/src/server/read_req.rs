@@ -24,6 +24,8 @@ where
 {
     peer: SocketAddr,
     socket: Async<UdpSocket>,
+    // Whether `socket` is connected to `peer` (sends then name no address).
+    connected: bool,
     reader: &'r mut R,
     block_size: usize,
     timeout: Duration,
@@ -76,10 +78,15 @@ where
 
         let addr = SocketAddr::new(local_ip, 0);
         let socket = Async::<UdpSocket>::bind(addr).map_err(Error::Bind)?;
+        // A connected socket spares the kernel a route lookup per datagram
+        // and drops datagrams from other peers itself. Not fatal: an
+        // unconnected socket works the same, a little slower.
+        let connected = socket.get_ref().connect(peer).is_ok();
 
         Ok(ReadRequest {
             peer,
             socket,
+            connected,
             reader,
             block_size,
             timeout,
@@ -240,10 +247,10 @@ where
                 if batch > 1 {
                     let packets: Vec<&[u8]> =
                         rest.clone().take(batch).map(|p| &p[..]).collect();
-                    let peer = self.peer;
+                    let to = (!self.connected).then_some(self.peer);
                     let sent = self
                         .socket
-                        .write_with(|s| gso::send(s, peer, &packets))
+                        .write_with(|s| gso::send(s, to, &packets))
                         .await;
                     match sent {
                         Ok(()) => {
@@ -262,7 +269,11 @@ where
                 }
             }
             if let Some(packet) = rest.next() {
-                self.socket.send_to(&packet[..], self.peer).await?;
+                if self.connected {
+                    self.socket.send(&packet[..]).await?;
+                } else {
+                    self.socket.send_to(&packet[..], self.peer).await?;
+                }
             }
         }
         Ok(())
@@ -468,11 +479,12 @@ mod gso {
     }
 
     /// Sends `packets` (all of `packets[0]`'s length but the last, which may be
-    /// shorter) to `peer` in one `sendmsg` with `UDP_SEGMENT`.
+    /// shorter) in one `sendmsg` with `UDP_SEGMENT`, to `peer` or (`None`) to
+    /// the address the socket is connected to.
     #[cfg(target_os = "linux")]
     pub(super) fn send(
         sock: &UdpSocket,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         packets: &[&[u8]],
     ) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -486,16 +498,18 @@ mod gso {
                 iov_len: p.len(),
             })
             .collect();
-        let (mut addr, addr_len) = sockaddr(peer);
+        let mut to = peer.map(sockaddr);
         // One control message: SOL_UDP / UDP_SEGMENT / u16, in a u64-aligned buffer.
         let mut control = [0u64; 4];
         // SAFETY: every pointer handed to the kernel points into a live local
-        // (iov, addr, control) or a borrowed packet for the whole call;
+        // (iov, to, control) or a borrowed packet for the whole call;
         // CMSG_SPACE(2) (24 bytes on 64-bit) fits `control` (32 bytes).
         unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-            msg.msg_namelen = addr_len;
+            if let Some((addr, len)) = to.as_mut() {
+                msg.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                msg.msg_namelen = *len;
+            }
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = iov.len() as _;
             msg.msg_control = control.as_mut_ptr().cast();
@@ -515,7 +529,7 @@ mod gso {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn send(
         _sock: &UdpSocket,
-        _peer: SocketAddr,
+        _peer: Option<SocketAddr>,
         _packets: &[&[u8]],
     ) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())

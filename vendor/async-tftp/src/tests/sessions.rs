@@ -608,3 +608,19 @@ fn windowed_transfer_with_partial_ack_and_retransmission() {
     assert_eq!(got, file);
     assert_eq!(server.wait_idle(), 0);
 }
+
+/// A client that vanished (its port closed) ends its transfer at the first
+/// retransmission: the transfer's socket is connected to the peer, so the
+/// ICMP port-unreachable comes back as an error, instead of the session
+/// retransmitting `max_send_retries` times (100 x 200 ms here).
+#[test]
+fn vanished_client_ends_its_transfer_at_the_first_retransmission() {
+    let server = Server::bind(SHORT);
+    let sock = client();
+    sock.send_to(&rrq("a.bin", blksize_1024()), server.addr).unwrap();
+    let (oack, _tid) = first_reply(&sock);
+    assert!(is_oack(&oack, &blksize_1024()));
+    assert_eq!(server.in_progress(), 1);
+    drop(sock);
+    assert_eq!(server.wait_idle(), 0, "session outlived its client");
+}
