@@ -68,9 +68,7 @@ fuzz_target!(|data: &[u8]| {
                     "INVARIANT BROKEN: Host {host:?} on {local}: base URL {url:?} is not http://"
                 );
             };
-            // Known: a `+` before the port (`u16::from_str` takes a sign); see the report.
-            let plus_ok = ironpxe_fuzz::allowed("host-plus-port");
-            if rest.is_empty() || !rest.bytes().all(|b| url_char(b) || (plus_ok && b == b'+')) {
+            if rest.is_empty() || !rest.bytes().all(url_char) {
                 panic!(
                     "INVARIANT BROKEN: Host {host:?} on {local} with {policy:?}: base URL {url:?} has characters outside [A-Za-z0-9.:[]-]"
                 );

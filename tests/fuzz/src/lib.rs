@@ -240,20 +240,3 @@ pub fn check_inside_root(path: &Path, input: &str) {
         );
     }
 }
-
-/// Whether a known, reported bug may be stepped over so fuzzing can look past it: set
-/// `IRONPXE_FUZZ_ALLOW=<id>[,<id>…]` for a local run. CI never sets it, so the reproducers
-/// kept in the corpus fail it until the bug is fixed.
-pub fn allowed(id: &str) -> bool {
-    static ALLOW: OnceLock<Vec<String>> = OnceLock::new();
-    ALLOW
-        .get_or_init(|| {
-            std::env::var("IRONPXE_FUZZ_ALLOW")
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .collect()
-        })
-        .iter()
-        .any(|a| a == id)
-}
