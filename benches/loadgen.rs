@@ -1729,13 +1729,13 @@ fn bare_tftpd(a: &BareArgs) -> Res<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ideal-tftpd: the machine's ceiling for bulk transfers, not a server anyone should run.
+// ideal-tftpd: a reference design for bulk transfers, not a server anyone should run.
 
 /// A deliberately minimal windowed TFTP sender: one OS thread and one connected blocking
 /// socket per transfer, the file in memory, one reused packet buffer, no per-packet work
-/// beyond a copy and a `send`. Whatever it reaches with the bulk client is about the most any
-/// server can reach on this machine with that client: the reference the bulk table's ratios
-/// are read against.
+/// beyond a copy and a `send` (no GSO). Not a server anyone should run: the simplest fast
+/// design, against which a missed bulk target is read (would another design have met it
+/// here?).
 #[derive(Args)]
 struct IdealArgs {
     #[arg(long)]
@@ -2313,10 +2313,11 @@ fn report(a: &ReportArgs) -> Res<()> {
          omits the option{}, so the transfer is lock-step; its windowsize > 1 rows are therefore \
          not run, and ironpxe's windowed rows are compared with tftpd-hpa at windowsize 1 and \
          the same blksize. **ideal-tftpd** (`loadgen ideal-tftpd`) is a reference, not a peer: \
-         the least work a windowed sender can do (an OS thread and a connected blocking socket \
-         per transfer, the file in memory, one reused packet buffer, a plain `send` per block), \
-         so its rows show about what this machine and this client allow; where ironpxe misses \
-         3× the target line names the reference's ratio too.\n",
+         the simplest fast design (an OS thread and a connected blocking socket per transfer, \
+         the file in memory, one reused packet buffer, a plain `send` per block, no GSO), so \
+         where ironpxe misses a target its ratio, named in the target line, shows whether that \
+         design would have met it on this machine with this client. ironpxe sends a window as \
+         one UDP GSO send, which is why it outruns the reference at small blocks.\n",
         fact("bulk_mb"),
         match results.rows("wsprobe", &[]).first() {
             Some(r) => format!(
