@@ -76,6 +76,16 @@ impl Default for TftpConfig {
     }
 }
 
+impl TftpConfig {
+    /// Sockets per listen address: `threads`, or one per core (at most 16) when 0.
+    pub fn sockets_per_address(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(16)),
+            n => n,
+        }
+    }
+}
+
 /// Chunk of one streamed file transfer: what bounds per-transfer memory.
 pub const STREAM_BUFFER: usize = 128 << 10;
 
@@ -466,16 +476,6 @@ impl Drop for Reader {
         );
         if let Some(j) = &self.journal {
             j.record(self.record.clone());
-        }
-    }
-}
-
-impl TftpConfig {
-    /// Sockets per listen address: `threads`, or one per core (at most 16) when 0.
-    pub fn sockets_per_address(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(16)),
-            n => n,
         }
     }
 }
