@@ -89,6 +89,32 @@ fn start_in_netns(ns: &Netns, state: Vec<(String, String)>) -> Ironpxe {
     })
 }
 
+/// A BIOS guest with an e1000 NIC (`mac`) that dnsmasq in `ns` points at `pxelinux.0` on
+/// ironpxe's TFTP (plus `dhcp_extra` options), with `qemu_extra` arguments; its serial log.
+fn boot_pxelinux(
+    ns: &mut Netns,
+    img: &Images,
+    mac: &str,
+    dhcp_extra: &[&str],
+    qemu_extra: &[&str],
+) -> guest::Serial {
+    let boot = format!("--dhcp-boot=pxelinux.0,,{HOST_IP}");
+    let dhcp: Vec<&str> = [boot.as_str()]
+        .into_iter()
+        .chain(dhcp_extra.iter().copied())
+        .collect();
+    ns.dnsmasq(img.dir.path(), &dhcp);
+    let mut args = tap_args(mac, "e1000");
+    args.extend(qemu_extra.iter().map(|a| a.to_string()));
+    guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    )
+}
+
 fn assert_booted(serial: &guest::Serial, bootif: &str) -> String {
     let line = serial
         .marker_line()
@@ -247,19 +273,7 @@ fn pxelinux_over_tftp_walks_the_sequence_and_boots() {
     let img = images();
     let mut ns = Netns::new("pxe");
     let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
-    ns.dnsmasq(
-        img.dir.path(),
-        &[&format!("--dhcp-boot=pxelinux.0,,{HOST_IP}")],
-    );
-    let mut args = tap_args(MAC, "e1000");
-    args.extend(["-uuid".into(), SMBIOS_UUID.into()]);
-    let serial = guest::run_qemu(
-        Some(&ns.name),
-        &args,
-        &img.dir.path().join("serial.log"),
-        None,
-        QEMU_TIMEOUT,
-    );
+    let serial = boot_pxelinux(&mut ns, &img, MAC, &[], &["-uuid", SMBIOS_UUID]);
     assert!(
         serial.exited,
         "guest did not power off:\n{}\nironpxe:\n{}",
@@ -296,19 +310,7 @@ fn pxelinux_uuid_name_matches_the_byte_swapped_smbios_uuid() {
     let mut ns = Netns::new("uuid");
     let extra = format!("\"system_uuid\": \"{SMBIOS_UUID}\"");
     let s = start_in_netns(&ns, vec![node(&img, "clean wait", &extra)]);
-    ns.dnsmasq(
-        img.dir.path(),
-        &[&format!("--dhcp-boot=pxelinux.0,,{HOST_IP}")],
-    );
-    let mut args = tap_args(MAC, "e1000");
-    args.extend(["-uuid".into(), SMBIOS_UUID.into()]);
-    let serial = guest::run_qemu(
-        Some(&ns.name),
-        &args,
-        &img.dir.path().join("serial.log"),
-        None,
-        QEMU_TIMEOUT,
-    );
+    let serial = boot_pxelinux(&mut ns, &img, MAC, &[], &["-uuid", SMBIOS_UUID]);
     assert!(serial.exited, "{}", serial.log);
     let line = serial
         .marker_line()
@@ -398,19 +400,12 @@ fn pxelinux_boots_an_infiniband_nodes_config() {
         img.initrd.display()
     );
     let s = start_in_netns(&ns, vec![("ib.json".into(), ib)]);
-    ns.dnsmasq(
-        img.dir.path(),
-        &[
-            &format!("--dhcp-boot=pxelinux.0,,{HOST_IP}"),
-            "--dhcp-option-force=209,pxelinux.cfg/20-7c-fe-90-29-26-52",
-        ],
-    );
-    let serial = guest::run_qemu(
-        Some(&ns.name),
-        &tap_args("52:54:00:12:34:99", "e1000"),
-        &img.dir.path().join("serial.log"),
-        None,
-        QEMU_TIMEOUT,
+    let serial = boot_pxelinux(
+        &mut ns,
+        &img,
+        "52:54:00:12:34:99",
+        &["--dhcp-option-force=209,pxelinux.cfg/20-7c-fe-90-29-26-52"],
+        &[],
     );
     assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
     let line = serial
