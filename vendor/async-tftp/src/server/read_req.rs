@@ -35,8 +35,8 @@ where
     // Set once the peer answered on this transfer's TID (ACK or ERROR). The
     // server uses it to tell a retransmitted RRQ from a new one.
     peer_replied: Arc<AtomicBool>,
-    // Whether a window may still go out as one UDP GSO send; cleared for good
-    // by the first refusal (see `gso`).
+    // Whether a window may still go out as one UDP GSO send (Linux, connected
+    // socket); cleared for good by the first refusal (see `gso`).
     gso: bool,
     // The retransmit timer, armed lazily (see `recv_ack`), and when it is set
     // to fire (`None`: not armed).
@@ -94,7 +94,8 @@ where
             oack_opts,
             window_size: negotiated_window_size,
             peer_replied,
-            gso: cfg!(target_os = "linux"),
+            // GSO sends name no address: only on a connected socket.
+            gso: cfg!(target_os = "linux") && connected,
             timer: Timer::never(),
             timer_at: None,
         })
@@ -247,10 +248,9 @@ where
                 if batch > 1 {
                     let packets: Vec<&[u8]> =
                         rest.clone().take(batch).map(|p| &p[..]).collect();
-                    let to = (!self.connected).then_some(self.peer);
                     let sent = self
                         .socket
-                        .write_with(|s| gso::send(s, to, &packets))
+                        .write_with(|s| gso::send(s, &packets))
                         .await;
                     match sent {
                         Ok(()) => {
@@ -426,7 +426,7 @@ fn build_oack_opts(
 /// size (the last may be shorter) handed to the kernel in one `sendmsg`.
 mod gso {
     use std::io;
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::UdpSocket;
 
     /// Largest UDP payload of one GSO send, kept below the 64 KiB IP limit.
     const MAX_BYTES: usize = 65_000;
@@ -479,14 +479,10 @@ mod gso {
     }
 
     /// Sends `packets` (all of `packets[0]`'s length but the last, which may be
-    /// shorter) in one `sendmsg` with `UDP_SEGMENT`, to `peer` or (`None`) to
-    /// the address the socket is connected to.
+    /// shorter) in one `sendmsg` with `UDP_SEGMENT` to the address `sock` is
+    /// connected to.
     #[cfg(target_os = "linux")]
-    pub(super) fn send(
-        sock: &UdpSocket,
-        peer: Option<SocketAddr>,
-        packets: &[&[u8]],
-    ) -> io::Result<()> {
+    pub(super) fn send(sock: &UdpSocket, packets: &[&[u8]]) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let seg = packets.first().map_or(0, |p| p.len());
         let seg = u16::try_from(seg)
@@ -498,18 +494,13 @@ mod gso {
                 iov_len: p.len(),
             })
             .collect();
-        let mut to = peer.map(sockaddr);
         // One control message: SOL_UDP / UDP_SEGMENT / u16, in a u64-aligned buffer.
         let mut control = [0u64; 4];
         // SAFETY: every pointer handed to the kernel points into a live local
-        // (iov, to, control) or a borrowed packet for the whole call;
+        // (iov, control) or a borrowed packet for the whole call;
         // CMSG_SPACE(2) (24 bytes on 64-bit) fits `control` (32 bytes).
         unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
-            if let Some((addr, len)) = to.as_mut() {
-                msg.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-                msg.msg_namelen = *len;
-            }
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = iov.len() as _;
             msg.msg_control = control.as_mut_ptr().cast();
@@ -529,40 +520,9 @@ mod gso {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn send(
         _sock: &UdpSocket,
-        _peer: Option<SocketAddr>,
         _packets: &[&[u8]],
     ) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
-    }
-
-    #[cfg(target_os = "linux")]
-    fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-        // SAFETY: an all-zero sockaddr_storage is valid; the sockaddr_in/_in6
-        // written into it fit (that is what sockaddr_storage is for).
-        unsafe {
-            let mut st: libc::sockaddr_storage = std::mem::zeroed();
-            let len = match a {
-                SocketAddr::V4(v4) => {
-                    let sin = (&mut st as *mut libc::sockaddr_storage)
-                        .cast::<libc::sockaddr_in>();
-                    (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
-                    (*sin).sin_port = v4.port().to_be();
-                    (*sin).sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-                    std::mem::size_of::<libc::sockaddr_in>()
-                }
-                SocketAddr::V6(v6) => {
-                    let sin6 = (&mut st as *mut libc::sockaddr_storage)
-                        .cast::<libc::sockaddr_in6>();
-                    (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                    (*sin6).sin6_port = v6.port().to_be();
-                    (*sin6).sin6_flowinfo = v6.flowinfo();
-                    (*sin6).sin6_addr.s6_addr = v6.ip().octets();
-                    (*sin6).sin6_scope_id = v6.scope_id();
-                    std::mem::size_of::<libc::sockaddr_in6>()
-                }
-            };
-            (st, len as libc::socklen_t)
-        }
     }
 
     #[cfg(test)]
