@@ -32,6 +32,8 @@ pub struct App {
     pub ironic: Option<Arc<crate::ironic::PollState>>,
     /// Where requests are recorded for the operator view.
     pub journal: Option<Arc<crate::journal::Journal>>,
+    /// Problems of single nodes found while serving (render budget, refused images).
+    pub problems: Arc<crate::problems::Problems>,
 }
 
 /// A rendered config and what decided it.
@@ -204,6 +206,7 @@ impl App {
             state_errors: s.errors.len(),
             template_generation: self.renderer.generation(),
             template_errors: self.renderer.errors().len(),
+            node_problems: self.problems.len(),
             ironic: self.ironic.as_ref().map(|p| p.get()),
         }
     }

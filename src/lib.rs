@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod paths;
+pub mod problems;
 pub mod render;
 pub mod resource;
 pub mod serve;

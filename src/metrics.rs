@@ -93,6 +93,8 @@ pub struct StateGauges {
     pub state_errors: usize,
     pub template_generation: u64,
     pub template_errors: usize,
+    /// Nodes with a problem found while serving (see [`crate::problems`]).
+    pub node_problems: usize,
     /// The Ironic poller, when Ironic is a source.
     pub ironic: Option<crate::ironic::PollStatus>,
 }
@@ -175,7 +177,7 @@ impl Metrics {
             let _ = writeln!(s, "ironpxe_bytes_sent_total{{protocol=\"{p}\"}} {v}");
         }
         self.write_render_histogram(&mut s);
-        let gauges: [(&str, &str, String); 12] = [
+        let gauges: [(&str, &str, String); 13] = [
             (
                 "ironpxe_tftp_sessions_active",
                 "TFTP transfers in progress.",
@@ -207,6 +209,11 @@ impl Metrics {
                 "ironpxe_template_errors",
                 "Template problems on disk (the last good set is serving).",
                 g.template_errors.to_string(),
+            ),
+            (
+                "ironpxe_node_problems",
+                "Nodes with a problem found while serving (render budget, refused image).",
+                g.node_problems.to_string(),
             ),
             (
                 "ironpxe_image_fetches_total",

@@ -171,6 +171,7 @@ impl Admin {
             "state_errors": snap.errors,
             "warnings": snap.warnings,
             "template_errors": self.app.renderer.errors(),
+            "node_problems": self.app.problems.list(),
             "journal_dropped": self.journal.dropped(),
         })
     }

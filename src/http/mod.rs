@@ -345,7 +345,8 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
     let g = app.gauges();
     let ironic_failing = g.ironic.as_ref().is_some_and(|p| p.last_error.is_some());
-    let degraded = g.state_errors > 0 || g.template_errors > 0 || ironic_failing;
+    let degraded =
+        g.state_errors > 0 || g.template_errors > 0 || g.node_problems > 0 || ironic_failing;
     let ironic = g.ironic.as_ref().map(|p| {
         serde_json::json!({
             "polls_ok": p.polls_ok,
@@ -365,6 +366,7 @@ fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
         "state_errors": g.state_errors,
         "template_generation": g.template_generation,
         "template_errors": g.template_errors,
+        "node_problems": g.node_problems,
         "tftp_sessions": app.metrics.tftp_sessions(),
     });
     files::serve_bytes(

@@ -153,6 +153,7 @@ pub fn example_app() -> &'static App {
             public_url: None,
             ironic: None,
             journal: None,
+            problems: Default::default(),
         }
     })
 }
