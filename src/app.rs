@@ -11,7 +11,7 @@ use crate::boot::Action;
 use crate::images::{ImageCache, Lookup, PendingFetch};
 use crate::metrics::{Kind, Metrics, StateGauges};
 use crate::paths::Roots;
-use crate::render::{Format, HwType, Renderer, Server};
+use crate::render::{Format, HwType, Pending, RenderError, Rendered, Renderer, Server};
 use crate::resource::{IpxeTarget, Resource};
 use crate::store::{Match, Store};
 
@@ -59,12 +59,66 @@ pub enum Answer {
     },
     /// An image still being fetched: wait, then look again.
     Pending(PendingFetch),
+    /// A config being rendered: await [`Rendering::finish`] (never on a serving thread).
+    Rendering(Rendering),
     /// Nothing by that name (for PXELINUX: walk on to the next name).
     NotFound(&'static str),
     /// The name is refused (traversal, control bytes, a write).
     Refused(&'static str),
     /// Something that should work failed; the message is for the log.
     Error(String),
+    /// It could not be done now (a render over its budget, every worker busy): retry later.
+    Unavailable(String),
+}
+
+/// What a config answer says besides its body.
+pub struct ConfigMeta {
+    format: Format,
+    matched: String,
+    node: Option<crate::node::NodeUuid>,
+    port: Option<crate::addr::Mac>,
+    started: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl ConfigMeta {
+    fn answer(self, result: Result<Rendered, RenderError>) -> Answer {
+        if result.as_ref().is_ok_and(|r| r.fresh) {
+            self.metrics.render_time(self.started.elapsed());
+        }
+        match result {
+            Ok(r) => Answer::Config(Config {
+                body: r.body,
+                format: self.format,
+                action: r.action,
+                matched: self.matched,
+                node: self.node,
+                port: self.port,
+            }),
+            Err(e) if e.is_overload() => Answer::Unavailable(format!("{}: {e}", self.matched)),
+            Err(e) => Answer::Error(format!("{}: {e}", self.matched)),
+        }
+    }
+}
+
+/// A config whose render is running (in a worker process).
+pub struct Rendering {
+    pending: Pending,
+    meta: ConfigMeta,
+}
+
+impl std::fmt::Debug for Rendering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rendering({})", self.meta.matched)
+    }
+}
+
+impl Rendering {
+    /// Waits for the render (at most its budget) and answers with it.
+    pub async fn finish(self) -> Answer {
+        let r = self.pending.wait().await;
+        self.meta.answer(r)
+    }
 }
 
 impl Resource {
@@ -158,22 +212,17 @@ impl App {
         hw: Option<HwType>,
         server: &Server,
     ) -> Answer {
-        let started = Instant::now();
-        let result = self.renderer.render(m, format, hw, server);
-        if result.as_ref().is_ok_and(|r| r.fresh) {
-            self.metrics.render_time(started.elapsed());
-        }
-        let matched = describe_match(m);
-        match result {
-            Ok(r) => Answer::Config(Config {
-                body: r.body,
-                format,
-                action: r.action,
-                matched,
-                node: m.map(|m| m.node.node.uuid),
-                port: m.and_then(|m| m.port).map(|p| p.port.address),
-            }),
-            Err(e) => Answer::Error(format!("{matched}: {e}")),
+        let meta = ConfigMeta {
+            format,
+            matched: describe_match(m),
+            node: m.map(|m| m.node.node.uuid),
+            port: m.and_then(|m| m.port).map(|p| p.port.address),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+        };
+        match self.renderer.begin(m, format, hw, server).ready() {
+            Ok(result) => meta.answer(result),
+            Err(pending) => Answer::Rendering(Rendering { pending, meta }),
         }
     }
 
@@ -199,6 +248,10 @@ impl App {
     /// Gauges for `/metrics` and `/healthz`.
     pub fn gauges(&self) -> StateGauges {
         let s = self.store.current();
+        let stats = self.renderer.stats();
+        let stat = |f: fn(&crate::render::pool::PoolStats) -> &std::sync::atomic::AtomicU64| {
+            stats.map_or(0, |s| f(s).load(std::sync::atomic::Ordering::Relaxed))
+        };
         StateGauges {
             nodes: s.nodes().len(),
             ports: s.ports().len(),
@@ -207,6 +260,9 @@ impl App {
             template_generation: self.renderer.generation(),
             template_errors: self.renderer.errors().len(),
             node_problems: self.problems.len(),
+            renders_stopped: stat(|s| &s.over_budget),
+            render_worker_starts: stat(|s| &s.worker_starts),
+            render_worker_deaths: stat(|s| &s.worker_deaths),
             ironic: self.ironic.as_ref().map(|p| p.get()),
         }
     }

@@ -306,8 +306,8 @@ fn resolve<'a>(
 pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     let cfg = args.state.config()?;
     let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
-    let renderer =
-        Renderer::new(&cfg.templates, cfg.boot_config()?).map_err(|e| CliError(e.join("\n")))?;
+    let renderer = Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
+        .map_err(|e| CliError(e.join("\n")))?;
     let smbios = match &args.smbios_uuid {
         Some(u) => Some(SystemUuid::parse(u).map_err(|e| CliError(format!("--smbios-uuid: {e}")))?),
         None => None,
@@ -343,7 +343,7 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
     let snap = store.current();
     problems.extend(snap.errors.iter().map(|e| format!("state: {e}")));
-    let renderer = match Renderer::new(&cfg.templates, cfg.boot_config()?) {
+    let renderer = match Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render) {
         Ok(r) => Some(r),
         Err(errs) => {
             problems.extend(errs.into_iter().map(|e| format!("templates: {e}")));
@@ -418,7 +418,7 @@ impl Live {
     pub fn start(cfg: &Config) -> Result<Live, CliError> {
         let store = Arc::new(Store::new(cfg.index_config()?));
         let renderer = Arc::new(
-            Renderer::new(&cfg.templates, cfg.boot_config()?)
+            Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
                 .map_err(|e| CliError(e.join("\n")))?,
         );
         let debounce = crate::watch::Debounce::default();

@@ -7,6 +7,10 @@ use clap::Parser;
 use ironpxe::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
+    // A render worker (see `render::worker`) speaks only its pipe protocol.
+    if let Some(code) = ironpxe::render::worker::main_if_worker() {
+        return code;
+    }
     let args = Cli::parse();
     // One-shot commands speak through their output; only the server logs progress.
     init_tracing(if matches!(args.command, Command::Serve(_)) {

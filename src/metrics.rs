@@ -95,6 +95,10 @@ pub struct StateGauges {
     pub template_errors: usize,
     /// Nodes with a problem found while serving (see [`crate::problems`]).
     pub node_problems: usize,
+    /// Renders stopped at their budget, render workers started and died (see `render::pool`).
+    pub renders_stopped: u64,
+    pub render_worker_starts: u64,
+    pub render_worker_deaths: u64,
     /// The Ironic poller, when Ironic is a source.
     pub ironic: Option<crate::ironic::PollStatus>,
 }
@@ -177,7 +181,7 @@ impl Metrics {
             let _ = writeln!(s, "ironpxe_bytes_sent_total{{protocol=\"{p}\"}} {v}");
         }
         self.write_render_histogram(&mut s);
-        let gauges: [(&str, &str, String); 13] = [
+        let gauges: [(&str, &str, String); 16] = [
             (
                 "ironpxe_tftp_sessions_active",
                 "TFTP transfers in progress.",
@@ -209,6 +213,21 @@ impl Metrics {
                 "ironpxe_template_errors",
                 "Template problems on disk (the last good set is serving).",
                 g.template_errors.to_string(),
+            ),
+            (
+                "ironpxe_renders_stopped_total",
+                "Renders (and trial renders) stopped at their budget; their worker was killed.",
+                g.renders_stopped.to_string(),
+            ),
+            (
+                "ironpxe_render_worker_starts_total",
+                "Render worker processes started.",
+                g.render_worker_starts.to_string(),
+            ),
+            (
+                "ironpxe_render_worker_deaths_total",
+                "Render workers that died in a render (out of memory, stack overflow).",
+                g.render_worker_deaths.to_string(),
             ),
             (
                 "ironpxe_node_problems",

@@ -78,6 +78,16 @@ impl Problems {
         }
     }
 
+    /// Forgets every problem of this kind (e.g. new templates: every render is retried).
+    pub fn clear_kind(&self, kind: ProblemKind) {
+        if self.read().keys().any(|(_, k)| *k == kind) {
+            self.map
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, k), _| *k != kind);
+        }
+    }
+
     /// Keeps only the problems of nodes for which `exists` is true (others went away).
     pub fn retain_nodes(&self, exists: impl Fn(&NodeUuid) -> bool) {
         let gone = self.read().keys().any(|(n, _)| !exists(n));

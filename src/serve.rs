@@ -68,7 +68,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         public_url: cfg.public_url(),
         ironic,
         journal: Some(crate::journal::Journal::start(cfg.journal.clone())),
-        problems: Default::default(),
+        problems: live.renderer.problems(),
     });
     let admin = start_admin(&cfg, &app).await?;
     images.update(&app.store.current(), &app.renderer.boot_config());

@@ -159,27 +159,47 @@ impl TftpHandler {
                 let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
                 let len = data.len() as u64;
                 log(Outcome::Served, &c.matched, Some(len));
-                let what = format!("{} {}", c.matched, c.action);
-                let r = Record {
-                    node: c.node,
-                    port: c.port,
-                    action: Some(c.action.name()),
-                    ..rec(Outcome::Served)
-                };
+                let (what, r) = config_record(&c, rec(Outcome::Served));
                 Ok((
-                    self.reader(r, what, Source::Memory(data, 0), permit),
+                    self.reader(r, what, Source::Memory(data, 0), permit, kind),
                     Some(len),
                 ))
             }
+            Answer::Rendering(rendering) => {
+                // Rendered in a worker: the transfer starts now and its first block waits for
+                // the render, so this thread keeps serving others (no size for `tsize`).
+                let client = *client;
+                let fut = async move {
+                    match rendering.finish().await {
+                        Answer::Config(c) => Ok(c),
+                        Answer::Unavailable(e) | Answer::Error(e) => {
+                            tracing::error!(%client, error = %e, "tftp render failed");
+                            Err(e)
+                        }
+                        _ => Err("unexpected answer".into()),
+                    }
+                };
+                let src = Source::Rendering(Box::pin(fut));
+                Ok((
+                    self.reader(rec(Outcome::Served), "rendering".into(), src, permit, kind),
+                    None,
+                ))
+            }
             Answer::File { path, len } => {
+                let src = match self.file_source(&path, len) {
+                    Ok(src) => src,
+                    Err(e) => {
+                        // Listed a moment ago, gone or unreadable now: not served.
+                        m.request(Protocol::Tftp, kind, Outcome::NotFound);
+                        self.app.record(rec(Outcome::NotFound));
+                        tracing::warn!(%client, name, error = %e, "tftp open failed");
+                        return Err(packet::Error::FileNotFound);
+                    }
+                };
                 log(Outcome::Served, matched_of(&res), Some(len));
-                let src = self.file_source(&path, len).map_err(|e| {
-                    tracing::warn!(%client, name, error = %e, "tftp open failed");
-                    packet::Error::FileNotFound
-                })?;
                 let r = rec(Outcome::Served);
                 Ok((
-                    self.reader(r, matched_of(&res).into(), src, permit),
+                    self.reader(r, matched_of(&res).into(), src, permit, kind),
                     Some(len),
                 ))
             }
@@ -197,7 +217,7 @@ impl TftpHandler {
                 };
                 let src = Source::Waiting(Box::pin(fut));
                 Ok((
-                    self.reader(rec(Outcome::Served), "image".into(), src, permit),
+                    self.reader(rec(Outcome::Served), "image".into(), src, permit, kind),
                     None,
                 ))
             }
@@ -211,13 +231,11 @@ impl TftpHandler {
                 self.app.record(rec(Outcome::Refused));
                 Err(packet::Error::PermissionDenied)
             }
-            Answer::Error(e) => {
+            Answer::Error(e) | Answer::Unavailable(e) => {
                 m.request(Protocol::Tftp, kind, Outcome::Error);
                 self.app.record(rec(Outcome::Error));
                 tracing::error!(%client, name, error = %e, "tftp request failed");
-                Err(packet::Error::Msg(
-                    "ironpxe: cannot render this config; see the server log".into(),
-                ))
+                Err(render_failed())
             }
         }
     }
@@ -255,6 +273,7 @@ impl TftpHandler {
         matched: String,
         src: Source,
         permit: crate::limits::Permit,
+        kind: Kind,
     ) -> Reader {
         self.app.metrics.tftp_session_started();
         Reader {
@@ -265,8 +284,27 @@ impl TftpHandler {
             record,
             matched,
             started: Instant::now(),
+            outcome: Outcome::Served,
+            kind,
         }
     }
+}
+
+/// The TFTP error a client gets for a config that cannot be rendered (its details are
+/// operator business: they go to the log and the node's problems).
+fn render_failed() -> packet::Error {
+    packet::Error::Msg("ironpxe: cannot render this config; see the server log".into())
+}
+
+/// The log text and journal record of a served config.
+fn config_record(c: &crate::app::Config, rec: Record) -> (String, Record) {
+    let r = Record {
+        node: c.node,
+        port: c.port,
+        action: Some(c.action.name()),
+        ..rec
+    };
+    (format!("{} {}", c.matched, c.action), r)
 }
 
 fn matched_of(res: &Resource) -> &'static str {
@@ -310,12 +348,15 @@ impl Handler for TftpHandler {
 }
 
 type OpenFuture = Pin<Box<dyn Future<Output = io::Result<std::fs::File>> + Send>>;
+type RenderFuture = Pin<Box<dyn Future<Output = Result<crate::app::Config, String>> + Send>>;
 
 enum Source {
     Memory(Arc<[u8]>, usize),
     File(Chunked),
     /// An image being fetched: becomes `File` when the fetch completes.
     Waiting(OpenFuture),
+    /// A config being rendered: becomes `Memory` when the render completes.
+    Rendering(RenderFuture),
 }
 
 /// A file read in `STREAM_BUFFER` chunks on the blocking pool: one hand-off per chunk, not
@@ -424,6 +465,20 @@ pub struct Reader {
     record: Record,
     matched: String,
     started: Instant,
+    /// How the transfer is counted (a render that failed makes it an error).
+    outcome: Outcome,
+    kind: Kind,
+}
+
+impl Reader {
+    /// A lazily rendered config arrived: count and describe the transfer as served.
+    fn rendered(&mut self, c: &crate::app::Config) {
+        let (what, r) = config_record(c, self.record.clone());
+        self.record = r;
+        self.matched = what;
+        self.metrics
+            .request(Protocol::Tftp, self.kind, Outcome::Served);
+    }
 }
 
 impl AsyncRead for Reader {
@@ -454,6 +509,19 @@ impl AsyncRead for Reader {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 },
+                Source::Rendering(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Ready(Ok(c)) => {
+                        this.rendered(&c);
+                        this.src = Source::Memory(Arc::from(c.body.as_bytes()), 0);
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        this.outcome = Outcome::Error;
+                        let e = io::Error::other(render_failed());
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
             };
             this.record.bytes += n as u64;
             return Poll::Ready(Ok(n));
@@ -463,6 +531,12 @@ impl AsyncRead for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if matches!(self.src, Source::Rendering(_)) || self.outcome == Outcome::Error {
+            // The render failed, or the client left before it arrived.
+            self.metrics
+                .request(Protocol::Tftp, self.kind, Outcome::Error);
+            self.record.outcome = Outcome::Error;
+        }
         self.metrics.tftp_session_ended();
         self.metrics.bytes_sent(Protocol::Tftp, self.record.bytes);
         self.record.duration_ms = self.started.elapsed().as_millis() as u64;

@@ -253,6 +253,9 @@ async fn route(
             Err(e) => Answer::Error(e),
         };
     }
+    if let Answer::Rendering(r) = answer {
+        answer = r.finish().await;
+    }
     let mut who = (None, None, None);
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
@@ -271,10 +274,20 @@ async fn route(
             Outcome::Served,
             files::serve_file(&path, method, headers).await,
         ),
-        Answer::Pending(_) => (
+        Answer::Pending(_) | Answer::Rendering(_) => (
             Outcome::Error,
-            text(StatusCode::SERVICE_UNAVAILABLE, "image not ready\n"),
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         ),
+        Answer::Unavailable(e) => {
+            tracing::error!(path = %truncate(&path), error = %e, "http request not served now");
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ironpxe: cannot render this config now; see the server log\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            (Outcome::Error, r)
+        }
         Answer::NotFound(why) => (Outcome::NotFound, not_found(kind, why)),
         Answer::Refused(why) => (
             Outcome::Refused,

@@ -1,29 +1,26 @@
-//! Loading templates safely: every template read, parsed, checked for include cycles and
-//! trial-rendered (in bounded time, with bounded loops and output) before the set replaces
-//! the running one. Operators edit these files live; a mistake must cost a log line, not the
-//! server.
+//! Loading templates safely: every template read, parsed, checked for include and macro-call
+//! cycles and trial-rendered (with bounded loops and output, in a render worker stopped at
+//! its budget) before the set replaces the running one. Operators edit these files live; a
+//! mistake must cost a log line, not the server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tera::{Tera, Value};
 
 use super::{error_chain, render_template, Context, Format, Server};
-use crate::boot::{self, Action, BootConfig, Decision, ImageSource};
+use crate::boot::{self, Action, Decision, ImageSource};
 use crate::node::NodeUuid;
 use crate::store::{IndexedNode, IndexedPort};
 
-/// Longest a trial render of the whole set may take.
-const TRIAL_TIME: Duration = Duration::from_secs(5);
 /// Most items `range` may produce.
 const RANGE_MAX: usize = 10_000;
 /// Largest output one render may produce (boot configs are a few KB).
-const OUTPUT_MAX: usize = 1 << 20;
+pub(super) const OUTPUT_MAX: usize = 1 << 20;
 /// Deepest chain of includes/imports/extends.
-const INCLUDE_DEPTH_MAX: usize = 8;
+pub(super) const INCLUDE_DEPTH_MAX: usize = 8;
 
 /// A writer that fails once more than `OUTPUT_MAX` bytes were written, which stops Tera.
 #[derive(Default)]
@@ -138,14 +135,8 @@ fn check_includes(sources: &[(String, String)]) -> Result<(), Vec<String>> {
     }
 }
 
-/// Reads, parses and trial-renders every template; any failure rejects the whole set.
-pub(super) fn load_templates(dir: &Path, boot_cfg: &BootConfig) -> Result<Tera, Vec<String>> {
-    let mut tera = Tera::default();
-    tera.autoescape_on(vec![]);
-    // A template loop over `range` must not allocate without bound, and boot scripts have no
-    // business reading the server's environment.
-    tera.register_function("range", bounded_range);
-    tera.register_function("get_env", no_get_env);
+/// Reads the four templates and any partials beside them; any unreadable file rejects the set.
+pub(super) fn read_sources(dir: &Path) -> Result<Vec<(String, String)>, Vec<String>> {
     let mut errors = Vec::new();
     let mut sources: Vec<(String, String)> = Vec::new();
     for f in Format::ALL {
@@ -168,41 +159,34 @@ pub(super) fn load_templates(dir: &Path, boot_cfg: &BootConfig) -> Result<Tera, 
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(errors)
     }
-    check_includes(&sources)?;
-    if let Err(e) = tera.add_raw_templates(sources) {
-        return Err(vec![format!("{}: {}", dir.display(), error_chain(&e))]);
-    }
-    trial_render_bounded(tera, boot_cfg.clone())
 }
 
-/// Runs the trial render on a thread of its own and gives up after `TRIAL_TIME`: a template
-/// that loops for minutes is refused instead of stalling the reload.
-fn trial_render_bounded(tera: Tera, boot_cfg: BootConfig) -> Result<Tera, Vec<String>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("template trial".into())
-        .spawn(move || {
-            let r = trial_render(&tera, &boot_cfg).map(|()| tera);
-            let _ = tx.send(r);
-        });
-    if let Err(e) = spawned {
-        return Err(vec![format!("cannot start the trial render: {e}")]);
+/// Parses a set and checks that every render of it is finite in depth: no include or
+/// macro-call cycle, no chain deeper than `INCLUDE_DEPTH_MAX`.
+pub(super) fn build(sources: Vec<(String, String)>) -> Result<Tera, Vec<String>> {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    // A template loop over `range` must not allocate without bound, and boot scripts have no
+    // business reading the server's environment.
+    tera.register_function("range", bounded_range);
+    tera.register_function("get_env", no_get_env);
+    check_includes(&sources)?;
+    let texts: HashMap<String, String> = sources.iter().cloned().collect();
+    if let Err(e) = tera.add_raw_templates(sources) {
+        return Err(vec![format!("templates: {}", error_chain(&e))]);
     }
-    match rx.recv_timeout(TRIAL_TIME) {
-        Ok(r) => r,
-        Err(_) => Err(vec![format!(
-            "trial render took longer than {} s: a loop too large? (the templates were refused)",
-            TRIAL_TIME.as_secs()
-        )]),
-    }
+    super::calls::check(&tera, &texts)?;
+    Ok(tera)
 }
 
 /// Renders each template with every kind of context, so a template that parses but names a
 /// missing variable is refused at load time instead of at a client's boot.
-fn trial_render(tera: &Tera, boot_cfg: &BootConfig) -> Result<(), Vec<String>> {
+pub(super) fn trial_render(tera: &Tera, ramdisk_params: &str) -> Result<(), Vec<String>> {
     let server = Server {
         http_url: "http://192.0.2.1:8080".into(),
         tftp_server: "192.0.2.1".into(),
@@ -222,8 +206,7 @@ fn trial_render(tera: &Tera, boot_cfg: &BootConfig) -> Result<(), Vec<String>> {
                 action: *action,
                 kernel: kernel.clone(),
                 ramdisk: ramdisk.clone(),
-                params: boot_cfg
-                    .ramdisk_params
+                params: ramdisk_params
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect(),

@@ -1,6 +1,13 @@
 //! Rendering boot configs from operator-editable Tera templates, with a cache keyed by
 //! everything that changes the output.
 //!
+//! Templates run in worker processes ([`worker`], [`pool`]): a render that runs past its
+//! budget is killed, not abandoned, and one node's slow render never blocks a serving thread
+//! — callers get a [`Pending`] render to await. Every result, failures included, is cached
+//! per (template generation, node revision), and concurrent requests for the same config
+//! share one render, so a retry storm costs one render. Tests and tools that render the
+//! shipped templates can render in-process instead ([`Renderer::new`]).
+//!
 //! Safety against injected lines comes from the context, not from escaping: every value that
 //! reaches a template is either built here from typed data (addresses, UUIDs, action names) or
 //! checked to be one shell-free token per the target format, and display text is reduced to a
@@ -11,17 +18,21 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tera::Tera;
 
 use crate::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
 use crate::node::NodeUuid;
+use crate::problems::{ProblemKind, Problems};
 use crate::store::{IndexedNode, IndexedPort, Match, Snapshot};
 use crate::watch::{watch_dir, Debounce, WatchHandle};
 
 /// The output formats, one template each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub enum Format {
     /// A PXELINUX config file (`pxelinux.cfg/…`).
     Pxelinux,
@@ -108,7 +119,7 @@ pub struct Server {
 }
 
 /// A rendering failure, naming what the operator must fix.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RenderError {
     #[error(transparent)]
     Boot(#[from] BootError),
@@ -121,6 +132,48 @@ pub enum RenderError {
     },
     #[error("template {template}: {message}")]
     Template { template: String, message: String },
+    /// The render ran past its budget (or its worker died) and was stopped.
+    #[error("template {template}: {message}")]
+    Stopped { template: String, message: String },
+    /// No render worker could take it (not the template's fault: not remembered).
+    #[error("renderer busy: {0}")]
+    Unavailable(String),
+}
+
+impl RenderError {
+    /// True when a client should retry later rather than fix anything (HTTP 503).
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            RenderError::Stopped { .. } | RenderError::Unavailable(_)
+        )
+    }
+}
+
+/// `[render]` settings: the cost one render may have.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenderConfig {
+    /// Longest one render may run, in milliseconds; then its worker is killed, the client
+    /// gets an error and the node a problem.
+    pub budget_ms: u64,
+    /// Longest the trial render of an edited template set may run, in milliseconds.
+    pub trial_budget_ms: u64,
+    /// Worker processes rendering at once.
+    pub workers: usize,
+    /// Address-space limit of each worker process, in MiB (0: none).
+    pub worker_memory_mib: u64,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            budget_ms: 1000,
+            trial_budget_ms: 5000,
+            workers: 2,
+            worker_memory_mib: 1024,
+        }
+    }
 }
 
 /// One rendered config with what decided it.
@@ -149,8 +202,34 @@ const CACHE_CAP: usize = 200_000;
 
 /// A loaded, validated set of templates.
 struct Templates {
-    tera: Tera,
-    generation: u64,
+    set: Arc<TemplateSet>,
+    /// Parsed here only when rendering in-process.
+    tera: Option<Tera>,
+}
+
+impl Templates {
+    fn generation(&self) -> u64 {
+        self.set.generation
+    }
+}
+
+/// What a render's result is shared through while it runs.
+type Outcome = Result<Rendered, RenderError>;
+type Slot = tokio::sync::watch::Receiver<Option<Outcome>>;
+
+/// A cache entry: a finished render (failures too) or one still running.
+enum Entry {
+    Done(Outcome),
+    Running(Slot),
+}
+
+type Cache = Arc<Mutex<HashMap<CacheKey, Entry>>>;
+
+/// Where templates are rendered.
+enum Engine {
+    /// In this process, unbounded: for tests and tools over trusted templates.
+    InProcess,
+    Workers(pool::Pool),
 }
 
 /// Renders configs; holds the last good templates and the render cache.
@@ -159,24 +238,109 @@ pub struct Renderer {
     boot: RwLock<Arc<BootConfig>>,
     templates: RwLock<Arc<Templates>>,
     errors: RwLock<Vec<String>>,
-    cache: Mutex<HashMap<CacheKey, Rendered>>,
+    cache: Cache,
+    engine: Engine,
+    problems: Arc<Problems>,
+    reloading: Mutex<()>,
+}
+
+/// A render that may still be running; [`Pending::wait`] or [`Pending::wait_blocking`] it.
+pub enum Pending {
+    Ready(Outcome),
+    Running {
+        slot: Slot,
+        /// The caller that started it: the render time is counted once, by it.
+        owner: bool,
+    },
+}
+
+impl Pending {
+    /// Waits for the result without blocking a thread.
+    pub async fn wait(self) -> Outcome {
+        match self {
+            Pending::Ready(r) => r,
+            Pending::Running { mut slot, owner } => {
+                let r = match slot.wait_for(Option::is_some).await {
+                    Ok(v) => v.clone(),
+                    Err(_) => None,
+                };
+                finish(r, owner)
+            }
+        }
+    }
+
+    /// Waits on this thread (command-line tools, the admin previews).
+    pub fn wait_blocking(self) -> Outcome {
+        futures_lite::future::block_on(self.wait())
+    }
+
+    /// The result if it is there already.
+    pub fn ready(self) -> Result<Outcome, Pending> {
+        match self {
+            Pending::Ready(r) => Ok(r),
+            running => Err(running),
+        }
+    }
+}
+
+fn finish(r: Option<Outcome>, owner: bool) -> Outcome {
+    match r {
+        Some(Ok(mut rendered)) => {
+            rendered.fresh = owner;
+            Ok(rendered)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(RenderError::Unavailable("the renderer stopped".into())),
+    }
 }
 
 impl Renderer {
-    /// Loads and validates the templates in `dir`; fails when any is missing or broken.
+    /// Loads and validates the templates in `dir` and renders in this process: for tests and
+    /// tools over trusted templates (no budget). The server uses [`Renderer::isolated`].
     pub fn new(dir: impl Into<PathBuf>, boot: BootConfig) -> Result<Self, Vec<String>> {
-        let dir = dir.into();
-        let tera = load_templates(&dir, &boot)?;
+        Self::start(dir.into(), boot, Engine::InProcess)
+    }
+
+    /// Loads and validates the templates in `dir` in a worker process, and renders in a pool
+    /// of them within `cfg`'s budgets.
+    pub fn isolated(
+        dir: impl Into<PathBuf>,
+        boot: BootConfig,
+        cfg: &RenderConfig,
+    ) -> Result<Self, Vec<String>> {
+        let launcher = pool::Launcher::this_executable(cfg);
+        Self::start(
+            dir.into(),
+            boot,
+            Engine::Workers(pool::Pool::start(cfg, launcher)),
+        )
+    }
+
+    fn start(dir: PathBuf, boot: BootConfig, engine: Engine) -> Result<Self, Vec<String>> {
+        let templates = load_set(&dir, &boot, &engine, 1)?;
         Ok(Renderer {
             dir,
             boot: RwLock::new(Arc::new(boot)),
-            templates: RwLock::new(Arc::new(Templates {
-                tera,
-                generation: 1,
-            })),
+            templates: RwLock::new(Arc::new(templates)),
             errors: RwLock::new(Vec::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::default(),
+            engine,
+            problems: Arc::default(),
+            reloading: Mutex::new(()),
         })
+    }
+
+    /// The registry where render failures of nodes are reported (shared with the servers).
+    pub fn problems(&self) -> Arc<Problems> {
+        self.problems.clone()
+    }
+
+    /// Counters of the worker pool: renders stopped at their budget, workers started, died.
+    pub fn stats(&self) -> Option<&pool::PoolStats> {
+        match &self.engine {
+            Engine::Workers(p) => Some(&p.stats),
+            Engine::InProcess => None,
+        }
     }
 
     /// The boot settings renders use now.
@@ -188,11 +352,12 @@ impl Renderer {
     pub fn set_boot_config(&self, boot: BootConfig) {
         *self.boot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(boot);
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.problems.clear_kind(ProblemKind::Render);
     }
 
     /// The template generation: bumps on every successful reload.
     pub fn generation(&self) -> u64 {
-        self.current().generation
+        self.current().generation()
     }
 
     /// Problems with the templates on disk (empty when the loaded set is current).
@@ -212,17 +377,18 @@ impl Renderer {
 
     /// Re-reads the template directory; on failure keeps the last good set and records why.
     pub fn reload(&self) -> bool {
-        match load_templates(&self.dir, &self.boot_config()) {
-            Ok(tera) => {
-                let mut t = self.templates.write().unwrap_or_else(|p| p.into_inner());
-                let generation = t.generation + 1;
-                *t = Arc::new(Templates { tera, generation });
-                drop(t);
+        // One reload at a time: a generation number names exactly one set.
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation() + 1;
+        match load_set(&self.dir, &self.boot_config(), &self.engine, generation) {
+            Ok(loaded) => {
+                *self.templates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
                 self.errors
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .clear();
                 self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.problems.clear_kind(ProblemKind::Render);
                 tracing::info!(generation, dir = %self.dir.display(), "templates reloaded");
                 true
             }
@@ -254,67 +420,128 @@ impl Renderer {
     /// Drops cached renders of nodes that changed or went away in `snap`.
     pub fn sweep(&self, snap: &Snapshot) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed = Vec::new();
         cache.retain(|k, _| match k.node {
             None => true,
-            Some((uuid, rev)) => snap.node(&uuid).is_some_and(|n| n.revision == rev),
+            Some((uuid, rev)) => {
+                let same = snap.node(&uuid).is_some_and(|n| n.revision == rev);
+                if !same {
+                    changed.push(uuid);
+                }
+                same
+            }
         });
+        drop(cache);
+        // A changed node gets a fresh chance; a vanished one has no problems any more.
+        for uuid in changed {
+            self.problems.clear(uuid, ProblemKind::Render);
+        }
+        self.problems.retain_nodes(|u| snap.node(u).is_some());
     }
 
-    /// Renders the config for a matched node (or, with `None`, an unknown machine).
+    /// Renders the config for a matched node (or, with `None`, an unknown machine) and waits
+    /// for it on this thread. Servers use [`Renderer::begin`].
     pub fn render(
         &self,
         target: Option<&Match<'_>>,
         format: Format,
         hw: Option<HwType>,
         server: &Server,
-    ) -> Result<Rendered, RenderError> {
+    ) -> Outcome {
+        self.begin(target, format, hw, server).wait_blocking()
+    }
+
+    /// Starts the render of a config, or finds it cached or already running. Returns at once
+    /// unless rendering in-process.
+    pub fn begin(
+        &self,
+        target: Option<&Match<'_>>,
+        format: Format,
+        hw: Option<HwType>,
+        server: &Server,
+    ) -> Pending {
         let templates = self.current();
+        let node = target.map(|m| m.node.node.uuid);
         let key = CacheKey {
-            templates: templates.generation,
+            templates: templates.generation(),
             node: target.map(|m| (m.node.node.uuid, m.node.revision)),
             port: target.and_then(|m| m.port).map(|p| p.port.address),
             hw,
             format,
             server: server.clone(),
         };
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(hit.clone());
-        }
-        let boot = self.boot_config();
-        let rendered = render_uncached(&templates.tera, &boot, target, format, hw, server)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAP {
-            cache.clear();
-        }
-        cache.insert(
+        let (tx, slot) = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&key) {
+                Some(Entry::Done(r)) => return Pending::Ready(r.clone()),
+                Some(Entry::Running(slot)) => {
+                    return Pending::Running {
+                        slot: slot.clone(),
+                        owner: false,
+                    }
+                }
+                None => {}
+            }
+            if cache.len() >= CACHE_CAP {
+                cache.clear();
+            }
+            let (tx, slot) = tokio::sync::watch::channel(None);
+            cache.insert(key.clone(), Entry::Running(slot.clone()));
+            (tx, slot)
+        };
+        let done = Completion {
+            cache: self.cache.clone(),
+            problems: self.problems.clone(),
             key,
-            Rendered {
-                fresh: false,
-                ..rendered.clone()
-            },
-        );
-        Ok(rendered)
+            node,
+            tx,
+        };
+        let boot = self.boot_config();
+        let prepared = prepare(&boot, target, format, hw, server);
+        match (prepared, &self.engine, &templates.tera) {
+            (Err(e), _, _) => done.finish(Err(e)),
+            (Ok(p), Engine::InProcess, Some(tera)) => {
+                let body = render_template(tera, format, &p.ctx);
+                done.finish(body.map(|b| p.rendered(b)));
+            }
+            (Ok(_), Engine::InProcess, None) => {
+                done.finish(Err(RenderError::Unavailable("templates not parsed".into())))
+            }
+            (Ok(p), Engine::Workers(pool), _) => submit(pool, &templates.set, format, p, done),
+        }
+        Pending::Running { slot, owner: true }
     }
-
     /// Number of cached renders (for metrics and tests).
     pub fn cached(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
-fn render_uncached(
-    tera: &Tera,
+/// The part of a render that needs no template: the boot decision and the checked context.
+struct Prepared {
+    ctx: Context,
+    action: Action,
+    reason: Arc<str>,
+}
+
+impl Prepared {
+    fn rendered(&self, body: String) -> Rendered {
+        Rendered {
+            fresh: true,
+            body: body.into(),
+            action: self.action,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+fn prepare(
     boot_cfg: &BootConfig,
     target: Option<&Match<'_>>,
     format: Format,
     hw: Option<HwType>,
     server: &Server,
-) -> Result<Rendered, RenderError> {
+) -> Result<Prepared, RenderError> {
     let port = target.and_then(|m| m.port);
     let infiniband = port.is_some_and(|p| p.is_infiniband());
     let decision = match target {
@@ -322,20 +549,147 @@ fn render_uncached(
         None => boot::decide_unknown(boot_cfg)?,
     };
     let ctx = Context::build(&decision, target.map(|m| m.node), port, hw, format, server)?;
-    let body = render_template(tera, format, &ctx)?;
-    Ok(Rendered {
-        fresh: true,
-        body: body.into(),
+    Ok(Prepared {
+        ctx,
         action: decision.action,
         reason: decision.reason.into(),
     })
 }
 
+/// Hands a prepared render to the worker pool.
+fn submit(
+    pool: &pool::Pool,
+    set: &Arc<TemplateSet>,
+    format: Format,
+    p: Prepared,
+    done: Completion,
+) {
+    let context = match serde_json::to_value(&p.ctx) {
+        Ok(v) => v,
+        Err(e) => {
+            return done.finish(Err(RenderError::Template {
+                template: format.template().into(),
+                message: e.to_string(),
+            }))
+        }
+    };
+    let started = Instant::now();
+    pool.submit(pool::Job {
+        set: set.clone(),
+        request: worker::Request::Render { format, context },
+        done: Box::new(move |r| {
+            let outcome = match r {
+                Ok(body) => Ok(p.rendered(body)),
+                Err(e) => Err(job_error(format, &e, started.elapsed())),
+            };
+            done.finish(outcome);
+        }),
+    });
+}
+
+fn job_error(format: Format, e: &pool::JobError, took: Duration) -> RenderError {
+    let template = format.template().to_owned();
+    match e {
+        pool::JobError::Refused(errs) => RenderError::Template {
+            template,
+            message: errs.join("; "),
+        },
+        pool::JobError::Unavailable(why) => RenderError::Unavailable(why.clone()),
+        other => RenderError::Stopped {
+            template,
+            message: format!("{} (after {} ms)", pool::describe(other), took.as_millis()),
+        },
+    }
+}
+
+/// Stores a finished render in the cache, tells its waiters, and reports a node's failure.
+struct Completion {
+    cache: Cache,
+    problems: Arc<Problems>,
+    key: CacheKey,
+    node: Option<NodeUuid>,
+    tx: tokio::sync::watch::Sender<Option<Outcome>>,
+}
+
+impl Completion {
+    fn finish(self, outcome: Outcome) {
+        if let (Some(node), Err(e)) = (self.node, &outcome) {
+            if !matches!(e, RenderError::Unavailable(_)) {
+                self.problems.set(
+                    node,
+                    ProblemKind::Render,
+                    format!("{}: {e}", self.key.format),
+                );
+            }
+        }
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            // A busy pool is remembered by nobody: the next request tries again.
+            if matches!(outcome, Err(RenderError::Unavailable(_))) {
+                cache.remove(&self.key);
+            } else if let Some(e) = cache.get_mut(&self.key) {
+                // Whoever finds it cached did not render it.
+                let cached = outcome.clone().map(|r| Rendered { fresh: false, ..r });
+                *e = Entry::Done(cached);
+            }
+        }
+        let _ = self.tx.send(Some(outcome));
+    }
+}
+
+/// Reads, checks and trial-renders the set in `dir`: in a worker when there is a pool, so a
+/// template that recurses, loops or allocates without end costs a killed process.
+fn load_set(
+    dir: &Path,
+    boot: &BootConfig,
+    engine: &Engine,
+    generation: u64,
+) -> Result<Templates, Vec<String>> {
+    let sources = load::read_sources(dir)?;
+    let tera = match engine {
+        Engine::Workers(pool) => {
+            pool.trial(sources.clone(), &boot.ramdisk_params)?;
+            None
+        }
+        Engine::InProcess => {
+            let tera = load::build(sources.clone())?;
+            load::trial_render(&tera, &boot.ramdisk_params)?;
+            Some(tera)
+        }
+    };
+    Ok(Templates {
+        set: Arc::new(TemplateSet {
+            generation,
+            sources,
+        }),
+        tera,
+    })
+}
+
+/// Renders one format with a context that arrived as JSON (in a worker).
+fn render_value(
+    tera: &Tera,
+    format: Format,
+    context: serde_json::Value,
+) -> Result<String, RenderError> {
+    let tctx =
+        tera::Context::from_value(context).map_err(|e| template_error(format.template(), &e))?;
+    render_context(tera, format, &tctx)
+}
+
 fn render_template(tera: &Tera, format: Format, ctx: &Context) -> Result<String, RenderError> {
     let tctx =
         tera::Context::from_serialize(ctx).map_err(|e| template_error(format.template(), &e))?;
+    render_context(tera, format, &tctx)
+}
+
+fn render_context(
+    tera: &Tera,
+    format: Format,
+    tctx: &tera::Context,
+) -> Result<String, RenderError> {
     let mut out = load::Bounded::default();
-    tera.render_to(format.template(), &tctx, &mut out)
+    tera.render_to(format.template(), tctx, &mut out)
         .map_err(|e| template_error(format.template(), &e))?;
     String::from_utf8(out.0).map_err(|e| RenderError::Template {
         template: format.template().to_owned(),
@@ -579,8 +933,11 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime
     v
 }
 
+mod calls;
 mod load;
-use load::load_templates;
+pub mod pool;
+pub mod worker;
+use pool::TemplateSet;
 
 #[cfg(test)]
 mod tests;

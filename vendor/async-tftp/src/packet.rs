@@ -245,11 +245,27 @@ impl From<io::Error> for Error {
             io::ErrorKind::AlreadyExists => Error::FileAlreadyExists,
             _ => match io_err.raw_os_error() {
                 Some(rc) => Error::Msg(format!("IO error: {}", rc)),
-                None => Error::UnknownError,
+                // A reader picks the client's ERROR by wrapping a
+                // `packet::Error` in its `io::Error`.
+                None => match io_err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                    Some(e) => e.clone(),
+                    None => Error::UnknownError,
+                },
             },
         }
     }
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Msg(m) => f.write_str(m),
+            other => write!(f, "{:?}", other),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 impl From<crate::Error> for Error {
     fn from(err: crate::Error) -> Self {
