@@ -375,32 +375,44 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// Renders every PXE-enabled port in every format; one problem per port and distinct error.
+/// Renders are started a batch at a time so every render worker is kept busy.
 fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
+    const FORMATS: [Format; 3] = [Format::Pxelinux, Format::Ipxe, Format::Grub];
+    const BATCH: usize = 256;
     let server = Server {
         http_url: "http://192.0.2.1".into(),
         tftp_server: "192.0.2.1".into(),
     };
+    let ports: Vec<_> = snap
+        .ports()
+        .iter()
+        .filter(|p| p.port.pxe_enabled)
+        .filter_map(|p| Some((p, snap.by_mac(&p.port.address)?)))
+        .collect();
     let mut problems = Vec::new();
-    for p in snap.ports().iter().filter(|p| p.port.pxe_enabled) {
-        let Some(m) = snap.by_mac(&p.port.address) else {
-            continue;
-        };
-        let mut errors: Vec<(String, Vec<&str>)> = Vec::new();
-        for f in [Format::Pxelinux, Format::Ipxe, Format::Grub] {
-            if let Err(e) = r.render(Some(&m), f, None, &server) {
-                let e = e.to_string();
-                match errors.iter_mut().find(|(msg, _)| *msg == e) {
-                    Some((_, formats)) => formats.push(f.name()),
-                    None => errors.push((e, vec![f.name()])),
+    for batch in ports.chunks(BATCH) {
+        let pending: Vec<_> = batch
+            .iter()
+            .map(|(_, m)| FORMATS.map(|f| r.begin(Some(m), f, None, &server)))
+            .collect();
+        for ((p, _), renders) in batch.iter().zip(pending) {
+            let mut errors: Vec<(String, Vec<&str>)> = Vec::new();
+            for (f, pending) in FORMATS.iter().zip(renders) {
+                if let Err(e) = pending.wait_blocking() {
+                    let e = e.to_string();
+                    match errors.iter_mut().find(|(msg, _)| *msg == e) {
+                        Some((_, formats)) => formats.push(f.name()),
+                        None => errors.push((e, vec![f.name()])),
+                    }
                 }
             }
-        }
-        for (e, formats) in errors {
-            problems.push(format!(
-                "port {} ({}): {e}",
-                p.port.address,
-                formats.join(", ")
-            ));
+            for (e, formats) in errors {
+                problems.push(format!(
+                    "port {} ({}): {e}",
+                    p.port.address,
+                    formats.join(", ")
+                ));
+            }
         }
     }
     problems
