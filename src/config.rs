@@ -48,6 +48,7 @@ pub struct Config {
     pub dhcp: DhcpSection,
     pub journal: crate::journal::JournalConfig,
     pub admin: AdminSection,
+    pub images: crate::images::ImagesConfig,
 }
 
 /// `[admin]`: the operator's API and status page, on its own address (never the boot port).
@@ -168,6 +169,7 @@ impl Default for Config {
             dhcp: Default::default(),
             journal: Default::default(),
             admin: Default::default(),
+            images: Default::default(),
         }
     }
 }

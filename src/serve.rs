@@ -44,10 +44,10 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     raise_open_file_limit(&cfg);
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
+    let problems = Arc::new(crate::problems::Problems::default());
     let images = ImageCache::new(
-        &cfg.image_cache_dir,
-        cfg.image_cache_mib << 20,
-        std::time::Duration::from_secs(cfg.image_fetch_timeout_secs.max(1)),
+        crate::images::CacheSettings::from_config(&cfg),
+        problems.clone(),
         tokio::runtime::Handle::current(),
         metrics.clone(),
     )
@@ -68,7 +68,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         public_url: cfg.public_url(),
         ironic,
         journal: Some(crate::journal::Journal::start(cfg.journal.clone())),
-        problems: Default::default(),
+        problems,
     });
     let admin = start_admin(&cfg, &app).await?;
     images.update(&app.store.current(), &app.renderer.boot_config());
