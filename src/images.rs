@@ -303,9 +303,14 @@ impl ImageCache {
                 inner.known.insert(key, Known { needed: n, refused });
             }
             let Inner {
-                known, refusals, ..
+                entries, refusals, ..
             } = &mut *inner;
-            refusals.retain(|k, _| known.contains_key(k));
+            refusals.retain(|k, _| {
+                matches!(
+                    entries.get(k),
+                    Some(Entry::Refused { .. } | Entry::Fetching(_))
+                )
+            });
             self.sync_problems(&inner);
         }
         for (key, url) in jobs {

@@ -45,8 +45,12 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
     let problems = Arc::new(crate::problems::Problems::default());
+    let mut image_settings = crate::images::CacheSettings::from_config(&cfg);
+    if let Some(f) = &config_file {
+        image_settings.policy.files.refuse_file(f);
+    }
     let images = ImageCache::new(
-        crate::images::CacheSettings::from_config(&cfg),
+        image_settings,
         problems.clone(),
         tokio::runtime::Handle::current(),
         metrics.clone(),

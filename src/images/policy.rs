@@ -254,6 +254,11 @@ pub enum Refusal {
         resolved: String,
         allowed: String,
     },
+    #[error(
+        "{path}: a secret ironpxe reads (its configuration, the admin token, Ironic \
+         credentials) is never served"
+    )]
+    SecretFile { path: String },
     #[error("{url}: not a URL ironpxe can fetch ({why})")]
     BadUrl { url: String, why: String },
     #[error("{url}: not in [images] allowed_urls ({allowed})")]
@@ -283,6 +288,8 @@ pub enum Refusal {
 pub struct FilePolicy {
     /// Canonical (symlink-free) allowed directories.
     allowed: Vec<PathBuf>,
+    /// Canonical paths of the secrets ironpxe itself reads: refused even inside `allowed`.
+    secrets: Vec<PathBuf>,
 }
 
 impl FilePolicy {
@@ -306,7 +313,17 @@ impl FilePolicy {
                 allowed.push(resolved);
             }
         }
-        FilePolicy { allowed }
+        FilePolicy {
+            allowed,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Refuses this file whatever directory it is in (a secret ironpxe reads: an image
+    /// directory is no place for it, but a mistake there must not publish it).
+    pub fn refuse_file(&mut self, path: &Path) {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        self.secrets.push(resolve(&normalise(&cwd.join(path))));
     }
 
     /// Checks a file image; `Ok` is the resolved path to serve (symlinks followed). A missing
@@ -329,6 +346,11 @@ impl FilePolicy {
             return Err(Refusal::BlockedDir {
                 path: path.to_owned(),
                 dir,
+            });
+        }
+        if self.secrets.contains(&resolved) {
+            return Err(Refusal::SecretFile {
+                path: path.to_owned(),
             });
         }
         if self.allowed.iter().any(|a| resolved.starts_with(a)) {
@@ -604,8 +626,17 @@ impl ImagePolicy {
             Some(r) => r.clone(),
             None => UrlPolicy::default_rules(cfg.http_listen),
         };
+        let mut files = FilePolicy::new(dirs);
+        let secrets = [
+            &cfg.admin.token_file,
+            &cfg.ironic.password_file,
+            &cfg.ironic.application_credential_secret_file,
+        ];
+        for f in secrets.into_iter().flatten() {
+            files.refuse_file(f);
+        }
         ImagePolicy {
-            files: FilePolicy::new(dirs),
+            files,
             urls: UrlPolicy::new(rules, cfg.admin.listen),
         }
     }
@@ -880,6 +911,12 @@ mod tests {
             let e = p.check(blocked).expect_err(blocked);
             assert!(matches!(e, Refusal::BlockedDir { .. }), "{blocked}: {e}");
         }
+        let mut with_secret = FilePolicy::new([allowed.clone()]);
+        with_secret.refuse_file(&allowed.join("dirlink/../k"));
+        let e = with_secret
+            .check(&s(&allowed.join("k")))
+            .expect_err("secret");
+        assert!(matches!(e, Refusal::SecretFile { .. }), "{e}");
         let everything = FilePolicy::new([PathBuf::from("/")]);
         assert!(
             everything.check("/etc/hostname").is_err(),
