@@ -420,21 +420,16 @@ impl ImageCache {
     }
 
     /// Ironic's master-cache rule: the copy is current only when the server names a
-    /// `Last-Modified` that is not newer than the copy's mtime. A HEAD that fails for any
-    /// reason but the policy proves nothing, so the image is fetched again.
+    /// `Last-Modified` that is not newer than the copy's mtime. A failed HEAD leaves the
+    /// cached copy in place (Ironic would fail the deploy; a boot server down for its image
+    /// server would be worse) and counts as a failed fetch; a refused one removes it.
     async fn revalidate(&self, key: &str, url: &str) -> Result<Done, FetchError> {
         let cached = tokio::fs::metadata(self.path(key))
             .await
             .and_then(|m| m.modified())
             .ok();
-        let remote = match self.fetcher.send(Method::HEAD, url).await {
-            Ok(resp) => last_modified(&resp),
-            Err(FetchError::Refused(r)) => return Err(r.into()),
-            Err(FetchError::Failed(e)) => {
-                tracing::warn!(%url, error = %e, "image HEAD failed; fetching it again");
-                None
-            }
-        };
+        let head = self.fetcher.send(Method::HEAD, url).await?;
+        let remote = last_modified(&head);
         if !is_stale(remote, cached) {
             tracing::debug!(%url, key, "cached image is current");
             return Ok(Done::Current);
@@ -534,7 +529,7 @@ impl ImageCache {
                 self.metrics.image_fetched(false);
                 match old_len {
                     Some(len) => {
-                        tracing::error!(%url, key, error = %e, "image fetch failed; the cached copy stays");
+                        tracing::error!(%url, key, error = %e, "image revalidation failed; the cached copy stays");
                         inner.entries.insert(key.to_owned(), ready(len));
                         Ok(())
                     }
