@@ -235,6 +235,8 @@ impl App {
             Lookup::Pending(p) => Answer::Pending(p),
             Lookup::Unknown => Answer::NotFound("no node needs this image"),
             Lookup::Failed(e) => Answer::Error(e),
+            // The reason is the node's problem (/api/v1/problems); the client learns nothing.
+            Lookup::Refused(_) => Answer::Refused("image reference refused by [images] policy"),
         }
     }
 

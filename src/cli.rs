@@ -353,6 +353,12 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(r) = &renderer {
         problems.extend(render_problems(&snap, r));
     }
+    let policy = crate::images::policy::ImagePolicy::from_config(&cfg);
+    problems.extend(crate::images::refused_references(
+        &snap,
+        &cfg.boot_config()?,
+        &policy,
+    ));
     for w in &snap.warnings {
         writeln!(out, "warning: {w}").map_err(io)?;
     }

@@ -49,6 +49,7 @@ pub struct Config {
     pub journal: crate::journal::JournalConfig,
     pub admin: AdminSection,
     pub render: crate::render::RenderConfig,
+    pub images: crate::images::ImagesConfig,
 }
 
 /// `[admin]`: the operator's API and status page, on its own address (never the boot port).
@@ -170,6 +171,7 @@ impl Default for Config {
             journal: Default::default(),
             admin: Default::default(),
             render: Default::default(),
+            images: Default::default(),
         }
     }
 }

@@ -44,10 +44,14 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     raise_open_file_limit(&cfg);
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
+    let problems = live.renderer.problems();
+    let mut image_settings = crate::images::CacheSettings::from_config(&cfg);
+    if let Some(f) = &config_file {
+        image_settings.policy.files.refuse_file(f);
+    }
     let images = ImageCache::new(
-        &cfg.image_cache_dir,
-        cfg.image_cache_mib << 20,
-        std::time::Duration::from_secs(cfg.image_fetch_timeout_secs.max(1)),
+        image_settings,
+        problems.clone(),
         tokio::runtime::Handle::current(),
         metrics.clone(),
     )

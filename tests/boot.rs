@@ -26,6 +26,17 @@ const BOOT_TOML: &str =
     "[boot]\nkernel_append_params = \"console=ttyS0\"\nextra_append_params = \"ironpxe.test=1\"\n\
                          infiniband_append_params = \"ironpxe.ib=1\"\n";
 
+/// `BOOT_TOML` plus the `[images]` section allowing the guest's file images: the kernel
+/// under target/qemu, the initramfs in a temporary directory.
+fn boot_toml() -> String {
+    let kernel_dir = common::root().join("target/qemu"); // .ci/guest-kernel's directory
+    format!(
+        "{BOOT_TOML}[images]\nfile_url_allowed_paths = [{:?}, {:?}]\n",
+        kernel_dir,
+        std::env::temp_dir()
+    )
+}
+
 struct Images {
     dir: tempfile::TempDir,
     kernel: std::path::PathBuf,
@@ -51,7 +62,7 @@ fn node(img: &Images, state: &str, extra: &str) -> (String, String) {
 /// ironpxe on loopback for QEMU user networking: the guest reaches the host as 10.0.2.2.
 fn start_user_net(state: Vec<(String, String)>) -> Ironpxe {
     Ironpxe::start_with(Options {
-        toml: format!("{BOOT_TOML}[http]\nhost_aliases = [\"10.0.2.2\"]\n"),
+        toml: format!("{}[http]\nhost_aliases = [\"10.0.2.2\"]\n", boot_toml()),
         state,
         ..Options::default()
     })
@@ -81,7 +92,7 @@ fn tap_args(mac: &str, nic: &str) -> Vec<String> {
 /// ironpxe inside the namespace, TFTP on port 69 of the tap address.
 fn start_in_netns(ns: &Netns, state: Vec<(String, String)>) -> Ironpxe {
     Ironpxe::start_with(Options {
-        toml: BOOT_TOML.into(),
+        toml: boot_toml(),
         state,
         tftp_listen: vec![format!("{HOST_IP}:69")],
         http_listen: format!("{HOST_IP}:8080"),

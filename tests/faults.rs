@@ -1913,6 +1913,12 @@ fn serve_image(
     };
 }
 
+/// The `[images]` section allowing the test image server (a loopback address, refused
+/// unless listed).
+fn allow_image_server(srv: &ImageServer) -> String {
+    format!("[images]\nallowed_urls = [\"{}/\"]\n", srv.base)
+}
+
 /// A node in `clean wait` whose deploy kernel and ramdisk come from `base`.
 fn image_node(base: &str, mac: &str) -> Vec<(String, String)> {
     vec![(
@@ -2018,7 +2024,7 @@ fn a_stalled_image_fetch_serves_nothing_partial() {
     let mac = "52:54:00:77:00:02";
     let s = Ironpxe::start_with(Options {
         state: image_node(&srv.base, mac),
-        toml: "image_fetch_timeout_secs = 3\n".into(),
+        toml: format!("image_fetch_timeout_secs = 3\n{}", allow_image_server(&srv)),
         ..Options::default()
     });
     let (kpath, ipath) = image_paths(&s, mac);
@@ -2096,7 +2102,7 @@ fn an_image_longer_than_the_cache_is_refused_and_excess_bytes_are_not_cached() {
     let mac = "52:54:00:77:00:03";
     let s = Ironpxe::start_with(Options {
         state: image_node(&srv.base, mac),
-        toml: "image_cache_mib = 2\n".into(),
+        toml: format!("image_cache_mib = 2\n{}", allow_image_server(&srv)),
         ..Options::default()
     });
     let (kpath, ipath) = image_paths(&s, mac);
@@ -2174,7 +2180,7 @@ fn a_full_disk_fails_the_image_fetch_cleanly() {
     let mac = "52:54:00:77:00:04";
     let s = Ironpxe::start_with(Options {
         state: image_node(&srv.base, mac),
-        toml: "image_cache_mib = 2\n".into(),
+        toml: format!("image_cache_mib = 2\n{}", allow_image_server(&srv)),
         ..Options::default()
     });
     let cache = s.work.path().join("images");

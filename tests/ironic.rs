@@ -438,7 +438,10 @@ fn start_ironpxe(ironic: &Ironic, state: Vec<(String, String)>) -> Ironpxe {
     Ironpxe::start_with(Options {
         toml: format!(
             "[boot]\nipa_api_url = \"{api}\"\nextra_append_params = \"ipa-debug=1\"\n\
-             [ironic]\nurl = \"{api}\"\ninterval_secs = 1\n"
+             [ironic]\nurl = \"{api}\"\ninterval_secs = 1\n\
+             [images]\nfile_url_allowed_paths = [{:?}]\n",
+            // The source images' directory, as in Ironic's own file_url_allowed_paths.
+            ironic.dir().join("img_src")
         ),
         state,
         ..Options::default()

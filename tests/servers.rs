@@ -364,6 +364,8 @@ fn image_cache_serves_an_http_kernel_over_tftp() {
     );
     let s = Ironpxe::start_with(Options {
         state: vec![("img.json".into(), node)],
+        // A loopback server: refused unless listed.
+        toml: format!("[images]\nallowed_urls = [\"{base}/\"]\n"),
         ..Options::default()
     });
     let cfg = text(

@@ -91,25 +91,42 @@ impl Ironpxe {
         let tftp_root = work.path().join("tftp-root");
         fs::create_dir(&tftp_root).expect("tftp root");
         let config = work.path().join("ironpxe.toml");
-        // A top-level `templates = …` in `opts.toml` replaces the shipped templates (TOML
-        // refuses a duplicate key; `Options` gains no field since tests build it in full).
-        let own_templates = opts
-            .toml
-            .lines()
-            .map(str::trim_start)
-            .take_while(|l| !l.starts_with('['))
-            .any(|l| l.split('=').next().map(str::trim) == Some("templates"));
-        let templates = if own_templates {
+        // A top-level `templates = …` or `image_cache_dir = …` in `opts.toml` replaces the
+        // harness's (TOML refuses a duplicate key; `Options` gains no field since tests build
+        // it in full).
+        let sets = |key: &str| {
+            opts.toml
+                .lines()
+                .map(str::trim_start)
+                .take_while(|l| !l.starts_with('['))
+                .any(|l| l.split('=').next().map(str::trim) == Some(key))
+        };
+        let templates = if sets("templates") {
             String::new()
         } else {
             format!("templates = {:?}\n", root().join("templates"))
         };
+        let cache = if sets("image_cache_dir") {
+            String::new()
+        } else {
+            format!("image_cache_dir = {:?}\n", work.path().join("images"))
+        };
+        // The example state's images are on http://127.0.0.1:8080, ironpxe's own HTTP server
+        // in the default config (allowed by default) but not in tests (another port): allow
+        // it explicitly, unless the test writes its own `[images]` section.
+        let own_images = opts.toml.lines().any(|l| {
+            l.trim_start().starts_with("[images]") || l.trim_start().starts_with("images.")
+        });
+        let images = if own_images {
+            ""
+        } else {
+            "images.allowed_urls = [\"*\", \"http://127.0.0.1:8080/\"]\n"
+        };
         let toml = format!(
-            "state_dir = {:?}\n{templates}tftp_root = {:?}\nimage_cache_dir = {:?}\n\
-             tftp_listen = {:?}\nhttp_listen = {:?}\nadmin.listen = \"127.0.0.1:0\"\n{}",
+            "state_dir = {:?}\n{templates}tftp_root = {:?}\n{cache}\
+             tftp_listen = {:?}\nhttp_listen = {:?}\nadmin.listen = \"127.0.0.1:0\"\n{images}{}",
             state.path(),
             tftp_root,
-            work.path().join("images"),
             opts.tftp_listen,
             opts.http_listen,
             opts.toml
