@@ -185,8 +185,8 @@ impl TftpHandler {
                     None,
                 ))
             }
-            Answer::File { path, len } => {
-                let src = match self.file_source(&path, len) {
+            Answer::File { path, .. } => {
+                let (src, len) = match self.file_source(&path) {
                     Ok(src) => src,
                     Err(e) => {
                         // Listed a moment ago, gone or unreadable now: not served.
@@ -241,30 +241,39 @@ impl TftpHandler {
     }
 
     /// Small files from memory, larger ones streamed with a bounded read-ahead.
-    fn file_source(&self, path: &Path, len: u64) -> io::Result<Source> {
-        if len <= self.cfg.memory_file_max {
-            let mtime = std::fs::metadata(path)?.modified()?;
-            let mut mem = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((l, t, data)) = mem.files.get(path) {
-                if *l == len && *t == mtime {
-                    return Ok(Source::Memory(data.clone(), 0));
-                }
-            }
-            let data: Arc<[u8]> = std::fs::read(path)?.into();
-            if mem.bytes + len > self.cfg.memory_files_total {
-                mem.files.clear();
-                mem.bytes = 0;
-            }
-            mem.bytes += data.len() as u64;
-            if let Some((old, _, _)) = mem
-                .files
-                .insert(path.to_owned(), (len, mtime, data.clone()))
-            {
-                mem.bytes -= old;
-            }
-            return Ok(Source::Memory(data, 0));
+    /// Opens the file once and describes what that descriptor holds: a file replaced after
+    /// the lookup is served whole, old or new, never a mix or a wrong `tsize`.
+    fn file_source(&self, path: &Path) -> io::Result<(Source, u64)> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let len = meta.len();
+        if len > self.cfg.memory_file_max {
+            return Ok((Source::File(Chunked::new(file)), len));
         }
-        Ok(Source::File(Chunked::new(std::fs::File::open(path)?)))
+        let mtime = meta.modified()?;
+        let mut mem = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((l, t, data)) = mem.files.get(path) {
+            if *l == len && *t == mtime {
+                return Ok((Source::Memory(data.clone(), 0), len));
+            }
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes)?;
+        let data: Arc<[u8]> = bytes.into();
+        let len = data.len() as u64;
+        if mem.bytes + len > self.cfg.memory_files_total {
+            mem.files.clear();
+            mem.bytes = 0;
+        }
+        mem.bytes += len;
+        if let Some((old, _, _)) = mem
+            .files
+            .insert(path.to_owned(), (len, mtime, data.clone()))
+        {
+            mem.bytes -= old;
+        }
+        Ok((Source::Memory(data, 0), len))
     }
 
     fn reader(
