@@ -67,6 +67,14 @@ const TOO_LONG: &str = match std::str::from_utf8(&[b'a'; PXELINUX_VALUE_MAX + 1]
     Err(_) => panic!("ASCII is UTF-8"),
 };
 
+/// Longest the kernel parameters may be together. Linux keeps 2048 bytes of command line on
+/// x86 and arm64 (`COMMAND_LINE_SIZE`) and boot loaders cut what is longer, losing the
+/// parameters that come last (the callback URL, BOOTIF); 512 bytes are left for what the
+/// template and the loader add (`initrd=`, `BOOTIF=`, `BOOT_IMAGE=`). With references of at
+/// most [`PXELINUX_VALUE_MAX`] it also keeps a PXELINUX `append` line far below the 4095
+/// bytes after which PXELINUX reads the rest as a new line — a command the parameters chose.
+const COMMAND_LINE_MAX: usize = 1536;
+
 /// One way a value breaks a format's grammar.
 struct Rule {
     /// The parsers whose grammar this rule protects.
@@ -206,6 +214,22 @@ pub fn check_token(field: &'static str, value: &str, format: Format) -> Result<(
             why,
         }),
     }
+}
+
+/// Checks the kernel parameters together (each is checked with [`check_token`]): short
+/// enough that no boot loader cuts the command line and no PXELINUX line splits.
+pub fn check_command_line(params: &[String], format: Format) -> Result<(), RenderError> {
+    let len = params.iter().map(|p| p.len() + 1).sum::<usize>();
+    if len.saturating_sub(1) <= COMMAND_LINE_MAX {
+        return Ok(());
+    }
+    Err(RenderError::Unsafe {
+        field: "kernel parameters",
+        value: params.join(" ").chars().take(DISPLAY_MAX).collect(),
+        format,
+        why: "longer than 1536 bytes together: the boot loader would cut the kernel command \
+              line (Linux keeps 2048 bytes), losing BOOTIF and the callback URL at its end",
+    })
 }
 
 /// The first rule of `format` the value breaks.
@@ -399,6 +423,25 @@ mod tests {
     #[test]
     fn parentheses_are_refused_for_grub() {
         refused_in("(hd0,1)/vmlinuz", rule("parentheses").why, GRUB);
+    }
+
+    #[test]
+    fn kernel_parameters_longer_than_a_command_line_are_refused_together() {
+        // Two words and the space between them: exactly the maximum, then one byte more.
+        let fits = [
+            format!("a={}", "x".repeat(765)),
+            format!("b={}", "x".repeat(766)),
+        ];
+        assert_eq!(fits.join(" ").len(), COMMAND_LINE_MAX);
+        let over = [fits[0].clone(), format!("{}y", fits[1])];
+        for f in Format::ALL {
+            assert!(check_command_line(&fits, f).is_ok(), "{f}");
+            let err = check_command_line(&over, f).unwrap_err().to_string();
+            assert!(
+                err.starts_with("kernel parameters = \"a=xxx") && err.contains("1536"),
+                "{f}: {err}"
+            );
+        }
     }
 
     /// What only a shell would care about is no syntax to PXELINUX, whose `append` takes

@@ -439,6 +439,7 @@ impl Context {
         for p in &d.params {
             check_token("kernel parameter", p, format)?;
         }
+        grammar::check_command_line(&d.params, format)?;
         let boot = match d.action {
             Action::LocalBoot => "local",
             Action::InstanceIso => "iso",

