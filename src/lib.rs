@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod ironic;
 pub mod journal;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod paths;

@@ -168,12 +168,12 @@ impl TftpHandler {
             Answer::Rendering(rendering) => {
                 // Rendered in a worker: the transfer starts now and its first block waits for
                 // the render, so this thread keeps serving others (no size for `tsize`).
-                let client = *client;
+                let (client, name) = (*client, name.to_owned());
                 let fut = async move {
                     match rendering.finish().await {
                         Answer::Config(c) => Ok(c),
                         Answer::Unavailable(e) | Answer::Error(e) => {
-                            tracing::error!(%client, error = %e, "tftp render failed");
+                            tracing::error!(%client, name, error = %e, "tftp request failed");
                             Err(e)
                         }
                         _ => Err("unexpected answer".into()),

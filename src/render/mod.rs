@@ -793,6 +793,7 @@ impl Context {
         for p in &d.params {
             check_token("kernel parameter", p, format)?;
         }
+        grammar::check_command_line(&d.params, format)?;
         let boot = match d.action {
             Action::LocalBoot => "local",
             Action::InstanceIso => "iso",
@@ -879,41 +880,6 @@ pub fn display_text(s: &str) -> String {
         .collect()
 }
 
-/// Checks that a value is one token that cannot end a line, start a command, expand a
-/// variable or be taken apart by the target format's parser.
-pub fn check_token(field: &'static str, value: &str, format: Format) -> Result<(), RenderError> {
-    let why = token_problem(value, format);
-    match why {
-        None => Ok(()),
-        Some(why) => Err(RenderError::Unsafe {
-            field,
-            value: value.chars().take(DISPLAY_MAX).collect(),
-            format,
-            why,
-        }),
-    }
-}
-
-fn token_problem(value: &str, format: Format) -> Option<&'static str> {
-    if value.is_empty() {
-        return Some("empty");
-    }
-    if value.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-        return Some("white space, control or non-ASCII characters");
-    }
-    if value.contains(['"', '\'', '`', '\\', '$', ';', '<', '>', '|', '{', '}']) {
-        return Some("quotes, `$`, `;`, `|`, braces or redirections");
-    }
-    match format {
-        // iPXE splits commands on `||`/`&&` tokens only; `&` inside a URL query is fine.
-        Format::Ipxe | Format::IpxeEntry if value == "&&" => Some("an iPXE operator"),
-        Format::Grub if value.contains(['&', '#', '(', ')']) => {
-            Some("`&`, `#` or parentheses (GRUB script syntax)")
-        }
-        _ => None,
-    }
-}
-
 /// Names and sizes of the template files, to tell a real change from a periodic rescan.
 fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
     let mut v: Vec<_> = fs::read_dir(dir)
@@ -934,6 +900,8 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime
 }
 
 mod calls;
+mod grammar;
+pub use grammar::check_token;
 mod load;
 pub mod pool;
 pub mod worker;

