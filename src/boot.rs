@@ -124,13 +124,26 @@ impl ImageSource {
         format!("{h:016x}")
     }
 
-    /// The last path segment (without query), used as the file name in cache paths.
-    pub fn file_name(&self) -> &str {
+    /// The last path segment (without query), used as the file name in cache paths that go
+    /// into PXELINUX and GRUB configs: reduced to `[A-Za-z0-9._+-]` and 64 bytes, so that no
+    /// name can carry a separator such as PXELINUX's `,` between initrds.
+    pub fn file_name(&self) -> String {
         let s = self.as_str();
         let s = s.split(['?', '#']).next().unwrap_or(s);
-        match s.rsplit('/').next() {
-            Some(name) if !name.is_empty() => name,
-            _ => "image",
+        let name: String = s
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(64)
+            .map(|c| match c {
+                'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '+' | '-' => c,
+                _ => '_',
+            })
+            .collect();
+        match name.trim_matches('.') {
+            "" => "image".into(),
+            _ => name,
         }
     }
 }
@@ -697,6 +710,9 @@ mod tests {
         assert!(ImageSource::resolve("a b", glance).is_err());
         let img = ImageSource::resolve("https://x/a/ipa.kernel?sig=1", None).expect("url");
         assert_eq!(img.file_name(), "ipa.kernel");
+        let odd = ImageSource::Url("http://x/a,b%20c..;d?x=1".into());
+        assert_eq!(odd.file_name(), "a_b_20c.._d");
+        assert_eq!(ImageSource::Url("http://x/..".into()).file_name(), "image");
         assert_eq!(img.cache_key().len(), 16);
         assert_ne!(img.cache_key(), ImageSource::File("/a".into()).cache_key());
         assert_eq!(img.cache_key(), img.clone().cache_key());
