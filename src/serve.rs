@@ -109,17 +109,14 @@ async fn start_admin(
         return Ok(None);
     };
     let token = match &cfg.admin.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map(|t| t.trim().to_owned())
-                .map_err(|e| CliError(format!("[admin] token_file {}: {e}", f.display())))?,
-        ),
+        Some(f) => Some(crate::admin::access::Token::read(f).map_err(|e| CliError(e.to_string()))?),
         None => None,
     };
     let admin = Arc::new(crate::admin::Admin {
         app: app.clone(),
         journal,
         token,
+        hosts: crate::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
         preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
         client_id_prefix: cfg.client_id_prefix()?,
     });

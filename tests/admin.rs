@@ -330,6 +330,121 @@ fn token_is_required_when_configured_and_links_carry_it() {
     assert!(page.body.contains(&format!("href=\"/nodes/{IB_NODE}\"")));
 }
 
+/// `ironpxe serve` with `extra` TOML that must refuse to start: its exit status and stderr,
+/// or `None` when it was still running after a bound (it was then killed).
+fn serve_refused(extra: &str) -> Option<(std::process::ExitStatus, String)> {
+    let work = tempfile::tempdir().expect("work dir");
+    let config = work.path().join("ironpxe.toml");
+    let toml = format!(
+        "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
+         tftp_listen = [\"127.0.0.1:0\"]\nhttp_listen = \"127.0.0.1:0\"\n\
+         admin.listen = \"127.0.0.1:0\"\n{extra}",
+        root().join("examples/state"),
+        root().join("templates"),
+        root().join("tftp-root"),
+        work.path().join("images"),
+    );
+    fs::write(&config, toml).expect("write config");
+    let stderr = File::create(work.path().join("stderr")).expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn ironpxe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = fs::read_to_string(work.path().join("stderr")).unwrap_or_default();
+    status.map(|st| (st, said))
+}
+
+/// A token file holding only white space would accept an empty `?token=` from anyone: it
+/// stops the start with an error naming the file.
+#[test]
+fn an_empty_token_file_is_a_startup_error_naming_it() {
+    let dir = tempfile::tempdir().expect("temp");
+    let token_file = dir.path().join("admin-token");
+    fs::write(&token_file, " \n").expect("token");
+    let (status, said) = serve_refused(&format!("admin.token_file = {token_file:?}\n"))
+        .expect("ironpxe must refuse to start with an empty token file, not serve");
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains(&token_file.display().to_string()) && said.contains("empty"),
+        "the error names the file: {said}"
+    );
+}
+
+/// Without a token, a request whose `Host` is not this server's address, `localhost` or an
+/// `[admin] host_aliases` entry is refused (421) before anything is read: a hostile page
+/// rebinding its own name to 127.0.0.1 gets no data. With a token, the token decides.
+#[test]
+fn without_a_token_only_this_servers_host_names_are_answered() {
+    let s = Ironpxe::start_with(Options {
+        toml: "admin.host_aliases = [\"ironpxe-admin.example\"]\n".into(),
+        ..Options::default()
+    });
+    let port = s.admin.expect("admin").port();
+    let url = admin_url(&s, "/api/v1/nodes");
+    for hostile in [
+        format!("evil.example:{port}"),
+        "127.0.0.1.nip.example".into(),
+    ] {
+        let host = format!("Host: {hostile}");
+        let r = fetch(&url, &["-H", &host]);
+        assert_eq!(r.status, 421, "{hostile}: {}", r.body);
+        assert!(
+            r.body.contains("host_aliases"),
+            "says what to fix: {}",
+            r.body
+        );
+        assert!(!r.body.contains(IB_NODE), "no data");
+        assert_eq!(
+            fetch(&admin_url(&s, "/"), &["-H", &host]).status,
+            421,
+            "the page too"
+        );
+    }
+    for ok in [
+        String::new(), // curl's own: the listen address
+        format!("Host: localhost:{port}"),
+        "Host: ironpxe-admin.example".into(),
+    ] {
+        let args: Vec<&str> = if ok.is_empty() {
+            vec![]
+        } else {
+            vec!["-H", &ok]
+        };
+        let r = fetch(&url, &args);
+        assert_eq!(r.status, 200, "{ok:?}: {}", r.body);
+        assert!(r.body.contains(IB_NODE));
+    }
+
+    let dir = tempfile::tempdir().expect("temp");
+    let token_file = dir.path().join("token");
+    fs::write(&token_file, "t0ken\n").expect("token");
+    let s = Ironpxe::start_with(Options {
+        toml: format!("admin.token_file = {token_file:?}\n"),
+        ..Options::default()
+    });
+    let url = admin_url(&s, "/api/v1/nodes");
+    let evil = format!("Host: evil.example:{}", s.admin.expect("admin").port());
+    let r = fetch(&url, &["-H", &evil, "-H", "Authorization: Bearer t0ken"]);
+    assert_eq!(r.status, 200, "with a token, the token decides: {}", r.body);
+    assert_eq!(admin(&s, "/api/v1/nodes?token=").status, 401, "empty token");
+}
+
 /// The example state plus a node whose name and extra are markup.
 fn xss_options() -> Options {
     let mut opts = Options::default();
