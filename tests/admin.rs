@@ -330,6 +330,36 @@ fn token_is_required_when_configured_and_links_carry_it() {
     assert!(page.body.contains(&format!("href=\"/nodes/{IB_NODE}\"")));
 }
 
+/// Fifty rounds of a boot request then an admin read: each read shows the request just made
+/// (the journal is flushed exactly), and the reads together take less than the 50 × 15 ms
+/// the old fixed-sleep `settle` alone spent in them.
+#[test]
+fn admin_reads_see_the_request_just_made_without_a_fixed_sleep() {
+    let s = Ironpxe::start();
+    let mut since = 0u64;
+    let mut admin_secs = 0.0;
+    for i in 0..50 {
+        let path = format!("/no-such-file-{i}");
+        assert_eq!(s.get(&path).0, 404);
+        let out = curl(&[
+            "-s",
+            "-w",
+            "\n%{time_total}",
+            &admin_url(&s, &format!("/api/v1/events?since={since}")),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, secs) = text.rsplit_once('\n').expect("body and time");
+        admin_secs += secs.trim().parse::<f64>().expect("time_total");
+        let events: Value = serde_json::from_str(body).expect("events");
+        assert_eq!(names(&events), [path.as_str()], "round {i}");
+        since = events[0]["id"].as_u64().expect("id");
+    }
+    assert!(
+        admin_secs < 50.0 * 0.015,
+        "50 admin reads took {admin_secs:.3} s: a fixed sleep per request"
+    );
+}
+
 /// `ironpxe serve` with `extra` TOML that must refuse to start: its exit status and stderr,
 /// or `None` when it was still running after a bound (it was then killed).
 fn serve_refused(extra: &str) -> Option<(std::process::ExitStatus, String)> {

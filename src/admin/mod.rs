@@ -271,17 +271,17 @@ fn api(admin: &Admin, rest: &str, query: Option<&str>) -> Response<Body> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1000)
                 .min(10_000);
-            admin.journal.settle();
+            admin.journal.flush();
             json_response(StatusCode::OK, &admin.journal.events_since(since, limit))
         }
         "unknown-clients" => {
-            admin.journal.settle();
+            admin.journal.flush();
             json_response(StatusCode::OK, &admin.unknown_clients())
         }
         "problems" => json_response(StatusCode::OK, &admin.problems()),
         _ => match rest.strip_prefix("nodes/").map(NodeUuid::parse) {
             Some(Ok(u)) => {
-                admin.journal.settle();
+                admin.journal.flush();
                 match admin.node(&u) {
                     Some(v) => json_response(StatusCode::OK, &v),
                     None => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such node"})),
