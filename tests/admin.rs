@@ -360,6 +360,77 @@ fn admin_reads_see_the_request_just_made_without_a_fixed_sleep() {
     );
 }
 
+/// The journal and `ironpxe_bytes_sent_total` count the body bytes that went out, not the
+/// `Content-Length` promised: 0 for a HEAD, a part for a download the client closed early,
+/// all of it for a complete GET.
+#[test]
+fn http_bytes_are_counted_as_sent_for_head_and_aborted_downloads() {
+    use std::io::Read;
+    let s = Ironpxe::start();
+    let len = 32usize << 20;
+    pattern_file(&s.tftp_root().join("big.bin"), len);
+    let events = |since: u64| admin_json(&s, &format!("/api/v1/events?since={since}"));
+    let bytes_of = |e: &Value| e["bytes"].as_u64().expect("bytes");
+
+    let head = curl(&["-s", "-I", &s.url("/big.bin")]);
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {len}")), "{head}");
+    let after_head = events(0);
+    assert_eq!(names(&after_head), ["/big.bin"]);
+    assert_eq!(bytes_of(&after_head[0]), 0, "a HEAD sends no body");
+    let mut since = after_head[0]["id"].as_u64().expect("id");
+
+    // Read the head and a little of the body, then close with the rest unread.
+    let mut c = std::net::TcpStream::connect(s.http).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send");
+    let mut got = vec![0u8; 256 << 10];
+    c.read_exact(&mut got).expect("the start of the body");
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let aborted = loop {
+        let e = events(since);
+        if let Some(ev) = e.as_array().and_then(|a| a.first()) {
+            break ev.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the aborted download is journaled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(aborted["name"], "/big.bin");
+    let part = bytes_of(&aborted);
+    assert!(
+        part > 0 && part < len as u64,
+        "an aborted download counts what was sent: {part} of {len}"
+    );
+    since = aborted["id"].as_u64().expect("id");
+
+    let full = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &s.url("/big.bin"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&full.stdout), len.to_string());
+    let complete = events(since);
+    assert_eq!(
+        bytes_of(&complete[0]),
+        len as u64,
+        "a complete GET counts all"
+    );
+    assert_eq!(
+        s.metric("ironpxe_bytes_sent_total{protocol=\"http\"}") as u64,
+        part + len as u64,
+        "the metric counts the same bytes"
+    );
+}
+
 /// `ironpxe serve` with `extra` TOML that must refuse to start: its exit status and stderr,
 /// or `None` when it was still running after a bound (it was then killed).
 fn serve_refused(extra: &str) -> Option<(std::process::ExitStatus, String)> {
