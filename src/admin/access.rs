@@ -81,8 +81,7 @@ impl HostCheck {
         match name.trim_matches(['[', ']']).parse::<IpAddr>() {
             Ok(ip) => ip == self.listen || self.listen.is_unspecified(),
             Err(_) => {
-                (name == "localhost" && self.listen.is_loopback())
-                    || self.aliases.iter().any(|a| *a == name)
+                (name == "localhost" && self.listen.is_loopback()) || self.aliases.contains(&name)
             }
         }
     }
