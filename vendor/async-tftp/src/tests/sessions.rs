@@ -1,5 +1,6 @@
 //! Session handling: client ERROR packets, retransmitted and superseding
-//! requests, errors of the listening socket.
+//! requests, errors of the listening socket, client timeouts above the
+//! server's limit, and the memory handed to readers.
 //!
 //! The client side is played with a blocking `std::net::UdpSocket`. The
 //! assertions are on packet counts and contents; timeouts are only bounds
