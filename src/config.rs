@@ -61,6 +61,10 @@ pub struct AdminSection {
     /// A file holding a bearer token the admin API and page require (`Authorization:
     /// Bearer <token>`, or `?token=` for a browser).
     pub token_file: Option<PathBuf>,
+    /// Without a token, the admin server answers only requests whose `Host` is its listen
+    /// address (or `localhost` on loopback): other names it is reached by go here
+    /// (DNS-rebinding protection: a hostile page reaches it only under a name of its own).
+    pub host_aliases: Vec<String>,
 }
 
 impl Default for AdminSection {
@@ -68,6 +72,7 @@ impl Default for AdminSection {
         AdminSection {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             token_file: None,
+            host_aliases: Vec::new(),
         }
     }
 }

@@ -498,6 +498,10 @@ fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
 }
 
 /// Polls forever, feeding the store; returns only when the store's owner goes away.
+///
+/// Only the requests run on the runtime. Taking a poll in — the cache file written and synced,
+/// the snapshot of every node built — blocks for as long as the fleet is large, so it runs on
+/// the blocking pool, not on a worker that also serves HTTP.
 pub async fn run_poller(
     client: Arc<Client>,
     store: Arc<Store>,
@@ -509,13 +513,34 @@ pub async fn run_poller(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        poll_once(&client, &store, &cache, &state).await;
+        let polled = client.poll().await;
+        let (store, cache, state) = (store.clone(), cache.clone(), state.clone());
+        let base = client.base_url().to_owned();
+        let taken =
+            tokio::task::spawn_blocking(move || take_poll(polled, &base, &store, &cache, &state))
+                .await;
+        if let Err(e) = taken {
+            tracing::error!(error = %e, "taking in an Ironic poll failed");
+        }
     }
 }
 
-/// One poll: a complete listing replaces the API's contribution; a failure keeps it.
+/// One poll, taken in on the calling thread (tests, one-shot use; the server's poller keeps
+/// that part off the runtime, see [`run_poller`]).
 pub async fn poll_once(client: &Client, store: &Store, cache: &Path, state: &PollState) {
-    match client.poll().await {
+    take_poll(client.poll().await, client.base_url(), store, cache, state);
+}
+
+/// A complete listing replaces the API's contribution; a failure keeps it. Blocks (file
+/// write and sync, snapshot build).
+fn take_poll(
+    polled: Result<StateDoc, IronicError>,
+    base_url: &str,
+    store: &Store,
+    cache: &Path,
+    state: &PollState,
+) {
+    match polled {
         Ok(doc) => {
             let (n, p) = (doc.nodes.len(), doc.ports.len());
             if let Err(e) = write_cache(cache, &doc) {
@@ -532,7 +557,7 @@ pub async fn poll_once(client: &Client, store: &Store, cache: &Path, state: &Pol
         }
         Err(e) => {
             let message = e.to_string();
-            tracing::warn!(ironic = client.base_url(), error = %message, "Ironic poll failed; serving the last good state");
+            tracing::warn!(ironic = base_url, error = %message, "Ironic poll failed; serving the last good state");
             store.apply(vec![(
                 SourceId::IronicApi,
                 Update::Failed(SourceError {

@@ -3,14 +3,19 @@
 //!
 //! The serving path only hands an event to a bounded channel (`try_send`: when the recorder
 //! falls behind, the event is counted as dropped, never waited for); a recorder thread files
-//! it. So recording never blocks a boot.
+//! it. So recording never blocks a boot. A reader that must see what was just recorded (the
+//! admin API) calls [`Journal::flush`]: it counts what was handed over and waits for exactly
+//! that much to be filed, waking the recorder from its pause — no guessed sleep.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -42,8 +47,11 @@ impl Default for JournalConfig {
     }
 }
 
-/// Pause of the recorder between batches.
-const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+/// Pause of the recorder between batches (cut short when a reader waits in a flush).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+
+/// Longest a flush waits: only reached if the recorder is stuck or gone.
+const FLUSH_BOUND: Duration = Duration::from_secs(2);
 
 /// Upper bound of one event's size in memory (requested names are cut to 200 bytes), for
 /// the README's memory statement.
@@ -132,12 +140,19 @@ pub struct Journal {
     cfg: JournalConfig,
     tx: SyncSender<Record>,
     state: Arc<Mutex<State>>,
+    /// Signalled when a batch is filed and when a flush starts waiting.
+    changed: Arc<Condvar>,
+    /// Records handed to the recorder (a flush waits until as many are filed).
+    sent: AtomicU64,
     dropped: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 struct State {
+    /// Also the count of records filed.
     next_id: u64,
+    /// Readers waiting in [`Journal::flush`]: the recorder then skips its pause.
+    flushing: usize,
     global: VecDeque<Arc<Event>>,
     by_node: HashMap<NodeUuid, VecDeque<Arc<Event>>>,
     unknown: HashMap<AskedAddr, UnknownClient>,
@@ -149,7 +164,8 @@ impl Journal {
     pub fn start(cfg: JournalConfig) -> Arc<Journal> {
         let (tx, rx) = sync_channel::<Record>(16_384);
         let state = Arc::new(Mutex::new(State::default()));
-        let sink = state.clone();
+        let changed = Arc::new(Condvar::new());
+        let (sink, signal) = (state.clone(), changed.clone());
         let c = cfg.clone();
         let spawned = std::thread::Builder::new()
             .name("journal".into())
@@ -157,14 +173,15 @@ impl Journal {
                 // File in batches and pause between them: senders then seldom find this
                 // thread parked, and a `try_send` that needs no wake-up costs next to nothing.
                 while let Ok(first) = rx.recv() {
-                    {
-                        let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                        file(&mut s, &c, first);
-                        for r in rx.try_iter() {
-                            file(&mut s, &c, r);
-                        }
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    file(&mut s, &c, first);
+                    for r in rx.try_iter() {
+                        file(&mut s, &c, r);
                     }
-                    std::thread::sleep(BATCH_PAUSE);
+                    signal.notify_all();
+                    let _ = signal
+                        .wait_timeout_while(s, BATCH_PAUSE, |s| s.flushing == 0)
+                        .unwrap_or_else(|p| p.into_inner());
                 }
             });
         if let Err(e) = spawned {
@@ -174,14 +191,21 @@ impl Journal {
             cfg,
             tx,
             state,
+            changed,
+            sent: AtomicU64::new(0),
             dropped: Arc::default(),
         })
     }
 
     /// Records a request without ever waiting.
     pub fn record(&self, r: Record) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(r) {
-            self.dropped.fetch_add(1, Relaxed);
+        match self.tx.try_send(r) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Release);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -233,15 +257,23 @@ impl Journal {
         (v, s.evicted)
     }
 
-    /// Waits until every record sent so far is filed (tests and the admin page's freshness).
-    pub fn settle(&self) {
-        for _ in 0..200 {
-            let filed = self.lock().next_id;
-            std::thread::sleep(BATCH_PAUSE * 3);
-            if self.lock().next_id == filed {
-                return;
-            }
+    /// Waits until every record handed over before this call is filed, so a reader sees what
+    /// was just recorded (the admin API after a boot request). Exact: it waits for that
+    /// count, not for a guessed quiet time, and returns at once when nothing is pending;
+    /// bounded by [`FLUSH_BOUND`] should the recorder be stuck.
+    pub fn flush(&self) {
+        let target = self.sent.load(Acquire);
+        let mut s = self.lock();
+        if s.next_id >= target {
+            return;
         }
+        s.flushing += 1;
+        self.changed.notify_all();
+        let (mut s, _) = self
+            .changed
+            .wait_timeout_while(s, FLUSH_BOUND, |s| s.next_id < target)
+            .unwrap_or_else(|p| p.into_inner());
+        s.flushing -= 1;
     }
 
     pub fn config(&self) -> &JournalConfig {
@@ -435,7 +467,7 @@ mod tests {
         for i in 0..8 {
             j.record(rec(&format!("n{i}"), Some(n), Outcome::Served, None));
         }
-        j.settle();
+        j.flush();
         let all = j.events_since(0, 100);
         assert_eq!(all.len(), 5);
         assert_eq!(all.first().map(|e| e.name.as_str()), Some("n3"));
@@ -446,6 +478,28 @@ mod tests {
             Some("n7")
         );
         assert_eq!(j.events_since(all[3].id, 100).len(), 1);
+    }
+
+    /// What was just recorded is visible after a flush, every time, and a flush waits for
+    /// exactly that: 300 record-flush-read rounds cannot take the 4.5 s the old fixed-sleep
+    /// `settle` (at least 15 ms a call) needed; a flush with nothing pending does not wait.
+    #[test]
+    fn flush_makes_what_was_just_recorded_visible_without_a_fixed_sleep() {
+        let j = Journal::start(JournalConfig::default());
+        let started = std::time::Instant::now();
+        for i in 0..300 {
+            let name = format!("r{i}");
+            j.record(rec(&name, None, Outcome::Served, None));
+            j.flush();
+            let last = j.events_since(0, 10_000).last().map(|e| e.name.clone());
+            assert_eq!(last.as_deref(), Some(name.as_str()), "round {i}");
+            j.flush();
+        }
+        let took = started.elapsed();
+        assert!(
+            took < 300 * 3 * BATCH_PAUSE,
+            "300 rounds took {took:?}: flush slept instead of waiting for the recorder"
+        );
     }
 
     #[test]
@@ -475,7 +529,7 @@ mod tests {
             Outcome::NotFound,
             Some(asked("52:54:00:00:00:03", "01")),
         ));
-        j.settle();
+        j.flush();
         let (list, evicted) = j.unknown_clients();
         assert_eq!(list.len(), 2);
         assert_eq!(evicted, 1);

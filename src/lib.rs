@@ -3,6 +3,8 @@
 //! One request takes one straight path: name parsing ([`addr`]) → the live snapshot
 //! ([`store`]) → a boot decision ([`boot`]) → rendered bytes ([`render`]) → the wire.
 
+#![deny(unsafe_code)] // one exception, allowed where it is: tftp::read_cached (preadv2)
+
 pub mod addr;
 pub mod admin;
 pub mod app;

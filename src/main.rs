@@ -1,5 +1,7 @@
 //! `ironpxe`: wiring only; each subcommand lives in `cli`.
 
+#![deny(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -77,7 +77,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let admin = start_admin(&cfg, &app).await?;
     images.update(&app.store.current(), &app.renderer.boot_config());
     let hostsdir = dhcp_hostsdir(&cfg)?;
-    tokio::spawn(follow_state(app.clone(), hostsdir));
+    start_state_thread(app.clone(), hostsdir)?;
 
     let http = crate::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
         .await
@@ -113,17 +113,14 @@ async fn start_admin(
         return Ok(None);
     };
     let token = match &cfg.admin.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map(|t| t.trim().to_owned())
-                .map_err(|e| CliError(format!("[admin] token_file {}: {e}", f.display())))?,
-        ),
+        Some(f) => Some(crate::admin::access::Token::read(f).map_err(|e| CliError(e.to_string()))?),
         None => None,
     };
     let admin = Arc::new(crate::admin::Admin {
         app: app.clone(),
         journal,
         token,
+        hosts: crate::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
         preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
         client_id_prefix: cfg.client_id_prefix()?,
     });
@@ -219,20 +216,33 @@ fn sync_hostsdir(h: &Hostsdir, snap: &crate::store::Snapshot) {
     }
 }
 
+/// Starts the thread that follows the state (see [`follow_state`]). A thread of its own, not
+/// a tokio task: a generation of many nodes costs a boot decision and a synced file write per
+/// node, and on a runtime worker that stalls the HTTP requests queued behind it — all of them
+/// on a one-CPU machine, whose runtime has one worker.
+fn start_state_thread(app: Arc<App>, hostsdir: Option<Hostsdir>) -> Result<(), CliError> {
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("state".into())
+        .spawn(move || follow_state(&app, hostsdir.as_ref(), &rt))
+        .map_err(|e| CliError(format!("starting the state thread: {e}")))?;
+    Ok(())
+}
+
 /// On every new state generation: drop stale renders, prefetch newly needed images, and keep
-/// the dnsmasq hostsdir in step.
-async fn follow_state(app: Arc<App>, hostsdir: Option<Hostsdir>) {
+/// the dnsmasq hostsdir in step. Blocks; `rt` only wakes it on a new generation.
+fn follow_state(app: &App, hostsdir: Option<&Hostsdir>, rt: &tokio::runtime::Handle) {
     let mut rx = app.store.subscribe();
-    if let Some(h) = &hostsdir {
+    if let Some(h) = hostsdir {
         sync_hostsdir(h, &app.store.current());
     }
-    while rx.changed().await.is_ok() {
+    while rt.block_on(rx.changed()).is_ok() {
         let snap = rx.borrow_and_update().clone();
         app.renderer.sweep(&snap);
         if let Some(images) = &app.images {
             images.update(&snap, &app.renderer.boot_config());
         }
-        if let Some(h) = &hostsdir {
+        if let Some(h) = hostsdir {
             sync_hostsdir(h, &snap);
         }
     }

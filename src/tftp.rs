@@ -39,6 +39,11 @@ pub struct TftpConfig {
     pub timeout_ms: u64,
     /// Retransmissions of one block before a transfer is abandoned.
     pub max_retries: u32,
+    /// Largest `timeout` option (RFC 2349, seconds) accepted from a client. A larger one is
+    /// declined (left out of the OACK, as the RFC allows no other answer) and `timeout_ms`
+    /// used, so a client that vanishes holds its session at most `(max_retries + 1)` × the
+    /// larger of the two, not `(max_retries + 1)` × 255 s. 0: every client timeout declined.
+    pub max_timeout_secs: u8,
     /// Largest `blksize` granted (RFC 2348).
     pub max_block_size: u16,
     /// Largest `windowsize` granted (RFC 7440).
@@ -64,6 +69,7 @@ impl Default for TftpConfig {
         TftpConfig {
             timeout_ms: 1000,
             max_retries: 5,
+            max_timeout_secs: 5,
             max_block_size: 8192,
             max_window_size: 64,
             socket_rcvbuf: 8 << 20,
@@ -445,6 +451,7 @@ impl Chunked {
 /// `None` when nothing is cached there, at the end of the file (the pool's read then says
 /// so for sure) or when the kernel cannot tell.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // the crate's one exception to `deny(unsafe_code)`: no safe preadv2
 fn read_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Option<usize> {
     use std::os::fd::AsRawFd;
     let iov = libc::iovec {
@@ -563,6 +570,18 @@ impl Drop for Reader {
     }
 }
 
+/// The receive buffer a socket was granted, from what `SO_RCVBUF` reports. Linux doubles
+/// the size it grants (room for its own bookkeeping, socket(7)) and reports the doubled
+/// value: compared with the request as is, a buffer clamped to half the request by
+/// `net.core.rmem_max` looked granted in full, and the metric showed twice the truth.
+pub fn granted_rcvbuf(reported: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
+}
+
 /// Creates a listening socket with a large receive buffer and reports the size granted.
 /// `reuse_port` lets further sockets of this process join the port (see [`bind_group`]).
 pub fn bind(
@@ -576,8 +595,7 @@ pub fn bind(
     if let Err(e) = sock.set_recv_buffer_size(rcvbuf) {
         tracing::warn!(error = %e, "cannot set SO_RCVBUF");
     }
-    // Linux reports twice the usable size it granted.
-    let granted = sock.recv_buffer_size().unwrap_or(0);
+    let granted = granted_rcvbuf(sock.recv_buffer_size().unwrap_or(0));
     metrics.set_tftp_rcvbuf(granted as u64);
     if granted < rcvbuf {
         tracing::warn!(
@@ -647,6 +665,7 @@ pub fn start(
                 .map_err(io::Error::other)?
                 .timeout(Duration::from_millis(cfg.timeout_ms.max(10)))
                 .max_send_retries(cfg.max_retries)
+                .client_timeout_limit(Duration::from_secs(cfg.max_timeout_secs.into()))
                 .block_size_limit(cfg.max_block_size)
                 .window_size_limit(cfg.max_window_size);
             std::thread::Builder::new()
@@ -666,4 +685,22 @@ pub fn start(
         bound.push(local);
     }
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::granted_rcvbuf;
+
+    #[test]
+    fn granted_rcvbuf_is_half_of_what_linux_reports() {
+        // Linux: asked 4 MiB, clamped to rmem_max = 2 MiB, getsockopt says 4 MiB.
+        let reported = 4 << 20;
+        let expected = if cfg!(target_os = "linux") {
+            2 << 20
+        } else {
+            4 << 20
+        };
+        assert_eq!(granted_rcvbuf(reported), expected);
+        assert!(granted_rcvbuf(reported) < reported || !cfg!(target_os = "linux"));
+    }
 }

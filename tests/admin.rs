@@ -330,6 +330,222 @@ fn token_is_required_when_configured_and_links_carry_it() {
     assert!(page.body.contains(&format!("href=\"/nodes/{IB_NODE}\"")));
 }
 
+/// Fifty rounds of a boot request then an admin read: each read shows the request just made
+/// (the journal is flushed exactly), and the reads together take less than the 50 × 15 ms
+/// the old fixed-sleep `settle` alone spent in them.
+#[test]
+fn admin_reads_see_the_request_just_made_without_a_fixed_sleep() {
+    let s = Ironpxe::start();
+    let mut since = 0u64;
+    let mut admin_secs = 0.0;
+    for i in 0..50 {
+        let path = format!("/no-such-file-{i}");
+        assert_eq!(s.get(&path).0, 404);
+        let out = curl(&[
+            "-s",
+            "-w",
+            "\n%{time_total}",
+            &admin_url(&s, &format!("/api/v1/events?since={since}")),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, secs) = text.rsplit_once('\n').expect("body and time");
+        admin_secs += secs.trim().parse::<f64>().expect("time_total");
+        let events: Value = serde_json::from_str(body).expect("events");
+        assert_eq!(names(&events), [path.as_str()], "round {i}");
+        since = events[0]["id"].as_u64().expect("id");
+    }
+    assert!(
+        admin_secs < 50.0 * 0.015,
+        "50 admin reads took {admin_secs:.3} s: a fixed sleep per request"
+    );
+}
+
+/// The journal and `ironpxe_bytes_sent_total` count the body bytes that went out, not the
+/// `Content-Length` promised: 0 for a HEAD, a part for a download the client closed early,
+/// all of it for a complete GET.
+#[test]
+fn http_bytes_are_counted_as_sent_for_head_and_aborted_downloads() {
+    use std::io::Read;
+    let s = Ironpxe::start();
+    let len = 32usize << 20;
+    pattern_file(&s.tftp_root().join("big.bin"), len);
+    let events = |since: u64| admin_json(&s, &format!("/api/v1/events?since={since}"));
+    let bytes_of = |e: &Value| e["bytes"].as_u64().expect("bytes");
+
+    let head = curl(&["-s", "-I", &s.url("/big.bin")]);
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {len}")), "{head}");
+    let after_head = events(0);
+    assert_eq!(names(&after_head), ["/big.bin"]);
+    assert_eq!(bytes_of(&after_head[0]), 0, "a HEAD sends no body");
+    let mut since = after_head[0]["id"].as_u64().expect("id");
+
+    // Read the head and a little of the body, then close with the rest unread.
+    let mut c = std::net::TcpStream::connect(s.http).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send");
+    let mut got = vec![0u8; 256 << 10];
+    c.read_exact(&mut got).expect("the start of the body");
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let aborted = loop {
+        let e = events(since);
+        if let Some(ev) = e.as_array().and_then(|a| a.first()) {
+            break ev.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the aborted download is journaled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(aborted["name"], "/big.bin");
+    let part = bytes_of(&aborted);
+    assert!(
+        part > 0 && part < len as u64,
+        "an aborted download counts what was sent: {part} of {len}"
+    );
+    since = aborted["id"].as_u64().expect("id");
+
+    let full = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &s.url("/big.bin"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&full.stdout), len.to_string());
+    let complete = events(since);
+    assert_eq!(
+        bytes_of(&complete[0]),
+        len as u64,
+        "a complete GET counts all"
+    );
+    assert_eq!(
+        s.metric("ironpxe_bytes_sent_total{protocol=\"http\"}") as u64,
+        part + len as u64,
+        "the metric counts the same bytes"
+    );
+}
+
+/// `ironpxe serve` with `extra` TOML that must refuse to start: its exit status and stderr,
+/// or `None` when it was still running after a bound (it was then killed).
+fn serve_refused(extra: &str) -> Option<(std::process::ExitStatus, String)> {
+    let work = tempfile::tempdir().expect("work dir");
+    let config = work.path().join("ironpxe.toml");
+    let toml = format!(
+        "state_dir = {:?}\ntemplates = {:?}\ntftp_root = {:?}\nimage_cache_dir = {:?}\n\
+         tftp_listen = [\"127.0.0.1:0\"]\nhttp_listen = \"127.0.0.1:0\"\n\
+         admin.listen = \"127.0.0.1:0\"\n{extra}",
+        root().join("examples/state"),
+        root().join("templates"),
+        root().join("tftp-root"),
+        work.path().join("images"),
+    );
+    fs::write(&config, toml).expect("write config");
+    let stderr = File::create(work.path().join("stderr")).expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn ironpxe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = fs::read_to_string(work.path().join("stderr")).unwrap_or_default();
+    status.map(|st| (st, said))
+}
+
+/// A token file holding only white space would accept an empty `?token=` from anyone: it
+/// stops the start with an error naming the file.
+#[test]
+fn an_empty_token_file_is_a_startup_error_naming_it() {
+    let dir = tempfile::tempdir().expect("temp");
+    let token_file = dir.path().join("admin-token");
+    fs::write(&token_file, " \n").expect("token");
+    let (status, said) = serve_refused(&format!("admin.token_file = {token_file:?}\n"))
+        .expect("ironpxe must refuse to start with an empty token file, not serve");
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains(&token_file.display().to_string()) && said.contains("empty"),
+        "the error names the file: {said}"
+    );
+}
+
+/// Without a token, a request whose `Host` is not this server's address, `localhost` or an
+/// `[admin] host_aliases` entry is refused (421) before anything is read: a hostile page
+/// rebinding its own name to 127.0.0.1 gets no data. With a token, the token decides.
+#[test]
+fn without_a_token_only_this_servers_host_names_are_answered() {
+    let s = Ironpxe::start_with(Options {
+        toml: "admin.host_aliases = [\"ironpxe-admin.example\"]\n".into(),
+        ..Options::default()
+    });
+    let port = s.admin.expect("admin").port();
+    let url = admin_url(&s, "/api/v1/nodes");
+    for hostile in [
+        format!("evil.example:{port}"),
+        "127.0.0.1.nip.example".into(),
+    ] {
+        let host = format!("Host: {hostile}");
+        let r = fetch(&url, &["-H", &host]);
+        assert_eq!(r.status, 421, "{hostile}: {}", r.body);
+        assert!(
+            r.body.contains("host_aliases"),
+            "says what to fix: {}",
+            r.body
+        );
+        assert!(!r.body.contains(IB_NODE), "no data");
+        assert_eq!(
+            fetch(&admin_url(&s, "/"), &["-H", &host]).status,
+            421,
+            "the page too"
+        );
+    }
+    for ok in [
+        String::new(), // curl's own: the listen address
+        format!("Host: localhost:{port}"),
+        "Host: ironpxe-admin.example".into(),
+    ] {
+        let args: Vec<&str> = if ok.is_empty() {
+            vec![]
+        } else {
+            vec!["-H", &ok]
+        };
+        let r = fetch(&url, &args);
+        assert_eq!(r.status, 200, "{ok:?}: {}", r.body);
+        assert!(r.body.contains(IB_NODE));
+    }
+
+    let dir = tempfile::tempdir().expect("temp");
+    let token_file = dir.path().join("token");
+    fs::write(&token_file, "t0ken\n").expect("token");
+    let s = Ironpxe::start_with(Options {
+        toml: format!("admin.token_file = {token_file:?}\n"),
+        ..Options::default()
+    });
+    let url = admin_url(&s, "/api/v1/nodes");
+    let evil = format!("Host: evil.example:{}", s.admin.expect("admin").port());
+    let r = fetch(&url, &["-H", &evil, "-H", "Authorization: Bearer t0ken"]);
+    assert_eq!(r.status, 200, "with a token, the token decides: {}", r.body);
+    assert_eq!(admin(&s, "/api/v1/nodes?token=").status, 401, "empty token");
+}
+
 /// The example state plus a node whose name and extra are markup.
 fn xss_options() -> Options {
     let mut opts = Options::default();

@@ -1,6 +1,7 @@
 //! The operator's view, on its own listen address (never a boot port): a JSON API over the
 //! live state and the journal, and a status page. Optional bearer token.
 
+pub mod access;
 pub mod page;
 
 use std::convert::Infallible;
@@ -27,7 +28,9 @@ pub struct Admin {
     pub app: Arc<App>,
     pub journal: Arc<Journal>,
     /// Required bearer token, if configured.
-    pub token: Option<String>,
+    pub token: Option<access::Token>,
+    /// Without a token: the `Host` names requests must carry (DNS-rebinding protection).
+    pub hosts: access::HostCheck,
     /// How rendered previews address the boot server.
     pub preview_server: Server,
     pub client_id_prefix: [u8; 12],
@@ -187,13 +190,18 @@ impl Admin {
             .and_then(|v| v.strip_prefix("Bearer "));
         let query = query_param(req.uri().query(), "token");
         let given = bearer.map(str::to_owned).or(query);
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+        given.is_some_and(|g| token.matches(&g))
     }
-}
 
-/// Compares without an early exit, so a token cannot be guessed byte by byte from timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// With no token, only requests naming this server in `Host` (see [`access`]).
+    fn host_allowed(&self, req: &Request<Incoming>) -> bool {
+        self.token.is_some()
+            || self.hosts.allows(
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok()),
+            )
+    }
 }
 
 /// One query parameter, percent-decoded.
@@ -232,6 +240,12 @@ pub fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
+    if !admin.host_allowed(req) {
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "ironpxe admin: this Host is not the admin listen address, localhost or an [admin] host_aliases entry (DNS-rebinding protection while no [admin] token_file is set)\n",
+        );
+    }
     if !admin.authorized(req) {
         let mut r = plain(StatusCode::UNAUTHORIZED, "bearer token required\n");
         r.headers_mut()
@@ -257,17 +271,17 @@ fn api(admin: &Admin, rest: &str, query: Option<&str>) -> Response<Body> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1000)
                 .min(10_000);
-            admin.journal.settle();
+            admin.journal.flush();
             json_response(StatusCode::OK, &admin.journal.events_since(since, limit))
         }
         "unknown-clients" => {
-            admin.journal.settle();
+            admin.journal.flush();
             json_response(StatusCode::OK, &admin.unknown_clients())
         }
         "problems" => json_response(StatusCode::OK, &admin.problems()),
         _ => match rest.strip_prefix("nodes/").map(NodeUuid::parse) {
             Some(Ok(u)) => {
-                admin.journal.settle();
+                admin.journal.flush();
                 match admin.node(&u) {
                     Some(v) => json_response(StatusCode::OK, &v),
                     None => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such node"})),

@@ -83,7 +83,7 @@ struct EventRow {
 }
 
 fn index(admin: &Admin, mut ctx: Context) -> Response<Body> {
-    admin.journal.settle();
+    admin.journal.flush();
     let snap = admin.app.store.current();
     let mut nodes: Vec<NodeView> = admin.nodes();
     nodes.sort_by(|a, b| (&a.name, &a.uuid).cmp(&(&b.name, &b.uuid)));
@@ -123,7 +123,7 @@ fn index(admin: &Admin, mut ctx: Context) -> Response<Body> {
 }
 
 fn node(admin: &Admin, uuid: &NodeUuid, mut ctx: Context) -> Response<Body> {
-    admin.journal.settle();
+    admin.journal.flush();
     let snap = admin.app.store.current();
     let (Some(n), Some(detail)) = (snap.node(uuid), admin.node(uuid)) else {
         return not_found(&format!("/nodes/{uuid}"), ctx);

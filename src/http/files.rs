@@ -132,6 +132,82 @@ pub fn serve_bytes(
     content_response(&meta, span, body)
 }
 
+/// Called once with the body bytes a response really handed to its connection.
+pub type OnSent = Box<dyn FnOnce(u64) + Send + Sync>;
+
+/// Wraps a response's body so that `on_sent` learns how many body bytes went to the
+/// connection: all of them as soon as the last is taken, else what was taken when the body is
+/// dropped — a HEAD (no body, whatever `Content-Length` says), a client that closed mid-way.
+/// Journal and metrics then count bytes sent, not bytes promised.
+pub fn counted(response: Response<Body>, on_sent: OnSent) -> Response<Body> {
+    let expected = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    response.map(|inner| {
+        BodyExt::boxed(Counted {
+            inner,
+            sent: 0,
+            expected,
+            on_sent: Some(on_sent),
+        })
+    })
+}
+
+/// See [`counted`].
+struct Counted {
+    inner: Body,
+    sent: u64,
+    /// `Content-Length`: reaching it ends the count without waiting for the drop.
+    expected: Option<u64>,
+    on_sent: Option<OnSent>,
+}
+
+impl Counted {
+    fn report(&mut self) {
+        if let Some(f) = self.on_sent.take() {
+            f(self.sent);
+        }
+    }
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.expected == Some(self.sent) {
+                    self.report();
+                }
+            }
+            Poll::Ready(None) => self.report(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.report();
+    }
+}
+
 /// What the response describes: enough to write every header without touching the content.
 #[derive(Debug, Clone, Copy)]
 struct Meta {

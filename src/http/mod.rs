@@ -304,22 +304,8 @@ async fn route(
             )
         }
     };
-    if let Some(len) = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-    {
-        if *method == Method::GET {
-            m.bytes_sent(Protocol::Http, len);
-        }
-    }
     m.request(Protocol::Http, kind, outcome);
-    let bytes = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    app.record(crate::journal::Record {
+    let record = crate::journal::Record {
         protocol: Protocol::Http,
         client: peer.ip(),
         name: path.clone(),
@@ -327,13 +313,31 @@ async fn route(
         port: who.1,
         action: who.2,
         outcome,
-        bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
+        bytes: 0,
+        duration_ms: 0,
         unknown: (outcome == Outcome::NotFound)
             .then(|| crate::journal::AskedAddr::of(&res))
             .flatten(),
-    });
-    resp
+    };
+    files::counted(resp, journal_when_sent(app, record, started))
+}
+
+/// Completes a request's journal entry and byte count with what its body really sent (see
+/// [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
+fn journal_when_sent(
+    app: &App,
+    mut record: crate::journal::Record,
+    started: std::time::Instant,
+) -> files::OnSent {
+    let (metrics, journal) = (app.metrics.clone(), app.journal.clone());
+    Box::new(move |bytes| {
+        metrics.bytes_sent(Protocol::Http, bytes);
+        record.bytes = bytes;
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(j) = journal {
+            j.record(record);
+        }
+    })
 }
 
 /// A 404 an iPXE `chain` can also read as a script.

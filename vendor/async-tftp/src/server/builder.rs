@@ -19,6 +19,7 @@ pub struct TftpServerBuilder<H: Handler> {
     block_size_limit: Option<u16>,
     window_size_limit: Option<u16>,
     max_send_retries: u32,
+    client_timeout_limit: Option<Duration>,
     ignore_client_timeout: bool,
     ignore_client_block_size: bool,
     ignore_client_window_size: bool,
@@ -66,6 +67,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             block_size_limit: None,
             window_size_limit: None,
             max_send_retries: 100,
+            client_timeout_limit: None,
             ignore_client_timeout: false,
             ignore_client_block_size: false,
             ignore_client_window_size: false,
@@ -162,6 +164,24 @@ impl<H: Handler> TftpServerBuilder<H> {
         }
     }
 
+    /// Set the largest `timeout` option (RFC 2349) accepted from a client.
+    ///
+    /// A client chooses its timeout (1 to 255 s) and the server retransmits
+    /// at that interval, [`max_send_retries`](Self::max_send_retries) times,
+    /// before it gives up: a client asking 255 s and vanishing holds its
+    /// session for over 20 minutes. RFC 2349 allows the server only to echo
+    /// the client's value or to decline the option, so a value above `limit`
+    /// is left out of the OACK and the transfer uses the server's
+    /// [`timeout`](Self::timeout).
+    ///
+    /// Default: No limit.
+    pub fn client_timeout_limit(self, limit: Duration) -> Self {
+        TftpServerBuilder {
+            client_timeout_limit: Some(limit),
+            ..self
+        }
+    }
+
     /// Ignore client's `timeout` option.
     ///
     /// With this you enforce server's timeout by ignoring client's
@@ -208,6 +228,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             block_size_limit: self.block_size_limit,
             window_size_limit: self.window_size_limit,
             max_send_retries: self.max_send_retries,
+            client_timeout_limit: self.client_timeout_limit,
             ignore_client_timeout: self.ignore_client_timeout,
             ignore_client_block_size: self.ignore_client_block_size,
             ignore_client_window_size: self.ignore_client_window_size,

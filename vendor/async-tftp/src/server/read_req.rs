@@ -1,12 +1,11 @@
 use async_io::Async;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
 use log::trace;
 use std::cmp;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::slice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,18 +184,15 @@ where
             BytesMut::with_capacity(PACKET_DATA_HEADER_LEN + self.block_size);
         Packet::encode_data_head(block_id, &mut buffer);
 
-        // Read block in buffer
-        unsafe {
-            let uninit_buf = buffer.chunk_mut();
-            let data_buf = slice::from_raw_parts_mut(
-                uninit_buf.as_mut_ptr(),
-                uninit_buf.len(),
-            );
-
-            let len = self.read_block(data_buf).await?;
-            buffer.advance_mut(len);
-            Ok((buffer.split().freeze(), len < self.block_size))
-        }
+        // The reader gets initialised (zeroed) memory: `AsyncRead::poll_read`
+        // takes a `&mut [u8]`, which must never cover uninitialised bytes (a
+        // reader may read its buffer). Zeroing one block costs next to nothing
+        // beside sending it.
+        buffer.resize(PACKET_DATA_HEADER_LEN + self.block_size, 0);
+        let len =
+            self.read_block(&mut buffer[PACKET_DATA_HEADER_LEN..]).await?;
+        buffer.truncate(PACKET_DATA_HEADER_LEN + len);
+        Ok((buffer.freeze(), len < self.block_size))
     }
 
     /// Sends packets contained in a window and waits for client to acknowledge them. Returns amount
@@ -398,9 +394,7 @@ fn build_oack_opts(
         };
     }
 
-    if !config.ignore_client_timeout {
-        opts.timeout = req.opts.timeout;
-    }
+    opts.timeout = config.client_timeout(req);
 
     if let (Some(0), Some(file_size)) = (req.opts.transfer_size, file_size) {
         opts.transfer_size = Some(file_size);

@@ -35,9 +35,29 @@ pub(crate) struct ServerConfig {
     pub(crate) block_size_limit: Option<u16>,
     pub(crate) window_size_limit: Option<u16>,
     pub(crate) max_send_retries: u32,
+    pub(crate) client_timeout_limit: Option<Duration>,
     pub(crate) ignore_client_timeout: bool,
     pub(crate) ignore_client_block_size: bool,
     pub(crate) ignore_client_window_size: bool,
+}
+
+impl ServerConfig {
+    /// The client's `timeout` option (RFC 2349, seconds) the server accepts,
+    /// if any. RFC 2349 lets a server only echo the client's value or decline
+    /// the option by leaving it out of the OACK, so a value above
+    /// `client_timeout_limit` is declined, not lowered: the transfer then uses
+    /// the server's own `timeout`, and a vanished client holds its session at
+    /// most `(max_send_retries + 1)` x the larger of the two.
+    pub(crate) fn client_timeout(&self, req: &RwReq) -> Option<u8> {
+        if self.ignore_client_timeout {
+            return None;
+        }
+        let secs = req.opts.timeout?;
+        match self.client_timeout_limit {
+            Some(limit) if Duration::from_secs(u64::from(secs)) > limit => None,
+            _ => Some(secs),
+        }
+    }
 }
 
 pub(crate) const DEFAULT_BLOCK_SIZE: usize = 512;

@@ -213,9 +213,7 @@ fn build_oack_opts(config: &ServerConfig, req: &RwReq) -> Option<Opts> {
         };
     }
 
-    if !config.ignore_client_timeout {
-        opts.timeout = req.opts.timeout;
-    }
+    opts.timeout = config.client_timeout(req);
 
     opts.transfer_size = req.opts.transfer_size;
 

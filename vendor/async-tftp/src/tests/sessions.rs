@@ -1,5 +1,6 @@
 //! Session handling: client ERROR packets, retransmitted and superseding
-//! requests, errors of the listening socket.
+//! requests, errors of the listening socket, client timeouts above the
+//! server's limit, and the memory handed to readers.
 //!
 //! The client side is played with a blocking `std::net::UdpSocket`. The
 //! assertions are on packet counts and contents; timeouts are only bounds
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::packet::{Mode, Opts, Packet, RwReq};
+use crate::server::handlers::DirHandler;
 use crate::server::{ReqsInProgress, TftpServerBuilder};
 
 /// Safety net for waits that should end much sooner.
@@ -43,21 +45,27 @@ impl Server {
     /// Serves (read-write) a directory with `a.bin` (41 blocks of 512 bytes)
     /// and `b.bin` (5 blocks) on `socket`, with retry `timeout`.
     fn start(socket: UdpSocket, timeout: Duration) -> Server {
+        Server::start_with(socket, |b| b.timeout(timeout))
+    }
+
+    /// Like [`Server::start`], with the builder set up by `configure`.
+    fn start_with(
+        socket: UdpSocket,
+        configure: impl FnOnce(
+            TftpServerBuilder<DirHandler>,
+        ) -> TftpServerBuilder<DirHandler>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.bin"), content(20 * 1024 + 17, 1))
             .unwrap();
         fs::write(dir.path().join("b.bin"), content(2 * 1024 + 100, 2))
             .unwrap();
 
-        let tftpd = future::block_on(
-            TftpServerBuilder::with_dir_rw(dir.path())
-                .unwrap()
-                .std_socket(socket)
-                .unwrap()
-                .timeout(timeout)
-                .build(),
-        )
-        .unwrap();
+        let builder = TftpServerBuilder::with_dir_rw(dir.path())
+            .unwrap()
+            .std_socket(socket)
+            .unwrap();
+        let tftpd = future::block_on(configure(builder).build()).unwrap();
         let addr = tftpd.listen_addr().unwrap();
         let reqs = Arc::clone(&tftpd.reqs_in_progress);
         let (stop, stopped) = async_channel::bounded::<()>(1);
@@ -623,4 +631,152 @@ fn vanished_client_ends_its_transfer_at_the_first_retransmission() {
     assert_eq!(server.in_progress(), 1);
     drop(sock);
     assert_eq!(server.wait_idle(), 0, "session outlived its client");
+}
+
+/// A client's `timeout` above the server's limit is declined (RFC 2349: the
+/// server may only echo the value or leave it out of the OACK) and the
+/// transfer retransmits at the server's own timeout, `max_send_retries`
+/// times: a client that asked 255 s and went silent (its port still open,
+/// so no ICMP ends the transfer) is freed after (2 + 1) x 200 ms, not after
+/// (2 + 1) x 255 s. A timeout within the limit is accepted and echoed.
+#[test]
+fn client_timeout_above_the_limit_is_declined_and_the_server_timeout_used() {
+    let server =
+        Server::start_with(UdpSocket::bind("127.0.0.1:0").unwrap(), |b| {
+            b.timeout(SHORT)
+                .max_send_retries(2)
+                .client_timeout_limit(Duration::from_secs(1))
+        });
+    let sock = client();
+    let asked = Opts {
+        timeout: Some(255),
+        ..blksize_1024()
+    };
+    sock.send_to(&rrq("a.bin", asked), server.addr).unwrap();
+    let (oack, tid) = first_reply(&sock);
+    assert!(is_oack(&oack, &blksize_1024()), "timeout not echoed");
+
+    // Never ACKed: the OACK goes out 1 + 2 times, SHORT apart, then the
+    // session ends (with an ERROR, as on any retry exhaustion).
+    let mut oacks = 1;
+    let deadline = Instant::now() + SAFETY;
+    while server.in_progress() != 0 && Instant::now() < deadline {
+        if let Some((p, from)) = recv(&sock, SHORT) {
+            if from == tid && is_oack(&p, &blksize_1024()) {
+                oacks += 1;
+            }
+        }
+    }
+    assert_eq!(server.in_progress(), 0, "session held past its retries");
+    assert_eq!(oacks, 3, "one OACK and max_send_retries retransmissions");
+
+    // Within the limit: accepted and echoed.
+    let sock = client();
+    let asked = Opts {
+        timeout: Some(1),
+        ..blksize_1024()
+    };
+    sock.send_to(&rrq("a.bin", asked.clone()), server.addr).unwrap();
+    let (oack, tid) = first_reply(&sock);
+    assert!(is_oack(&oack, &asked), "timeout 1 echoed");
+    let dl = download(&sock, tid, &oack);
+    assert_eq!(dl.data, server.file("a.bin"));
+    assert_eq!(server.wait_idle(), 0);
+}
+
+/// The reader is handed initialised memory: every byte of the buffer it
+/// gets is zero (the crate used to pass a `&mut [u8]` over the
+/// uninitialised spare capacity of a `BytesMut`, undefined behaviour that
+/// in practice showed the previous block's bytes).
+#[test]
+fn reader_is_handed_initialised_memory() {
+    use crate::packet;
+    use crate::server::Handler;
+    use futures_lite::io::{AsyncRead, Sink};
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    const LEN: usize = 40 * 512 + 7;
+
+    /// Yields `left` bytes of 0xAA; counts calls whose buffer was not zero.
+    struct Nosy {
+        left: usize,
+        dirty: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Nosy {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            if buf.iter().any(|&b| b != 0) {
+                self.dirty.fetch_add(1, Ordering::Relaxed);
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(0xAA);
+            self.left -= n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    struct NosyHandler(Arc<AtomicUsize>);
+
+    impl Handler for NosyHandler {
+        type Reader = Nosy;
+        type Writer = Sink;
+
+        async fn read_req_open(
+            &mut self,
+            _client: &SocketAddr,
+            _path: &Path,
+        ) -> Result<(Nosy, Option<u64>), packet::Error> {
+            let dirty = Arc::clone(&self.0);
+            Ok((
+                Nosy {
+                    left: LEN,
+                    dirty,
+                },
+                Some(LEN as u64),
+            ))
+        }
+
+        async fn write_req_open(
+            &mut self,
+            _client: &SocketAddr,
+            _path: &Path,
+            _size: Option<u64>,
+        ) -> Result<Sink, packet::Error> {
+            Err(packet::Error::IllegalOperation)
+        }
+    }
+
+    let dirty = Arc::new(AtomicUsize::new(0));
+    let tftpd = future::block_on(
+        TftpServerBuilder::with_handler(NosyHandler(Arc::clone(&dirty)))
+            .bind("127.0.0.1:0".parse().unwrap())
+            .timeout(SHORT)
+            .build(),
+    )
+    .unwrap();
+    let addr = tftpd.listen_addr().unwrap();
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let thread = std::thread::spawn(move || {
+        future::block_on(future::or(tftpd.serve(), async move {
+            let _ = stopped.recv().await;
+            Ok(())
+        }))
+    });
+
+    let sock = client();
+    sock.send_to(&rrq("any", Opts::default()), addr).unwrap();
+    let (first, tid) = first_reply(&sock);
+    let dl = download(&sock, tid, &first);
+    assert_eq!(dl.data, vec![0xAA; LEN]);
+    assert_eq!(dirty.load(Ordering::Relaxed), 0, "reads into unzeroed memory");
+
+    drop(stop);
+    let _ = thread.join();
 }
