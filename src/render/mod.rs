@@ -509,7 +509,12 @@ impl Renderer {
             }
             (Ok(p), Engine::Workers(pool), _) => submit(pool, &templates.set, format, p, done),
         }
-        Pending::Running { slot, owner: true }
+        // Finished already (in-process, a refused context, a full queue)?
+        let now = slot.borrow().clone();
+        match now {
+            Some(r) => Pending::Ready(finish(Some(r), true)),
+            None => Pending::Running { slot, owner: true },
+        }
     }
     /// Number of cached renders (for metrics and tests).
     pub fn cached(&self) -> usize {

@@ -69,8 +69,11 @@ fuzz_target!(|data: &[u8]| {
         Answer::Pending(_) => {
             panic!("INVARIANT BROKEN: {name:?} ({res:?}) pending without an image cache")
         }
-        Answer::Error(e) => {
+        Answer::Error(e) | Answer::Unavailable(e) => {
             panic!("INVARIANT BROKEN: {name:?} ({res:?}) failed on the example state: {e}")
+        }
+        Answer::Rendering(_) => {
+            panic!("INVARIANT BROKEN: {name:?} ({res:?}) an in-process render left pending")
         }
     }
 });
