@@ -2134,16 +2134,7 @@ fn image_node(base: &str, mac: &str) -> Vec<(String, String)> {
 /// The `images/<key>/<name>` paths of the node's kernel and initrd, from its PXELINUX config.
 fn image_paths(s: &Ironpxe, mac: &str) -> (String, String) {
     let cfg = tftp_text(s, &format!("pxelinux.cfg/01-{}", mac.replace(':', "-"))).expect("config");
-    let kernel = cfg
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("kernel "))
-        .unwrap_or_else(|| panic!("no kernel line: {cfg}"))
-        .to_owned();
-    let initrd = cfg
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("initrd="))
-        .unwrap_or_else(|| panic!("no initrd: {cfg}"))
-        .to_owned();
+    let (kernel, initrd) = pxelinux_images(&cfg);
     assert!(
         kernel.starts_with("images/") && initrd.starts_with("images/"),
         "{cfg}"

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{curl, root, Ironpxe, Options};
+use common::{curl, pxelinux_images, root, Ironpxe, Options};
 use serde_json::Value;
 
 // ---- a small upstream image server whose files can change ----
@@ -159,16 +159,7 @@ fn node(uuid: &str, mac: &str, state: &str, kernel: &str, ramdisk: &str) -> Stri
 fn image_paths(s: &Ironpxe, mac: &str) -> (String, String) {
     let name = format!("pxelinux.cfg/01-{}", mac.replace(':', "-"));
     let cfg = String::from_utf8(s.tftp_get(&name, &[]).expect("config")).expect("text");
-    let kernel = cfg
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("kernel "))
-        .unwrap_or_else(|| panic!("no kernel line: {cfg}"))
-        .to_owned();
-    let initrd = cfg
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("initrd="))
-        .unwrap_or_else(|| panic!("no initrd: {cfg}"))
-        .to_owned();
+    let (kernel, initrd) = pxelinux_images(&cfg);
     (kernel, initrd)
 }
 

