@@ -195,11 +195,21 @@ impl TftpHandler {
                 let (src, len) = match self.file_source(&path) {
                     Ok(src) => src,
                     Err(e) => {
-                        // Listed a moment ago, gone or unreadable now: not served.
-                        m.request(Protocol::Tftp, kind, Outcome::NotFound);
-                        self.app.record(rec(Outcome::NotFound));
+                        // Listed a moment ago, gone (not found) or unopenable now (an
+                        // error): either way not served.
+                        let (outcome, reply) = match e.kind() {
+                            io::ErrorKind::NotFound => {
+                                (Outcome::NotFound, packet::Error::FileNotFound)
+                            }
+                            _ => (
+                                Outcome::Error,
+                                packet::Error::Msg("ironpxe: cannot open this file now".into()),
+                            ),
+                        };
+                        m.request(Protocol::Tftp, kind, outcome);
+                        self.app.record(rec(outcome));
                         tracing::warn!(%client, name, error = %e, "tftp open failed");
-                        return Err(packet::Error::FileNotFound);
+                        return Err(reply);
                     }
                 };
                 log(Outcome::Served, matched_of(&res), Some(len));
