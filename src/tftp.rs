@@ -501,9 +501,18 @@ impl Reader {
     fn rendered(&mut self, c: &crate::app::Config) {
         let (what, r) = config_record(c, self.record.clone());
         self.record = r;
-        self.matched = what;
         self.metrics
             .request(Protocol::Tftp, self.kind, Outcome::Served);
+        // The request line a config served at once gets at its open.
+        tracing::info!(
+            client = %self.record.client,
+            name = self.record.name.as_str(),
+            matched = c.matched.as_str(),
+            bytes = ?Some(c.body.len()),
+            outcome = ?Outcome::Served,
+            "tftp request"
+        );
+        self.matched = what;
     }
 }
 
