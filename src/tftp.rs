@@ -140,8 +140,22 @@ impl TftpHandler {
                 return Err(packet::Error::PermissionDenied);
             }
         };
-        let kind = res.kind();
         let answer = self.app.answer(&res, &self.server(), &self.app.roots);
+        self.reply(client, name, &res, answer, permit)
+    }
+
+    /// Turns an answer into a transfer or a TFTP error, counting and journaling it once — as
+    /// served only when there is something to send.
+    fn reply(
+        &self,
+        client: &SocketAddr,
+        name: &str,
+        res: &Resource,
+        answer: Answer,
+        permit: crate::limits::Permit,
+    ) -> Result<(Reader, Option<u64>), packet::Error> {
+        let m = &self.app.metrics;
+        let kind = res.kind();
         let log = |outcome: Outcome, matched: &str, bytes: Option<u64>| {
             m.request(Protocol::Tftp, kind, outcome);
             tracing::info!(%client, name, matched, ?bytes, outcome = ?outcome, "tftp request");
@@ -157,7 +171,7 @@ impl TftpHandler {
             bytes: 0,
             duration_ms: 0,
             unknown: (outcome == Outcome::NotFound)
-                .then(|| AskedAddr::of(&res))
+                .then(|| AskedAddr::of(res))
                 .flatten(),
         };
         match answer {
@@ -212,17 +226,17 @@ impl TftpHandler {
                         return Err(reply);
                     }
                 };
-                log(Outcome::Served, matched_of(&res), Some(len));
+                log(Outcome::Served, matched_of(res), Some(len));
                 let r = rec(Outcome::Served);
                 Ok((
-                    self.reader(r, matched_of(&res).into(), src, permit, kind),
+                    self.reader(r, matched_of(res).into(), src, permit, kind),
                     Some(len),
                 ))
             }
             Answer::Pending(p) => {
                 log(Outcome::Served, "image (fetching)", None);
                 let path_of = self.app.images.as_ref().map(|i| i.dir().to_path_buf());
-                let key = match &res {
+                let key = match res {
                     Resource::Image { key, .. } => key.clone(),
                     _ => String::new(),
                 };
@@ -708,7 +722,70 @@ pub fn start(
 
 #[cfg(test)]
 mod tests {
-    use super::granted_rcvbuf;
+    use super::*;
+    use crate::journal::{Journal, JournalConfig};
+
+    fn handler(root: &Path) -> TftpHandler {
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let boot = crate::boot::BootConfig::default();
+        let roots = crate::paths::Roots::new(vec![root.to_owned()]);
+        let app = App {
+            store: Arc::new(crate::store::Store::new(Default::default())),
+            renderer: Arc::new(crate::render::Renderer::new(templates, boot).expect("templates")),
+            roots: roots.clone(),
+            http_roots: roots,
+            images: None,
+            metrics: Arc::default(),
+            public_url: None,
+            ironic: None,
+            journal: Some(Journal::start(JournalConfig::default())),
+            problems: Arc::default(),
+        };
+        TftpHandler {
+            app: Arc::new(app),
+            cfg: TftpConfig::default(),
+            local_ip: IpAddr::from([127, 0, 0, 1]),
+            http_port: 8080,
+            memory: Arc::default(),
+            limiter: crate::limits::Limiter::new(10, 10),
+        }
+    }
+
+    /// A file the lookup found but that cannot be opened when the transfer starts (gone: not
+    /// found; unreadable: an error) is counted and journaled so, never as served.
+    #[test]
+    fn a_file_found_but_not_opened_is_never_counted_as_served() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir(dir.path().join("a-dir")).expect("dir");
+        let h = handler(dir.path());
+        let client: SocketAddr = "127.0.0.1:1234".parse().expect("addr");
+        let cases = [
+            ("vanished.bin", io::ErrorKind::NotFound, Outcome::NotFound),
+            ("a-dir", io::ErrorKind::IsADirectory, Outcome::Error),
+        ];
+        for (name, _, _) in cases {
+            let res = Resource::Static(name.into());
+            let answer = Answer::File {
+                path: dir.path().join(name),
+                len: 4,
+            };
+            let permit = h.limiter.acquire(client.ip()).expect("permit");
+            assert!(h.reply(&client, name, &res, answer, permit).is_err());
+        }
+        let m = &h.app.metrics;
+        assert_eq!(m.requests(Protocol::Tftp, Kind::Static, Outcome::Served), 0);
+        assert_eq!(
+            m.requests(Protocol::Tftp, Kind::Static, Outcome::NotFound),
+            1
+        );
+        assert_eq!(m.requests(Protocol::Tftp, Kind::Static, Outcome::Error), 1);
+        let journal = h.app.journal.as_ref().expect("journal");
+        journal.flush();
+        let events = journal.events_since(0, 10);
+        assert_eq!(events.len(), 2, "both journaled");
+        let outcomes: Vec<&str> = events.iter().map(|e| e.outcome).collect();
+        assert_eq!(outcomes, ["not_found", "error"]);
+    }
 
     #[test]
     fn granted_rcvbuf_is_half_of_what_linux_reports() {

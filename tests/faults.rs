@@ -1754,44 +1754,6 @@ fn runaway_templates_are_refused_and_the_last_good_set_serves() {
     }
 }
 
-/// A file the lookup found but the server cannot open (here: it is out of file descriptors)
-/// is counted and journaled as an error, never as served.
-#[test]
-fn a_file_that_cannot_be_opened_is_not_counted_as_served() {
-    let _serial = serial();
-    let s = Ironpxe::start();
-    let pid = server_pid(&s);
-    fs::write(s.tftp_root().join("f.bin"), b"data").expect("write");
-    let series = |o: &str| {
-        format!("ironpxe_requests_total{{protocol=\"tftp\",kind=\"static\",outcome=\"{o}\"}}")
-    };
-    let open_fds = fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fds")
-        .count();
-    let hard = nofile_hard(pid);
-    prlimit(pid, &format!("--nofile={open_fds}:{hard}")).expect("lower the open-file limit");
-    let sock = udp(lo(0, 7, 1));
-    sock.send_to(&rrq(b"f.bin", &[]), s.tftp).expect("send RRQ");
-    thread::sleep(Duration::from_millis(500));
-    prlimit(pid, &format!("--nofile={hard}:{hard}")).expect("restore the open-file limit");
-    wait_for(
-        &s,
-        "the failed open counted",
-        Duration::from_secs(10),
-        || metric(&s, &series("error")) == 1.0,
-    );
-    assert_eq!(metric(&s, &series("served")), 0.0, "counted as served");
-    let admin = s.admin.expect("admin listens");
-    let events = curl(&["-sf", &format!("http://{admin}/api/v1/events")]);
-    let events = String::from_utf8_lossy(&events.stdout).into_owned();
-    assert!(
-        events.contains("\"f.bin\"") && events.contains("\"error\""),
-        "journaled as an error: {events}"
-    );
-    // With descriptors again, the same file is served.
-    assert_eq!(s.tftp_get("f.bin", &[]).expect("served"), b"data");
-}
-
 /// A node whose render runs for minutes (a template loop that only its data triggers, so the
 /// trial render passes): its render is stopped at the budget, the client gets an error
 /// (TFTP ERROR with a message, HTTP 503), the node shows the problem, a retry storm does not
