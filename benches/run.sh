@@ -183,6 +183,11 @@ max_connections_per_client = 2048
 
 [admin]
 listen = "$4"
+
+[images]
+# The generated nodes' kernels and ramdisks are files here (Ironic's own default is
+# /var/lib/ironic): allowed, as an operator would allow theirs.
+file_url_allowed_paths = ["$B/images", "$B/image-cache"]
 EOF
 }
 LAST_PID=
