@@ -1,5 +1,6 @@
-//! The command line: `addr`, `render`, `check` and `serve`. Output formats here are part of
-//! the interface operators script against, so they are tested.
+//! The command line: `addr`, `render`, `check`, `serve`, `dhcp` and `inspect` (`serve` runs
+//! in `crate::serve`; the others are here). Output formats here are part of the interface
+//! operators script against, so they are tested.
 
 use std::collections::HashSet;
 use std::io::Write;

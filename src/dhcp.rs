@@ -670,10 +670,9 @@ impl SyncReport {
 /// node, each written to a dotfile (which dnsmasq ignores) and renamed into place only when
 /// its contents change; files of nodes no longer in the state are deleted, as are leftover
 /// dotfiles of an interrupted write. Files without the `ironpxe-` prefix are never touched.
-/// `opts` is not needed by host entries today (boot logic lives in the main snippet); it is
-/// taken so per-host options can be added without changing callers.
-pub fn sync_hostsdir(dir: &Path, snap: &Snapshot, opts: &DhcpOptions) -> io::Result<SyncReport> {
-    let _ = opts;
+/// The options are not needed by host entries today (boot logic lives in the main snippet);
+/// they are taken so per-host options can be added without changing callers.
+pub fn sync_hostsdir(dir: &Path, snap: &Snapshot, _opts: &DhcpOptions) -> io::Result<SyncReport> {
     fs::create_dir_all(dir)?;
     let (files, warnings) = hostsdir_files(snap);
     let mut report = SyncReport {

@@ -220,13 +220,7 @@ impl Client {
     async fn list(&self, what: &str) -> Result<StateDoc, IronicError> {
         let mut all = StateDoc::default();
         let mut path = format!("/v1/{what}?detail=True&limit={}", self.limit);
-        for page in 0.. {
-            if page > 100_000 {
-                return Err(IronicError::Request {
-                    what: what.into(),
-                    message: "pagination does not end".into(),
-                });
-            }
+        for _page in 0..=100_000 {
             let body = self.get(&path).await?;
             let doc = StateDoc::from_slice(&body).map_err(|e| IronicError::Json {
                 what: format!("GET {path}"),
@@ -244,7 +238,10 @@ impl Client {
                 _ => return Ok(all),
             }
         }
-        Ok(all)
+        Err(IronicError::Request {
+            what: what.into(),
+            message: "pagination does not end".into(),
+        })
     }
 
     /// GET with auth; one retry with a fresh token on 401.

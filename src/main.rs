@@ -1,4 +1,6 @@
-//! `ironpxe`: wiring only; each subcommand lives in `cli`.
+//! `ironpxe`: wiring only. The subcommands `addr`, `render`, `check`, `dhcp` and `inspect` live
+//! in `cli`, `serve` in `serve`; the hidden `__render-worker` (a child of `serve`) in
+//! `render::worker`.
 
 #![deny(unsafe_code)]
 

@@ -112,6 +112,7 @@ impl Metrics {
         self.requests[idx(p, k, o)].fetch_add(1, Relaxed);
     }
 
+    /// One request counter (read by tests; `/metrics` renders them all from the array).
     pub fn requests(&self, p: Protocol, k: Kind, o: Outcome) -> u64 {
         self.requests[idx(p, k, o)].load(Relaxed)
     }

@@ -1,6 +1,6 @@
 //! The TFTP server: async-tftp with ironpxe's handler — virtual PXELINUX and GRUB configs,
-//! cached images and static files — on one listening socket and thread per core and listen
-//! address.
+//! cached images and static files — on one listening socket and thread per core (at most 16;
+//! `[tftp] threads` sets the count) and listen address.
 //!
 //! async-tftp runs on async-io, not tokio, and a crate server is single-threaded: it serves
 //! its transfers on the thread that drives it. Each listening socket gets its own thread
@@ -60,7 +60,8 @@ pub struct TftpConfig {
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
     /// Listening sockets, each with its own thread, per listen address (they share the port
-    /// through `SO_REUSEPORT`); 0: one per CPU core. TFTP is CPU-bound in a boot storm.
+    /// through `SO_REUSEPORT`); 0: one per CPU core, at most 16. TFTP is CPU-bound in a boot
+    /// storm.
     pub threads: usize,
 }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{Answer, App};
 use crate::metrics::{Kind, Outcome, Protocol};
-use crate::render::{Format, Server};
+use crate::render::Server;
 use crate::resource::classify;
 use files::{full, Body};
 
@@ -260,14 +260,10 @@ async fn route(
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
             who = (c.node, c.port, Some(c.action.name()));
-            let ct = match c.format {
-                Format::Ipxe | Format::IpxeEntry => "text/plain; charset=utf-8",
-                _ => "text/plain; charset=utf-8",
-            };
             let body = bytes::Bytes::copy_from_slice(c.body.as_bytes());
             (
                 Outcome::Served,
-                files::serve_bytes(body, None, ct, method, headers),
+                files::serve_bytes(body, None, "text/plain; charset=utf-8", method, headers),
             )
         }
         Answer::File { path, .. } => (

@@ -2,9 +2,9 @@
 //! side from its sources and published with one swap, so a request never sees half a state
 //! and never waits for a writer.
 //!
-//! Sources (the watched directory, later the Ironic API) hand the [`Store`] whole documents;
-//! the store keeps the last good document of each source, so a broken file or a failed poll
-//! changes nothing until it is fixed.
+//! Sources (the watched directory, [`dir`], and the Ironic API poller, `crate::ironic`) hand
+//! the [`Store`] whole documents; the store keeps the last good document of each source, so a
+//! broken file or a failed poll changes nothing until it is fixed.
 
 pub mod dir;
 mod index;
@@ -141,12 +141,6 @@ impl Store {
         log_generation(&next);
         self.current.send_replace(next.clone());
         next
-    }
-
-    /// The sources that currently contribute documents, for `check` and tests.
-    pub fn source_ids(&self) -> Vec<SourceId> {
-        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        sources.docs.keys().cloned().collect()
     }
 }
 
