@@ -25,7 +25,8 @@ pub struct Config {
     /// TFTP listen addresses, one per provisioning interface address.
     pub tftp_listen: Vec<SocketAddr>,
     /// More static roots searched after `tftp_root`, in order (e.g. Debian's
-    /// `/usr/lib/PXELINUX`, `/usr/lib/syslinux/modules/bios`, `/usr/lib/ipxe`).
+    /// `/usr/lib/PXELINUX`, `/usr/lib/syslinux/modules/bios`, `/usr/lib/ipxe`, the default).
+    /// `serve` warns about a missing one, unless the list is the default.
     pub extra_tftp_roots: Vec<PathBuf>,
     /// HTTP listen address.
     pub http_listen: SocketAddr,

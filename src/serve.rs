@@ -65,7 +65,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let app = Arc::new(App {
         store: live.store.clone(),
         renderer: live.renderer.clone(),
-        roots: Roots::new(cfg.tftp_roots()),
+        roots: Roots::new(tftp_roots(&cfg)),
         http_roots: Roots::new(cfg.http_roots()),
         images: Some(images.clone()),
         metrics,
@@ -75,13 +75,14 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         problems: live.renderer.problems(),
     });
     let admin = start_admin(&cfg, &app).await?;
-    images.update(&app.store.current(), &app.renderer.boot_config());
     let hostsdir = dhcp_hostsdir(&cfg)?;
-    start_state_thread(app.clone(), hostsdir)?;
-
     let http = crate::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
         .await
         .map_err(|e| CliError(format!("HTTP listen {}: {e}", cfg.http_listen)))?;
+    // Prefetch only once the HTTP server listens: an image may be on ironpxe's own HTTP
+    // server (the shipped example's are), and fetched before the bind it is refused.
+    images.update(&app.store.current(), &app.renderer.boot_config());
+    start_state_thread(app.clone(), hostsdir)?;
     let tftp = crate::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
         .map_err(|e| CliError(format!("TFTP listen {:?}: {e}", cfg.tftp_listen)))?;
     let snap = app.store.current();
@@ -102,6 +103,23 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     http.shutdown().await;
     drain_tftp(&app, grace.saturating_sub(started.elapsed())).await;
     Ok(())
+}
+
+/// The TFTP roots to serve. The default `extra_tftp_roots` are where Debian's packages put
+/// the boot loaders, searched if installed: one that is absent is left out with an INFO line
+/// (a first run without those packages is clean). A configured root that is absent is
+/// warned about ([`Roots::new`]).
+fn tftp_roots(cfg: &Config) -> Vec<std::path::PathBuf> {
+    let defaults = cfg.extra_tftp_roots == Config::default().extra_tftp_roots;
+    let mut roots = vec![cfg.tftp_root.clone()];
+    for r in &cfg.extra_tftp_roots {
+        if defaults && !r.exists() {
+            tracing::info!(root = %r.display(), "default extra TFTP root not installed; not searched");
+        } else {
+            roots.push(r.clone());
+        }
+    }
+    roots
 }
 
 /// Starts the admin API and page when `[admin] listen` is set.
@@ -130,19 +148,35 @@ async fn start_admin(
     Ok(Some(local))
 }
 
-/// Every HTTP connection and TFTP transfer holds a descriptor: raise the soft limit to the
-/// hard one (1024 by default, far below the session caps) and say when it is still short.
+/// Raises the open-file soft limit to the hard one (the soft one is often 1024, far below the
+/// session caps) and warns when even the hard one cannot hold every session the caps allow:
+/// past it a client meets a failed accept or open instead of the caps' clean refusal.
 fn raise_open_file_limit(cfg: &Config) {
-    let want = (cfg.http.max_connections + cfg.tftp.max_sessions + 256) as u64;
+    let need = open_files_needed(cfg);
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(got) if got < want => tracing::warn!(
+        Ok(got) if got < need => tracing::warn!(
             limit = got,
-            wanted = want,
-            "open-file limit below the configured session caps (raise LimitNOFILE)"
+            needed = need,
+            "open-file limit below what the session caps need; raise it (systemd: \
+             LimitNOFILE={need}) or lower [tftp] max_sessions and [http] max_connections"
         ),
-        Ok(got) => tracing::debug!(limit = got, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        Ok(got) => tracing::debug!(limit = got, needed = need, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, needed = need, "cannot raise the open-file limit"),
     }
+}
+
+/// Descriptors one TFTP transfer or HTTP connection may hold at once: its socket and the
+/// file it is sending.
+const FDS_PER_SESSION: u64 = 2;
+
+/// Descriptors besides the sessions: listening sockets, the runtime, the state watch, the
+/// image cache, render workers, logs.
+const FDS_RESERVED: u64 = 256;
+
+/// Open files ironpxe may need with every session cap full.
+fn open_files_needed(cfg: &Config) -> u64 {
+    let sessions = (cfg.tftp.max_sessions + cfg.http.max_connections) as u64;
+    sessions * FDS_PER_SESSION + FDS_RESERVED
 }
 
 /// Starts the Ironic API poller when `ironic.url` is set, after loading the last good poll.
@@ -294,5 +328,44 @@ async fn drain_tftp(app: &App, grace: Duration) {
     let left = app.metrics.tftp_sessions();
     if left > 0 {
         tracing::warn!(transfers = left, "TFTP transfers still running at exit");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A first run with the default caps is quiet under a hard limit of 20 000 (common in
+    /// containers) and under the shipped systemd unit's `LimitNOFILE=65536`; caps that limit
+    /// cannot hold still warn.
+    #[test]
+    fn the_default_caps_fit_common_open_file_limits_and_larger_ones_warn() {
+        let cfg = Config::default();
+        assert_eq!(open_files_needed(&cfg), 2 * (4096 + 4096) + 256);
+        assert!(open_files_needed(&cfg) <= 20_000);
+        let mut big = Config::default();
+        big.tftp.max_sessions = 30_000;
+        big.http.max_connections = 10_000;
+        assert!(open_files_needed(&big) > 65_536);
+    }
+
+    /// The default extra roots are searched when installed; a configured one is always kept
+    /// (and warned about by `Roots::new` when missing).
+    #[test]
+    fn absent_default_extra_roots_are_left_out_and_configured_ones_kept() {
+        let cfg = Config::default();
+        let roots = tftp_roots(&cfg);
+        assert_eq!(roots[0], cfg.tftp_root);
+        for r in &cfg.extra_tftp_roots {
+            assert_eq!(roots.contains(r), r.exists(), "{}", r.display());
+        }
+        let own = Config {
+            extra_tftp_roots: vec!["/nonexistent/ironpxe-root".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            tftp_roots(&own),
+            vec![own.tftp_root.clone(), "/nonexistent/ironpxe-root".into()]
+        );
     }
 }

@@ -56,7 +56,10 @@ pub struct TftpConfig {
     /// Total memory for such files.
     pub memory_files_total: u64,
     /// Transfers open at once, in all and per client address; over the cap a client gets a
-    /// TFTP error instead of a transfer.
+    /// TFTP error instead of a transfer. Each transfer may hold two descriptors (its socket
+    /// and the file it sends); `serve` warns when the open-file limit cannot hold them all
+    /// with `[http] max_connections`. The default (4096, with HTTP's) fits a hard limit of
+    /// 20 000.
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
     /// Listening sockets, each with its own thread, per listen address (they share the port
@@ -76,7 +79,7 @@ impl Default for TftpConfig {
             socket_rcvbuf: 8 << 20,
             memory_file_max: 1 << 20,
             memory_files_total: 64 << 20,
-            max_sessions: 10_000,
+            max_sessions: 4096,
             max_sessions_per_client: 64,
             threads: 0,
         }
@@ -632,11 +635,13 @@ pub fn bind(
     let granted = granted_rcvbuf(sock.recv_buffer_size().unwrap_or(0));
     metrics.set_tftp_rcvbuf(granted as u64);
     if granted < rcvbuf {
-        tracing::warn!(
-            requested = rcvbuf,
-            granted,
-            "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install examples/sysctl.d/60-ironpxe.conf"
-        );
+        const CLAMPED: &str = "TFTP receive buffer clamped by net.core.rmem_max: a boot storm may drop requests; install examples/sysctl.d/60-ironpxe.conf";
+        // No machine boots over loopback (the shipped example's address): said, not warned.
+        if addr.ip().is_loopback() {
+            tracing::info!(%addr, requested = rcvbuf, granted, "{CLAMPED}");
+        } else {
+            tracing::warn!(%addr, requested = rcvbuf, granted, "{CLAMPED}");
+        }
     } else {
         tracing::debug!(%addr, rcvbuf = granted, "TFTP receive buffer");
     }

@@ -840,7 +840,8 @@ fn a_silent_client_asking_a_long_timeout_is_freed_within_the_servers_bound() {
 }
 
 /// The receive-buffer metric is what Linux granted (half of what `SO_RCVBUF` reports), and
-/// a request above `net.core.rmem_max` is warned about (the doubled value hid the clamp).
+/// a request above `net.core.rmem_max` is warned about (the doubled value hid the clamp; on
+/// a loopback address, where no machine boots, at INFO).
 #[test]
 fn a_clamped_tftp_receive_buffer_is_reported_as_granted_and_warned_about() {
     let rmem_max: u64 = fs::read_to_string("/proc/sys/net/core/rmem_max")

@@ -759,3 +759,89 @@ fn tftp_sockets_share_the_port_and_a_second_server_is_refused() {
         "unclear error: {err}"
     );
 }
+
+/// The README's first command, `ironpxe serve` from the repository root with no config: the
+/// shipped example (examples/state, templates/, tftp-root/) on its unprivileged loopback
+/// ports. It logs no WARN or ERROR, and a PXELINUX client following the example gets the
+/// kernel and initrd its config names: the placeholders in tftp-root/ipa/, fetched by the
+/// image cache from ironpxe's own HTTP server.
+#[test]
+fn the_readme_first_run_is_clean_and_a_pxelinux_client_gets_its_kernel() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::Instant;
+
+    /// Kills the server however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // A private temporary directory: the default image cache is `$TMPDIR/ironpxe-images`.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .arg("serve")
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ironpxe");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Killed(child);
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ironpxe serving") {
+                let _ = tx.send(());
+            }
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    });
+    let all = || log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "ironpxe did not start (ports 6969, 8080, 8081 free?):\n{}",
+                all()
+            )
+        });
+    let serving = Instant::now();
+
+    let server = "127.0.0.1:6969".parse().expect("example TFTP address");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let cfg = raw_get(&sock, server, "pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+        .unwrap_or_else(|e| panic!("pxelinux config: {e}\n{}", all()));
+    let (kernel, initrd) = pxelinux_images(&text(cfg));
+    assert!(
+        kernel.starts_with("images/") && kernel.ends_with("/ipa.kernel"),
+        "{kernel}"
+    );
+    for (name, placeholder) in [(kernel, "ipa.kernel"), (initrd, "ipa.initramfs")] {
+        let got =
+            raw_get(&sock, server, &name, &[]).unwrap_or_else(|e| panic!("{name}: {e}\n{}", all()));
+        let want = fs::read(root().join("tftp-root/ipa").join(placeholder)).expect("placeholder");
+        assert_eq!(got, want, "{name}");
+        assert!(text(got).starts_with("placeholder: put the IPA"), "{name}");
+    }
+
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(serving.elapsed()));
+    let log = all();
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("WARN" | "ERROR")))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "a first run logs:\n{}\n\nfull log:\n{log}",
+        loud.join("\n")
+    );
+    assert!(log.contains("image cached"), "{log}");
+}

@@ -35,7 +35,8 @@ pub struct HttpConfig {
     /// Seconds running responses get to finish at shutdown.
     pub shutdown_grace_secs: u64,
     /// Connections open at once, in all and per client address; over the cap a client gets
-    /// `503 Service Unavailable` and the connection is closed.
+    /// `503 Service Unavailable` and the connection is closed. Like a TFTP transfer, a
+    /// connection may hold two descriptors (see `[tftp] max_sessions`).
     pub max_connections: usize,
     pub max_connections_per_client: usize,
 }
@@ -47,7 +48,7 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             max_header_bytes: 16 << 10,
             shutdown_grace_secs: 10,
-            max_connections: 10_000,
+            max_connections: 4096,
             max_connections_per_client: 256,
         }
     }
