@@ -111,14 +111,6 @@ impl Problems {
             .collect()
     }
 
-    /// The problems of one node.
-    pub fn of(&self, node: &NodeUuid) -> Vec<NodeProblem> {
-        self.list()
-            .into_iter()
-            .filter(|p| &p.node == node)
-            .collect()
-    }
-
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -139,6 +131,9 @@ mod tests {
     #[test]
     fn one_entry_per_node_and_kind_cleared_on_success_or_removal() {
         let p = Problems::default();
+        let of = |n: &NodeUuid| -> Vec<NodeProblem> {
+            p.list().into_iter().filter(|x| &x.node == n).collect()
+        };
         let (a, b) = (NodeUuid([1; 16]), NodeUuid([2; 16]));
         for i in 0..100 {
             p.set(a, ProblemKind::Render, format!("slow {i}"));
@@ -146,10 +141,10 @@ mod tests {
         p.set(a, ProblemKind::Image, "refused");
         p.set(b, ProblemKind::Render, "x".repeat(10_000));
         assert_eq!(p.len(), 3);
-        assert_eq!(p.of(&a)[0].message, "slow 99");
-        assert!(p.of(&b)[0].message.len() <= MESSAGE_MAX);
+        assert_eq!(of(&a)[0].message, "slow 99");
+        assert!(of(&b)[0].message.len() <= MESSAGE_MAX);
         p.clear(a, ProblemKind::Render);
-        assert_eq!(p.of(&a).len(), 1);
+        assert_eq!(of(&a).len(), 1);
         p.retain_nodes(|n| *n == a);
         assert_eq!(p.list().len(), 1);
         assert_eq!(p.list()[0].kind, ProblemKind::Image);

@@ -72,7 +72,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         public_url: cfg.public_url(),
         ironic,
         journal: Some(crate::journal::Journal::start(cfg.journal.clone())),
-        problems: live.renderer.problems(),
+        problems,
     });
     let admin = start_admin(&cfg, &app).await?;
     let hostsdir = dhcp_hostsdir(&cfg)?;

@@ -140,11 +140,6 @@ impl Worker {
             Err(e) => format!("render worker lost: {e}"),
         }
     }
-
-    /// Ends the process now (see `Drop`).
-    fn kill(self) {
-        drop(self);
-    }
 }
 
 impl Drop for Worker {
@@ -230,7 +225,7 @@ impl Pool {
             ramdisk_params: ramdisk_params.to_owned(),
         };
         let reply = w.ask(&req, self.trial_budget);
-        w.kill();
+        drop(w); // killed: a trial worker serves one request
         match reply {
             Ok(Reply::Ok) => Ok(()),
             Ok(Reply::Refused(errs)) => Err(errs),
@@ -294,15 +289,15 @@ fn slot(rx: &Mutex<Receiver<Job>>, launcher: &Launcher, stats: &PoolStats, budge
         }
         let Some(w) = worker.as_mut() else { continue };
         let result = run_job(w, &job, budget);
-        if let Err(JobError::OverBudget(_) | JobError::Died(_)) = &result {
-            if matches!(result, Err(JobError::OverBudget(_))) {
-                stats.over_budget.fetch_add(1, Relaxed);
-            } else {
-                stats.worker_deaths.fetch_add(1, Relaxed);
-            }
-            if let Some(w) = worker.take() {
-                w.kill();
-            }
+        // A worker stopped at the budget or dead in the render is replaced for the next job.
+        let counter = match &result {
+            Err(JobError::OverBudget(_)) => Some(&stats.over_budget),
+            Err(JobError::Died(_)) => Some(&stats.worker_deaths),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+            worker = None; // dropping a worker kills it
         }
         (job.done)(result);
     }

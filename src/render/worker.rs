@@ -12,7 +12,6 @@
 //! reply. The worker keeps the last template set it was sent and exits when its parent goes
 //! away (stdin closes, or it is re-parented).
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
@@ -159,9 +158,8 @@ pub fn main_if_worker() -> Option<std::process::ExitCode> {
     if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(WORKER_ARG)) {
         return None;
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let memory = env
-        .get(MEMORY_ENV)
+    let memory = std::env::var(MEMORY_ENV)
+        .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     Some(match run(memory) {
