@@ -34,7 +34,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use ironpxe::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, Mac, PxeHwAddr, SystemUuid};
+use ironpxe::model::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, Mac, PxeHwAddr, SystemUuid};
 use serde_json::{json, Value};
 
 #[derive(Parser)]

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::addr::ClientId;
-use crate::boot::{BootConfig, UnknownAction};
-use crate::store::IndexConfig;
+use crate::model::addr::ClientId;
+use crate::model::boot::{BootConfig, UnknownAction};
+use crate::state::IndexConfig;
 
 /// The whole configuration, as in `ironpxe.toml`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -43,14 +43,14 @@ pub struct Config {
     pub image_fetch_timeout_secs: u64,
     pub boot: BootSection,
     pub index: IndexSection,
-    pub tftp: crate::tftp::TftpConfig,
-    pub http: crate::http::HttpConfig,
-    pub ironic: crate::ironic::IronicConfig,
+    pub tftp: crate::serving::tftp::TftpConfig,
+    pub http: crate::serving::http::HttpConfig,
+    pub ironic: crate::state::source::ironic::IronicConfig,
     pub dhcp: DhcpSection,
-    pub journal: crate::journal::JournalConfig,
+    pub journal: crate::serving::journal::JournalConfig,
     pub admin: AdminSection,
     pub render: crate::render::RenderConfig,
-    pub images: crate::images::ImagesConfig,
+    pub images: crate::serving::images::ImagesConfig,
 }
 
 /// `[admin]`: the operator's API and status page, on its own address (never the boot port).
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("examples/state"));
         assert_eq!(
             c.client_id_prefix().expect("prefix"),
-            crate::addr::MELLANOX_CLIENT_ID_PREFIX
+            crate::model::addr::MELLANOX_CLIENT_ID_PREFIX
         );
         assert_eq!(
             c.index_config().expect("index").system_uuid_key,

@@ -11,8 +11,8 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::addr::{ClientId, Mac};
-use crate::node::{NodeUuid, Port};
+use crate::model::addr::{ClientId, Mac};
+use crate::model::node::{NodeUuid, Port};
 
 /// One interface as the agent reports it (`inventory.interfaces[]`).
 #[derive(Clone, Debug, PartialEq)]

@@ -5,27 +5,12 @@
 
 #![deny(unsafe_code)] // one exception, allowed where it is: tftp::read_cached (preadv2)
 
-pub mod addr;
-pub mod admin;
-pub mod app;
-pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod dhcp;
-pub mod http;
-pub mod images;
 pub mod inspect;
-pub mod ironic;
-pub mod journal;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
-pub mod node;
-pub mod paths;
-pub mod problems;
+pub mod model;
 pub mod render;
-pub mod resource;
-pub mod serve;
-pub mod store;
-pub mod tftp;
-pub mod watch;
+pub mod serving;
+pub mod state;
+pub mod support;

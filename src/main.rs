@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Command::Addr(a) => cli::addr(a, &mut stdout.lock()),
         Command::Render(a) => cli::render(a, &mut stdout.lock(), &mut stderr.lock()),
         Command::Check(a) => cli::check(a, &mut stdout.lock()),
-        Command::Serve(a) => ironpxe::serve::run(a),
+        Command::Serve(a) => ironpxe::serving::run::run(a),
         Command::Dhcp(a) => cli::dhcp(a, &mut stdout.lock()),
         Command::Inspect(a) => cli::inspect(a, &mut stdout.lock()),
     };
@@ -42,12 +42,12 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, one line a record (control characters in any field escaped:
-/// `ironpxe::logging`); `RUST_LOG` filters.
+/// `ironpxe::support::logging`); `RUST_LOG` filters.
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
-        .fmt_fields(ironpxe::logging::EscapedFields)
+        .fmt_fields(ironpxe::support::logging::EscapedFields)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -436,7 +436,7 @@ fn pxelinux_boots_an_infiniband_nodes_config() {
 /// walk stops at its first hit, and every step gets what a real client would.
 #[test]
 fn infiniband_client_replay() {
-    use ironpxe::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
+    use ironpxe::model::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
     let s = Ironpxe::start();
     let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
     let ib_mac = guid.ib_mac();

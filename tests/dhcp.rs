@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::guest::require_root;
 use common::{require, root};
 use ironpxe::dhcp::{self, DhcpFormat, DhcpOptions, HttpUrl};
-use ironpxe::store::{IndexConfig, Snapshot};
+use ironpxe::state::{IndexConfig, Snapshot};
 
 const IB_UUID: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";
 const ETH_UUID: &str = "54ccbcf7-e036-4d44-91be-397df22a5ca5";

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use ironpxe::ironic::{poll_once, AuthKind, Client, IronicConfig, PollState};
-use ironpxe::store::{IndexConfig, Store};
+use ironpxe::state::source::ironic::{poll_once, AuthKind, Client, IronicConfig, PollState};
+use ironpxe::state::{IndexConfig, Store};
 
 /// A request as the scripted server saw it.
 #[derive(Clone, Debug)]
@@ -200,7 +200,7 @@ async fn follows_pagination_and_a_partial_poll_changes_nothing() {
 
     // A restart while Ironic is down: the cache alone boots every node.
     let restarted = Store::new(IndexConfig::default());
-    ironpxe::ironic::load_cache(&restarted, &cache);
+    ironpxe::state::source::ironic::load_cache(&restarted, &cache);
     assert_eq!(restarted.current().nodes().len(), 5);
     assert_eq!(restarted.current().ports().len(), 5);
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ironpxe::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
+use ironpxe::model::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
 
 const IB_NODE: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";
 const DUAL_NODE: &str = "53589717-4709-4ead-88b2-fed1cdc9dfc4";

@@ -329,8 +329,8 @@ mod tests {
         )])
         .is_ok());
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-        let sources = super::super::load::read_sources(std::path::Path::new(dir)).expect("read");
-        assert!(super::super::load::build(sources).is_ok());
+        let sources = crate::render::load::read_sources(std::path::Path::new(dir)).expect("read");
+        assert!(crate::render::load::build(sources).is_ok());
     }
 
     #[test]

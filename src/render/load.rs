@@ -11,9 +11,9 @@ use std::sync::Arc;
 use tera::{Tera, Value};
 
 use super::{error_chain, render_template, Context, Format, Server};
-use crate::boot::{self, Action, Decision, ImageSource};
-use crate::node::NodeUuid;
-use crate::store::{IndexedNode, IndexedPort};
+use crate::model::boot::{self, Action, Decision, ImageSource};
+use crate::model::node::NodeUuid;
+use crate::state::{IndexedNode, IndexedPort};
 
 /// Most items `range` may produce.
 const RANGE_MAX: usize = 10_000;
@@ -232,7 +232,7 @@ pub(super) fn trial_render(tera: &Tera, ramdisk_params: &str) -> Result<(), Vec<
 }
 
 fn trial_node() -> (IndexedNode, IndexedPort) {
-    use crate::node::{Node, Port};
+    use crate::model::node::{Node, Port};
     let uuid = NodeUuid([0x11; 16]);
     let node: Node = serde_json::from_value(serde_json::json!({
         "uuid": uuid.to_string(), "name": "trial", "provision_state": "deploying"
@@ -244,7 +244,7 @@ fn trial_node() -> (IndexedNode, IndexedPort) {
         IndexedNode {
             node: Arc::new(node),
             revision: 0,
-            source: crate::store::SourceId::IronicApi,
+            source: crate::state::SourceId::IronicApi,
             ports: vec![0],
             system_uuid: None,
         },

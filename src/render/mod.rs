@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tera::Tera;
 
-use crate::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
-use crate::node::NodeUuid;
-use crate::problems::{ProblemKind, Problems};
-use crate::store::{IndexedNode, IndexedPort, Match, Snapshot};
-use crate::watch::{watch_dir, Debounce, WatchHandle};
+use crate::model::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
+use crate::model::node::NodeUuid;
+use crate::state::problems::{ProblemKind, Problems};
+use crate::state::{IndexedNode, IndexedPort, Match, Snapshot};
+use crate::support::watch::{watch_dir, Debounce, WatchHandle};
 
 /// The output formats, one template each.
 #[derive(
@@ -191,7 +191,7 @@ pub struct Rendered {
 struct CacheKey {
     templates: u64,
     node: Option<(NodeUuid, u64)>,
-    port: Option<crate::addr::Mac>,
+    port: Option<crate::model::addr::Mac>,
     hw: Option<HwType>,
     format: Format,
     server: Server,

@@ -3,9 +3,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::addr::{AnyAddr, PxelinuxName};
-use crate::node::StateDoc;
-use crate::store::{IndexConfig, SourceId, Store, Update};
+use crate::model::addr::{AnyAddr, PxelinuxName};
+use crate::model::node::StateDoc;
+use crate::state::{IndexConfig, SourceId, Store, Update};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ironic");
@@ -60,12 +60,12 @@ fn renderer() -> Renderer {
     Renderer::new(TEMPLATES, boot_cfg()).expect("shipped templates load")
 }
 
-fn render_name(r: &Renderer, s: &crate::store::Snapshot, name: &str, f: Format) -> Rendered {
+fn render_name(r: &Renderer, s: &crate::state::Snapshot, name: &str, f: Format) -> Rendered {
     let parsed = PxelinuxName::parse(name).expect(name);
     let m = s.by_pxelinux_name(&parsed);
     assert!(m.is_some(), "{name} resolves");
     let hw = match &parsed {
-        PxelinuxName::Hw(crate::addr::PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
+        PxelinuxName::Hw(crate::model::addr::PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
         _ => Some(HwType::Ethernet),
     };
     r.render(m.as_ref(), f, hw, &server()).expect("renders")
@@ -338,7 +338,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let mut nodes =
         StateDoc::from_slice(&fs::read(format!("{FIXTURES}/nodes-parked.json")).expect("f"))
             .expect("parses");
-    Arc::make_mut(&mut nodes.nodes[0]).provision_state = crate::node::ProvisionState::Active;
+    Arc::make_mut(&mut nodes.nodes[0]).provision_state = crate::model::node::ProvisionState::Active;
     let s2 = store.apply(vec![(
         SourceId::File("nodes.json".into()),
         Update::Replace(nodes),
@@ -354,7 +354,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     );
 
     // A different server URL is a different entry.
-    let m = s2.by_mac(&crate::addr::Mac::parse("52:54:00:00:00:02").expect("mac"));
+    let m = s2.by_mac(&crate::model::addr::Mac::parse("52:54:00:00:00:02").expect("mac"));
     let other = Server {
         http_url: "http://192.0.2.9".into(),
         tftp_server: "192.0.2.9".into(),
@@ -443,7 +443,9 @@ fn template_directory_is_watched() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_templates(dir.path());
     let r = Arc::new(Renderer::new(dir.path(), boot_cfg()).expect("loads"));
-    let _w = r.watch(crate::watch::Debounce::default()).expect("watch");
+    let _w = r
+        .watch(crate::support::watch::Debounce::default())
+        .expect("watch");
     let tmp = dir.path().join(".boot.ipxe.tera.tmp");
     fs::write(&tmp, "#!ipxe\necho edited {{ server.tftp_server }}\n").expect("write");
     fs::rename(&tmp, dir.path().join("boot.ipxe.tera")).expect("rename");

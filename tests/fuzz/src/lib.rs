@@ -9,14 +9,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use ironpxe::app::App;
-use ironpxe::boot::BootConfig;
-use ironpxe::metrics::Metrics;
-use ironpxe::node::StateDoc;
-use ironpxe::paths::Roots;
+use ironpxe::serving::app::App;
+use ironpxe::model::boot::BootConfig;
+use ironpxe::serving::metrics::Metrics;
+use ironpxe::model::node::StateDoc;
+use ironpxe::serving::roots::Roots;
 use ironpxe::render::{Renderer, Server};
-use ironpxe::resource::Resource;
-use ironpxe::store::{IndexConfig, SourceId, Store, Update};
+use ironpxe::model::resource::Resource;
+use ironpxe::state::{IndexConfig, SourceId, Store, Update};
 
 /// The repository root (this crate lives in `tests/fuzz`).
 pub fn repo() -> PathBuf {

@@ -32,11 +32,11 @@ use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::boot::{self, BootConfig, ImageSource};
-use crate::metrics::Metrics;
-use crate::node::NodeUuid;
-use crate::problems::{ProblemKind, Problems};
-use crate::store::Snapshot;
+use crate::model::boot::{self, BootConfig, ImageSource};
+use crate::model::node::NodeUuid;
+use crate::serving::metrics::Metrics;
+use crate::state::problems::{ProblemKind, Problems};
+use crate::state::Snapshot;
 use fetch::{FetchError, Fetcher};
 use policy::{AllowedPath, FilePolicy, ImagePolicy, Refusal, UrlPolicy, UrlRule};
 

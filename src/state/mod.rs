@@ -2,12 +2,13 @@
 //! side from its sources and published with one swap, so a request never sees half a state
 //! and never waits for a writer.
 //!
-//! Sources (the watched directory, [`dir`], and the Ironic API poller, `crate::ironic`) hand
+//! Sources (the watched directory, [`dir`], and the Ironic API poller, `crate::state::source::ironic`) hand
 //! the [`Store`] whole documents; the store keeps the last good document of each source, so a
 //! broken file or a failed poll changes nothing until it is fixed.
 
-pub mod dir;
 mod index;
+pub mod problems;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 
 pub use index::{IndexConfig, IndexedNode, IndexedPort, Match, Snapshot, Via};
 
-use crate::node::{NodeUuid, StateDoc};
+use crate::model::node::{NodeUuid, StateDoc};
 
 /// Where a document came from. Sources sort by priority: the Ironic API first, then files by
 /// path, and the first source to define a node wins.

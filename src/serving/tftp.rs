@@ -26,10 +26,10 @@ use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
 use futures_lite::AsyncRead;
 
-use crate::app::{Answer, App};
-use crate::journal::{AskedAddr, Record};
-use crate::metrics::{Kind, Metrics, Outcome, Protocol};
-use crate::resource::{classify, Resource};
+use crate::model::resource::{classify, Resource};
+use crate::serving::app::{Answer, App};
+use crate::serving::journal::{AskedAddr, Record};
+use crate::serving::metrics::{Kind, Metrics, Outcome, Protocol};
 
 /// TFTP settings (`[tftp]` in the config).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -114,7 +114,7 @@ pub struct TftpHandler {
     local_ip: IpAddr,
     http_port: u16,
     memory: Arc<Mutex<MemoryFiles>>,
-    limiter: crate::limits::Limiter,
+    limiter: crate::serving::limits::Limiter,
 }
 
 impl TftpHandler {
@@ -156,7 +156,7 @@ impl TftpHandler {
         name: &str,
         res: &Resource,
         answer: Answer,
-        permit: crate::limits::Permit,
+        permit: crate::serving::limits::Permit,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
         let m = &self.app.metrics;
         let kind = res.kind();
@@ -315,7 +315,7 @@ impl TftpHandler {
         record: Record,
         matched: String,
         src: Source,
-        permit: crate::limits::Permit,
+        permit: crate::serving::limits::Permit,
         kind: Kind,
     ) -> Reader {
         self.app.metrics.tftp_session_started();
@@ -340,7 +340,7 @@ fn render_failed() -> packet::Error {
 }
 
 /// The log text and journal record of a served config.
-fn config_record(c: &crate::app::Config, rec: Record) -> (String, Record) {
+fn config_record(c: &crate::serving::app::Config, rec: Record) -> (String, Record) {
     let r = Record {
         node: c.node,
         port: c.port,
@@ -391,7 +391,8 @@ impl Handler for TftpHandler {
 }
 
 type OpenFuture = Pin<Box<dyn Future<Output = io::Result<std::fs::File>> + Send>>;
-type RenderFuture = Pin<Box<dyn Future<Output = Result<crate::app::Config, String>> + Send>>;
+type RenderFuture =
+    Pin<Box<dyn Future<Output = Result<crate::serving::app::Config, String>> + Send>>;
 
 enum Source {
     Memory(Arc<[u8]>, usize),
@@ -501,10 +502,10 @@ fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> Option<u
 /// aborted by the client, superseded or timed out — the crate drops the reader in all cases).
 pub struct Reader {
     /// The transfer's slot under the session caps, freed with the reader.
-    _permit: crate::limits::Permit,
+    _permit: crate::serving::limits::Permit,
     src: Source,
     metrics: Arc<Metrics>,
-    journal: Option<Arc<crate::journal::Journal>>,
+    journal: Option<Arc<crate::serving::journal::Journal>>,
     /// The journal entry, completed with bytes and duration when the transfer ends.
     record: Record,
     matched: String,
@@ -516,7 +517,7 @@ pub struct Reader {
 
 impl Reader {
     /// A lazily rendered config arrived: count and describe the transfer as served.
-    fn rendered(&mut self, c: &crate::app::Config) {
+    fn rendered(&mut self, c: &crate::serving::app::Config) {
         let (what, r) = config_record(c, self.record.clone());
         self.record = r;
         self.metrics
@@ -684,7 +685,8 @@ pub fn start(
     cfg: &TftpConfig,
 ) -> io::Result<Vec<SocketAddr>> {
     let memory = Arc::new(Mutex::new(MemoryFiles::default()));
-    let limiter = crate::limits::Limiter::new(cfg.max_sessions, cfg.max_sessions_per_client);
+    let limiter =
+        crate::serving::limits::Limiter::new(cfg.max_sessions, cfg.max_sessions_per_client);
     let per_address = cfg.sockets_per_address();
     let mut bound = Vec::new();
     for &addr in listen {
@@ -729,14 +731,14 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Journal, JournalConfig};
+    use crate::serving::journal::{Journal, JournalConfig};
 
     fn handler(root: &Path) -> TftpHandler {
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-        let boot = crate::boot::BootConfig::default();
-        let roots = crate::paths::Roots::new(vec![root.to_owned()]);
+        let boot = crate::model::boot::BootConfig::default();
+        let roots = crate::serving::roots::Roots::new(vec![root.to_owned()]);
         let app = App {
-            store: Arc::new(crate::store::Store::new(Default::default())),
+            store: Arc::new(crate::state::Store::new(Default::default())),
             renderer: Arc::new(crate::render::Renderer::new(templates, boot).expect("templates")),
             roots: roots.clone(),
             http_roots: roots,
@@ -753,7 +755,7 @@ mod tests {
             local_ip: IpAddr::from([127, 0, 0, 1]),
             http_port: 8080,
             memory: Arc::default(),
-            limiter: crate::limits::Limiter::new(10, 10),
+            limiter: crate::serving::limits::Limiter::new(10, 10),
         }
     }
 

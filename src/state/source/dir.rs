@@ -11,9 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{SourceError, SourceId, Store, Update};
-use crate::node::{DocError, StateDoc};
-use crate::watch::{watch_dir, Debounce, WatchHandle};
+use crate::model::node::{DocError, StateDoc};
+use crate::state::{SourceError, SourceId, Store, Update};
+use crate::support::watch::{watch_dir, Debounce, WatchHandle};
 
 /// Files above this size are parsed as a stream instead of being read into memory first.
 const STREAM_ABOVE: u64 = 4 << 20;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app::App;
 use crate::cli::{CliError, Live, ServeArgs};
 use crate::config::Config;
-use crate::images::ImageCache;
-use crate::metrics::Metrics;
-use crate::paths::Roots;
+use crate::serving::app::App;
+use crate::serving::images::ImageCache;
+use crate::serving::metrics::Metrics;
+use crate::serving::roots::Roots;
 
 /// Builds the runtime and runs until SIGINT or SIGTERM.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
@@ -45,7 +45,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
     let problems = live.renderer.problems();
-    let mut image_settings = crate::images::CacheSettings::from_config(&cfg);
+    let mut image_settings = crate::serving::images::CacheSettings::from_config(&cfg);
     if let Some(f) = &config_file {
         image_settings.policy.files.refuse_file(f);
     }
@@ -71,20 +71,21 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         metrics,
         public_url: cfg.public_url(),
         ironic,
-        journal: Some(crate::journal::Journal::start(cfg.journal.clone())),
+        journal: Some(crate::serving::journal::Journal::start(cfg.journal.clone())),
         problems,
     });
     let admin = start_admin(&cfg, &app).await?;
     let hostsdir = dhcp_hostsdir(&cfg)?;
-    let http = crate::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
+    let http = crate::serving::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
         .await
         .map_err(|e| CliError(format!("HTTP listen {}: {e}", cfg.http_listen)))?;
     // Prefetch only once the HTTP server listens: an image may be on ironpxe's own HTTP
     // server (the shipped example's are), and fetched before the bind it is refused.
     images.update(&app.store.current(), &app.renderer.boot_config());
     start_state_thread(app.clone(), hostsdir)?;
-    let tftp = crate::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
-        .map_err(|e| CliError(format!("TFTP listen {:?}: {e}", cfg.tftp_listen)))?;
+    let tftp =
+        crate::serving::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
+            .map_err(|e| CliError(format!("TFTP listen {:?}: {e}", cfg.tftp_listen)))?;
     let snap = app.store.current();
     tracing::info!(
         http = %http.local,
@@ -131,18 +132,20 @@ async fn start_admin(
         return Ok(None);
     };
     let token = match &cfg.admin.token_file {
-        Some(f) => Some(crate::admin::access::Token::read(f).map_err(|e| CliError(e.to_string()))?),
+        Some(f) => Some(
+            crate::serving::admin::access::Token::read(f).map_err(|e| CliError(e.to_string()))?,
+        ),
         None => None,
     };
-    let admin = Arc::new(crate::admin::Admin {
+    let admin = Arc::new(crate::serving::admin::Admin {
         app: app.clone(),
         journal,
         token,
-        hosts: crate::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
+        hosts: crate::serving::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
         preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
         client_id_prefix: cfg.client_id_prefix()?,
     });
-    let local = crate::admin::start(admin, listen)
+    let local = crate::serving::admin::start(admin, listen)
         .await
         .map_err(|e| CliError(format!("[admin] listen {listen}: {e}")))?;
     Ok(Some(local))
@@ -183,16 +186,17 @@ fn open_files_needed(cfg: &Config) -> u64 {
 fn start_ironic(
     cfg: &Config,
     live: &Live,
-) -> Result<Option<Arc<crate::ironic::PollState>>, CliError> {
+) -> Result<Option<Arc<crate::state::source::ironic::PollState>>, CliError> {
     if cfg.ironic.url.is_none() {
         return Ok(None);
     }
-    let client = crate::ironic::Client::new(&cfg.ironic).map_err(|e| CliError(e.to_string()))?;
+    let client = crate::state::source::ironic::Client::new(&cfg.ironic)
+        .map_err(|e| CliError(e.to_string()))?;
     let cache = cfg.ironic_cache();
-    crate::ironic::load_cache(&live.store, &cache);
-    let state = Arc::new(crate::ironic::PollState::default());
+    crate::state::source::ironic::load_cache(&live.store, &cache);
+    let state = Arc::new(crate::state::source::ironic::PollState::default());
     tracing::info!(ironic = client.base_url(), interval_secs = cfg.ironic.interval().as_secs(), cache = %cache.display(), "polling Ironic");
-    tokio::spawn(crate::ironic::run_poller(
+    tokio::spawn(crate::state::source::ironic::run_poller(
         Arc::new(client),
         live.store.clone(),
         cache,
@@ -227,7 +231,7 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
 }
 
 /// Writes the hostsdir for a snapshot and signals dnsmasq when it must forget entries.
-fn sync_hostsdir(h: &Hostsdir, snap: &crate::store::Snapshot) {
+fn sync_hostsdir(h: &Hostsdir, snap: &crate::state::Snapshot) {
     match crate::dhcp::sync_hostsdir(&h.dir, snap, &h.opts) {
         Ok(r) => {
             if !(r.created.is_empty() && r.updated.is_empty() && r.deleted.is_empty()) {

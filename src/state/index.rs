@@ -6,8 +6,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::{Changes, SourceError, SourceId};
-use crate::addr::{AnyAddr, ClientId, Guid, IbHwAddr, Mac, PxeHwAddr, PxelinuxName, SystemUuid};
-use crate::node::{Node, NodeUuid, Port, StateDoc};
+use crate::model::addr::{
+    AnyAddr, ClientId, Guid, IbHwAddr, Mac, PxeHwAddr, PxelinuxName, SystemUuid,
+};
+use crate::model::node::{Node, NodeUuid, Port, StateDoc};
 
 /// Which node fields hold what Ironic itself does not keep.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,61 +1,11 @@
-//! Turning a requested name into a file inside the served roots, and nothing else.
+//! The served roots on disk: a normalised request name ([`normalize`]) becomes a file only
+//! if its canonical path — symlinks resolved — stays inside the root it was found in.
 //!
-//! Clients send names with leading `/`, DOS `\` separators and `tftp://host/` prefixes; all
-//! are accepted. Refused: NUL and control bytes, `..` components, and any path — symlinks
-//! included — that resolves outside its root. The check is done on the canonical path, so
-//! a symlink inside a root pointing elsewhere is refused, not followed.
+//! [`normalize`]: crate::model::paths::normalize
 
 use std::path::{Component, Path, PathBuf};
 
-/// Why a request path was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
-pub enum PathError {
-    #[error("empty path")]
-    Empty,
-    #[error("control character in path")]
-    Control,
-    #[error("`..` in path")]
-    Traversal,
-    #[error("path too long")]
-    TooLong,
-    #[error("resolves outside the served roots")]
-    Escapes,
-    #[error("not found")]
-    NotFound,
-}
-
-/// Longest accepted request path; TFTP caps names at ~500 bytes anyway.
-const MAX_LEN: usize = 1024;
-
-/// Normalises a client's name into relative `/`-separated components, refusing traversal.
-pub fn normalize(requested: &str) -> Result<String, PathError> {
-    if requested.len() > MAX_LEN {
-        return Err(PathError::TooLong);
-    }
-    if requested.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(PathError::Control);
-    }
-    let mut s = requested.replace('\\', "/");
-    if let Some(rest) = s.strip_prefix("tftp://") {
-        // tftp://host[:port]/path — the host part names us, drop it.
-        s = rest
-            .split_once('/')
-            .map(|(_, p)| p.to_owned())
-            .unwrap_or_default();
-    }
-    let mut parts = Vec::new();
-    for part in s.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err(PathError::Traversal),
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        return Err(PathError::Empty);
-    }
-    Ok(parts.join("/"))
-}
+use crate::model::paths::PathError;
 
 /// The served roots, canonicalised once at start-up (a root that does not exist is skipped
 /// with a warning: an optional extra root must not stop the server).
@@ -119,36 +69,6 @@ impl Roots {
 mod tests {
     use super::*;
     use std::fs;
-
-    #[test]
-    fn client_spellings_normalise() {
-        for (input, want) in [
-            ("pxelinux.0", "pxelinux.0"),
-            ("/pxelinux.0", "pxelinux.0"),
-            ("\\boot\\pxelinux.0", "boot/pxelinux.0"),
-            ("tftp://192.0.2.1/boot/x.efi", "boot/x.efi"),
-            ("./a//b/./c", "a/b/c"),
-        ] {
-            assert_eq!(normalize(input).as_deref(), Ok(want), "{input}");
-        }
-    }
-
-    #[test]
-    fn traversal_and_control_bytes_are_refused() {
-        for bad in [
-            "../etc/passwd",
-            "a/../../b",
-            "..\\x",
-            "tftp://h/../x",
-            "/..",
-        ] {
-            assert_eq!(normalize(bad), Err(PathError::Traversal), "{bad}");
-        }
-        assert_eq!(normalize("a\0b"), Err(PathError::Control));
-        assert_eq!(normalize("a\nb"), Err(PathError::Control));
-        assert_eq!(normalize("/"), Err(PathError::Empty));
-        assert_eq!(normalize(&"a".repeat(2000)), Err(PathError::TooLong));
-    }
 
     #[test]
     fn symlinks_out_of_a_root_are_refused_and_roots_are_tried_in_order() {

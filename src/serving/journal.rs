@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::addr::{self, AnyAddr, IbHwAddr, Mac, PxeHwAddr, PxelinuxName};
-use crate::metrics::{Outcome, Protocol};
-use crate::node::NodeUuid;
-use crate::resource::{IpxeTarget, Resource};
-use crate::store::Snapshot;
+use crate::model::addr::{self, AnyAddr, IbHwAddr, Mac, PxeHwAddr, PxelinuxName};
+use crate::model::node::NodeUuid;
+use crate::model::resource::{IpxeTarget, Resource};
+use crate::serving::metrics::{Outcome, Protocol};
+use crate::state::Snapshot;
 
 /// `[journal]` in the config: ring sizes.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -435,8 +435,8 @@ pub fn closest(snap: &Snapshot, asked: &AskedAddr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::StateDoc;
-    use crate::store::{IndexConfig, SourceId, Store, Update};
+    use crate::model::node::StateDoc;
+    use crate::state::{IndexConfig, SourceId, Store, Update};
 
     fn rec(
         name: &str,

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dir::DirSource;
+use super::source::dir::DirSource;
 use super::*;
-use crate::addr::{AnyAddr, Guid, IbHwAddr, Mac, PxelinuxName, SystemUuid};
-use crate::watch::Debounce;
+use crate::model::addr::{AnyAddr, Guid, IbHwAddr, Mac, PxelinuxName, SystemUuid};
+use crate::support::watch::Debounce;
 
 const IB_NODE: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
 const ETH_NODE: &str = "2be26c0b-03f2-4d2e-ae87-c02d7f33c123";

@@ -93,14 +93,14 @@ pub struct StateGauges {
     pub state_errors: usize,
     pub template_generation: u64,
     pub template_errors: usize,
-    /// Nodes with a problem found while serving (see [`crate::problems`]).
+    /// Nodes with a problem found while serving (see [`crate::state::problems`]).
     pub node_problems: usize,
     /// Renders stopped at their budget, render workers started and died (see `render::pool`).
     pub renders_stopped: u64,
     pub render_worker_starts: u64,
     pub render_worker_deaths: u64,
     /// The Ironic poller, when Ironic is a source.
-    pub ironic: Option<crate::ironic::PollStatus>,
+    pub ironic: Option<crate::state::source::ironic::PollStatus>,
 }
 
 fn idx(p: Protocol, k: Kind, o: Outcome) -> usize {
@@ -312,7 +312,7 @@ impl Metrics {
 }
 
 /// The Ironic poller's series.
-fn write_ironic(s: &mut String, p: &crate::ironic::PollStatus) {
+fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
     header(
         s,
         "ironpxe_ironic_polls_total",

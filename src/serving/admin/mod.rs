@@ -14,14 +14,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::addr::{self, Reading};
-use crate::app::App;
-use crate::boot;
-use crate::http::files::{full, Body};
-use crate::journal::{self, Event, Journal};
-use crate::node::NodeUuid;
+use crate::model::addr::{self, Reading};
+use crate::model::boot;
+use crate::model::node::NodeUuid;
 use crate::render::{Format, HwType, Server};
-use crate::store::{IndexedNode, IndexedPort, Snapshot};
+use crate::serving::app::App;
+use crate::serving::http::files::{full, Body};
+use crate::serving::journal::{self, Event, Journal};
+use crate::state::{IndexedNode, IndexedPort, Snapshot};
 
 /// What the admin handlers need.
 pub struct Admin {
@@ -210,7 +210,7 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| crate::http::percent_decode(&v.replace('+', " ")))
+        .and_then(|(_, v)| crate::serving::http::percent_decode(&v.replace('+', " ")))
 }
 
 fn json_response(status: StatusCode, v: &impl Serialize) -> Response<Body> {

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::addr::{PxeHwAddr, PxelinuxName};
-use crate::boot::Action;
-use crate::images::{ImageCache, Lookup, PendingFetch};
-use crate::metrics::{Kind, Metrics, StateGauges};
-use crate::paths::Roots;
+use crate::model::addr::{PxeHwAddr, PxelinuxName};
+use crate::model::boot::Action;
+use crate::model::resource::{IpxeTarget, Resource};
 use crate::render::{Format, HwType, Pending, RenderError, Rendered, Renderer, Server};
-use crate::resource::{IpxeTarget, Resource};
-use crate::store::{Match, Store};
+use crate::serving::images::{ImageCache, Lookup, PendingFetch};
+use crate::serving::metrics::{Kind, Metrics, StateGauges};
+use crate::serving::roots::Roots;
+use crate::state::{Match, Store};
 
 /// GRUB's entry config in Ironic's UEFI layout: source the per-MAC file.
 pub const GRUB_MASTER: &str = "set default=master\nset timeout=1\nset hidden_timeout_quiet=false\n\nmenuentry \"master\" {\n    configfile /$net_default_mac.conf\n}\n";
@@ -29,11 +29,11 @@ pub struct App {
     /// Configured public base URL (no trailing slash), if any.
     pub public_url: Option<String>,
     /// The Ironic API poller's status, when Ironic is a source.
-    pub ironic: Option<Arc<crate::ironic::PollState>>,
+    pub ironic: Option<Arc<crate::state::source::ironic::PollState>>,
     /// Where requests are recorded for the operator view.
-    pub journal: Option<Arc<crate::journal::Journal>>,
+    pub journal: Option<Arc<crate::serving::journal::Journal>>,
     /// Problems of single nodes found while serving (render budget, refused images).
-    pub problems: Arc<crate::problems::Problems>,
+    pub problems: Arc<crate::state::problems::Problems>,
 }
 
 /// A rendered config and what decided it.
@@ -44,8 +44,8 @@ pub struct Config {
     pub action: Action,
     /// `node-uuid (name) port` or `unknown`, for logs.
     pub matched: String,
-    pub node: Option<crate::node::NodeUuid>,
-    pub port: Option<crate::addr::Mac>,
+    pub node: Option<crate::model::node::NodeUuid>,
+    pub port: Option<crate::model::addr::Mac>,
 }
 
 /// The answer to one request.
@@ -75,8 +75,8 @@ pub enum Answer {
 pub struct ConfigMeta {
     format: Format,
     matched: String,
-    node: Option<crate::node::NodeUuid>,
-    port: Option<crate::addr::Mac>,
+    node: Option<crate::model::node::NodeUuid>,
+    port: Option<crate::model::addr::Mac>,
     started: Instant,
     metrics: Arc<Metrics>,
 }
@@ -186,7 +186,7 @@ impl App {
                     },
                     Err(_) => Answer::NotFound("vanished"),
                 },
-                Err(crate::paths::PathError::NotFound) => Answer::NotFound("no such file"),
+                Err(crate::model::paths::PathError::NotFound) => Answer::NotFound("no such file"),
                 Err(_) => Answer::Refused("outside the served roots"),
             },
         }
@@ -241,7 +241,7 @@ impl App {
     }
 
     /// Records a request in the journal (never blocks).
-    pub fn record(&self, r: crate::journal::Record) {
+    pub fn record(&self, r: crate::serving::journal::Record) {
         if let Some(j) = &self.journal {
             j.record(r);
         }

@@ -12,7 +12,7 @@ use std::sync::RwLock;
 
 use serde::Serialize;
 
-use crate::node::NodeUuid;
+use crate::model::node::NodeUuid;
 
 /// What went wrong for a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -29,10 +29,10 @@ use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
 
-use crate::addr::{ClientId, Mac, MELLANOX_CLIENT_ID_PREFIX};
 use crate::config::Config;
-use crate::node::{Node, NodeUuid};
-use crate::store::{IndexedPort, Snapshot};
+use crate::model::addr::{ClientId, Mac, MELLANOX_CLIENT_ID_PREFIX};
+use crate::model::node::{Node, NodeUuid};
+use crate::state::{IndexedPort, Snapshot};
 
 /// Default boot file for BIOS PXE clients (the PXELINUX chain ironpxe serves over TFTP).
 pub const DEFAULT_BIOS_BOOT: &str = "pxelinux.0";
@@ -428,7 +428,7 @@ fn entry(
     p: &IndexedPort,
     warnings: &mut Vec<String>,
 ) -> Option<HostEntry> {
-    let is_this = |m: Option<crate::store::Match<'_>>| {
+    let is_this = |m: Option<crate::state::Match<'_>>| {
         m.and_then(|m| m.port).is_some_and(|q| std::ptr::eq(q, p))
     };
     let mac = p.port.address;
@@ -450,7 +450,7 @@ fn entry(
                 let raw = p
                     .port
                     .extra
-                    .get(crate::node::Port::CLIENT_ID_KEY)
+                    .get(crate::model::node::Port::CLIENT_ID_KEY)
                     .map(|v| shown(&v.to_string()))
                     .unwrap_or_default();
                 warnings.push(format!(
@@ -962,7 +962,7 @@ fn uefi(node: &Node) -> bool {
     ];
     caps.into_iter()
         .flatten()
-        .find_map(|c| crate::boot::capability(c, "boot_mode"))
+        .find_map(|c| crate::model::boot::capability(c, "boot_mode"))
         .is_none_or(|m| m != "bios")
 }
 
@@ -1046,8 +1046,8 @@ fn shown(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::StateDoc;
-    use crate::store::{IndexConfig, SourceId, Store, Update};
+    use crate::model::node::StateDoc;
+    use crate::state::{IndexConfig, SourceId, Store, Update};
     use std::sync::Arc;
 
     const IB_UUID: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";

@@ -3,9 +3,9 @@
 //! Names under `pxelinux.cfg/`, GRUB's names, `/ipxe/…`, `boot.ipxe` and `images/…` are
 //! virtual; everything else is a static file under the served roots.
 
-use crate::addr::{AnyAddr, Mac, PxelinuxName};
-use crate::node::NodeUuid;
-use crate::paths::{normalize, PathError};
+use crate::model::addr::{AnyAddr, Mac, PxelinuxName};
+use crate::model::node::NodeUuid;
+use crate::model::paths::{normalize, PathError};
 
 /// Who an `/ipxe/<…>` request names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::addr::{ClientId, Mac, SystemUuid};
+use crate::model::addr::{ClientId, Mac, SystemUuid};
 
 /// An Ironic node UUID. Distinct from [`SystemUuid`]: PXELINUX never asks for this one.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +18,7 @@ pub struct NodeUuid(pub [u8; 16]);
 
 impl NodeUuid {
     /// Parses the dashed (or bare) hex form, any case.
-    pub fn parse(s: &str) -> Result<Self, crate::addr::AddrError> {
+    pub fn parse(s: &str) -> Result<Self, crate::model::addr::AddrError> {
         SystemUuid::parse(s).map(|u| NodeUuid(u.0))
     }
 }

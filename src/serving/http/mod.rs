@@ -14,10 +14,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::app::{Answer, App};
-use crate::metrics::{Kind, Outcome, Protocol};
+use crate::model::resource::classify;
 use crate::render::Server;
-use crate::resource::classify;
+use crate::serving::app::{Answer, App};
+use crate::serving::metrics::{Kind, Outcome, Protocol};
 use files::{full, Body};
 
 /// HTTP settings (`[http]` in the config).
@@ -302,7 +302,7 @@ async fn route(
         }
     };
     m.request(Protocol::Http, kind, outcome);
-    let record = crate::journal::Record {
+    let record = crate::serving::journal::Record {
         protocol: Protocol::Http,
         client: peer.ip(),
         name: path.clone(),
@@ -313,7 +313,7 @@ async fn route(
         bytes: 0,
         duration_ms: 0,
         unknown: (outcome == Outcome::NotFound)
-            .then(|| crate::journal::AskedAddr::of(&res))
+            .then(|| crate::serving::journal::AskedAddr::of(&res))
             .flatten(),
     };
     files::counted(resp, journal_when_sent(app, record, started))
@@ -323,7 +323,7 @@ async fn route(
 /// [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
 fn journal_when_sent(
     app: &App,
-    mut record: crate::journal::Record,
+    mut record: crate::serving::journal::Record,
     started: std::time::Instant,
 ) -> files::OnSent {
     let (metrics, journal) = (app.metrics.clone(), app.journal.clone());
@@ -393,7 +393,7 @@ fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
 }
 
 /// Answers an over-cap connection with a plain 503 and closes it (bounded in time).
-async fn refuse(mut stream: tokio::net::TcpStream, e: crate::limits::LimitError) {
+async fn refuse(mut stream: tokio::net::TcpStream, e: crate::serving::limits::LimitError) {
     use tokio::io::AsyncWriteExt;
     let body = format!("ironpxe: {e}; retry later\n");
     let resp = format!(
@@ -431,7 +431,8 @@ pub async fn start(
         public_url: app.public_url.clone(),
         aliases: cfg.host_aliases.clone(),
     });
-    let limiter = crate::limits::Limiter::new(cfg.max_connections, cfg.max_connections_per_client);
+    let limiter =
+        crate::serving::limits::Limiter::new(cfg.max_connections, cfg.max_connections_per_client);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();

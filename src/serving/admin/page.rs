@@ -16,9 +16,9 @@ use serde_json::Value;
 use tera::{Context, Tera};
 
 use super::{plain, query_param, Admin, NodeView};
-use crate::http::files::{full, Body};
-use crate::journal::Event;
-use crate::node::NodeUuid;
+use crate::model::node::NodeUuid;
+use crate::serving::http::files::{full, Body};
+use crate::serving::journal::Event;
 
 /// Events the front page lists (the JS adds newer ones, keeping at most 200).
 const RECENT_EVENTS: usize = 100;
@@ -185,7 +185,7 @@ fn node(admin: &Admin, uuid: &NodeUuid, mut ctx: Context) -> Response<Body> {
 
 fn not_found(path: &str, mut ctx: Context) -> Response<Body> {
     // Decoded so the page names what was asked; the template escapes it.
-    let shown = crate::http::percent_decode(path).unwrap_or_else(|| path.to_owned());
+    let shown = crate::serving::http::percent_decode(path).unwrap_or_else(|| path.to_owned());
     ctx.insert("path", &shown);
     render("404.html", ctx, StatusCode::NOT_FOUND)
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::node::{Node, ProvisionState};
+use crate::model::node::{Node, ProvisionState};
 
 /// Why a ramdisk is booted: it picks the images and the callback parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -441,7 +441,7 @@ fn node_label(node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::StateDoc;
+    use crate::model::node::StateDoc;
     use serde_json::json;
 
     fn node(state: &str, extra_fields: serde_json::Value) -> Node {

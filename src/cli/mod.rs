@@ -1,5 +1,5 @@
 //! The command line: `addr`, `render`, `check`, `serve`, `dhcp` and `inspect` (`serve` runs
-//! in `crate::serve`; the others are here). Output formats here are part of the interface
+//! in `crate::serving::run`; the others are here). Output formats here are part of the interface
 //! operators script against, so they are tested.
 
 use std::collections::HashSet;
@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::addr::{self, AnyAddr, PxeHwAddr, PxelinuxName, SystemUuid};
 use crate::config::Config;
-use crate::node::NodeUuid;
+use crate::model::addr::{self, AnyAddr, PxeHwAddr, PxelinuxName, SystemUuid};
+use crate::model::node::NodeUuid;
 use crate::render::{Format, HwType, Renderer, Server};
-use crate::store::{dir::DirSource, IndexConfig, Match, Snapshot, Store};
+use crate::state::source::dir::DirSource;
+use crate::state::{IndexConfig, Match, Snapshot, Store};
 
 /// Network-boot server for OpenStack Ironic nodes, over Ethernet and InfiniBand.
 #[derive(Parser, Debug)]
@@ -217,7 +218,7 @@ fn reading_match<'a>(s: &'a Snapshot, r: &addr::Reading) -> Option<Match<'a>> {
     match r {
         Reading::EthernetMac(m) => s
             .by_mac(m)
-            .filter(|m| m.via == crate::store::Via::EthernetMac),
+            .filter(|m| m.via == crate::state::Via::EthernetMac),
         Reading::IbMac(m) => s.by_ib(&IbHwAddr::Mac(*m)),
         Reading::Guid(g) => s.by_guid(g),
         Reading::IpoibAddr(a) => s.by_guid(&a.guid()),
@@ -354,8 +355,8 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if let Some(r) = &renderer {
         problems.extend(render_problems(&snap, r));
     }
-    let policy = crate::images::policy::ImagePolicy::from_config(&cfg);
-    problems.extend(crate::images::refused_references(
+    let policy = crate::serving::images::policy::ImagePolicy::from_config(&cfg);
+    problems.extend(crate::serving::images::refused_references(
         &snap,
         &cfg.boot_config()?,
         &policy,
@@ -429,7 +430,7 @@ fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
 pub struct Live {
     pub store: Arc<Store>,
     pub renderer: Arc<Renderer>,
-    watches: Vec<crate::watch::WatchHandle>,
+    watches: Vec<crate::support::watch::WatchHandle>,
 }
 
 impl Live {
@@ -440,7 +441,7 @@ impl Live {
             Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
                 .map_err(|e| CliError(e.join("\n")))?,
         );
-        let debounce = crate::watch::Debounce::default();
+        let debounce = crate::support::watch::Debounce::default();
         let state_watch = DirSource::new(&cfg.state_dir)
             .watch(store.clone(), debounce)
             .map_err(|e| {
@@ -563,9 +564,10 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> 
         .build()
         .map_err(|e| CliError(format!("runtime: {e}")))?;
     let client = match &cfg.ironic.url {
-        Some(_) => {
-            Some(crate::ironic::Client::new(&cfg.ironic).map_err(|e| CliError(e.to_string()))?)
-        }
+        Some(_) => Some(
+            crate::state::source::ironic::Client::new(&cfg.ironic)
+                .map_err(|e| CliError(e.to_string()))?,
+        ),
         None => None,
     };
     let store = match &client {
@@ -573,8 +575,8 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> 
             let doc = rt.block_on(c.poll()).map_err(|e| CliError(e.to_string()))?;
             let store = Store::new(cfg.index_config()?);
             store.apply(vec![(
-                crate::store::SourceId::IronicApi,
-                crate::store::Update::Replace(doc),
+                crate::state::SourceId::IronicApi,
+                crate::state::Update::Replace(doc),
             )]);
             store
         }
@@ -583,7 +585,7 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> 
     let snap = store.current();
     let expected: Vec<ExpectedPort> = ifaces.iter().map(ExpectedPort::of).collect();
     let node = inspected_node(&snap, args.node.as_deref(), &expected)?;
-    let enrolled: Vec<crate::node::Port> = node
+    let enrolled: Vec<crate::model::node::Port> = node
         .and_then(|u| snap.node(&u))
         .map(|n| {
             n.ports
@@ -704,13 +706,13 @@ fn print_interface(
 
 /// Creates or patches the port through the API; returns what was done.
 async fn apply(
-    c: &crate::ironic::Client,
+    c: &crate::state::source::ironic::Client,
     finding: &crate::inspect::Finding,
     exp: &crate::inspect::ExpectedPort,
     node: &NodeUuid,
 ) -> Result<String, CliError> {
     use crate::inspect::Finding;
-    let err = |e: crate::ironic::IronicError| CliError(e.to_string());
+    let err = |e: crate::state::source::ironic::IronicError| CliError(e.to_string());
     match finding {
         Finding::Ok { .. } => Ok("nothing".into()),
         Finding::Missing => {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use crate::node::{Node, Port, StateDoc};
-use crate::store::{SourceError, SourceId, Store, Update};
+use crate::model::node::{Node, Port, StateDoc};
+use crate::state::{SourceError, SourceId, Store, Update};
 
 /// `[ironic]` in the config.
 #[derive(Clone, Deserialize, PartialEq, Default)]

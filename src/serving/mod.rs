@@ -1,0 +1,14 @@
+//! The servers: one [`app::App`] answers TFTP ([`tftp`]) and HTTP ([`http`]) requests from
+//! the live snapshot; the admin API and status page ([`admin`]), the image cache
+//! ([`images`]), the request journal, metrics and limits serve them. [`run`] starts it all.
+
+pub mod admin;
+pub mod app;
+pub mod http;
+pub mod images;
+pub mod journal;
+pub mod limits;
+pub mod metrics;
+pub mod roots;
+pub mod run;
+pub mod tftp;

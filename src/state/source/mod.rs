@@ -1,0 +1,6 @@
+//! Where node state comes from: a watched directory of Ironic JSON ([`dir`]) and the Ironic
+//! API itself ([`ironic`]). Both hand the store whole documents through the same
+//! [`Update`](crate::state::Update) shape.
+
+pub mod dir;
+pub mod ironic;
