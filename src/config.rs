@@ -355,6 +355,16 @@ impl Config {
         })
     }
 
+    /// Where ironpxe answers, for the DHCP output.
+    pub fn dhcp_listeners(&self) -> Result<crate::dhcp::Listeners, ConfigError> {
+        Ok(crate::dhcp::Listeners {
+            public_url: self.public_url(),
+            http_listen: self.http_listen,
+            tftp_listen: self.tftp_listen.clone(),
+            client_id_prefix: self.client_id_prefix()?,
+        })
+    }
+
     /// The client-id vendor prefix as bytes.
     pub fn client_id_prefix(&self) -> Result<[u8; 12], ConfigError> {
         let with_guid = format!(

@@ -357,7 +357,7 @@ fn serving_lab(tag: &str) -> (Lab, tempfile::TempDir) {
     let snap = load(state.path());
     let mut lab = Lab::new(tag);
     let hostsdir = lab.path("hosts");
-    let r = dhcp::sync_hostsdir(&hostsdir, &snap, &opts()).expect("sync");
+    let r = dhcp::sync_hostsdir(&hostsdir, &snap).expect("sync");
     assert_eq!(r.created.len(), 2, "{r:?}");
     lab.start_dnsmasq(&dhcp::dnsmasq_main(&dhcp::hosts(&snap), &opts()), &hostsdir);
     (lab, state)
@@ -570,7 +570,7 @@ fn hostsdir_follows_the_state_live_and_dnsmasq_survives_sighup_after_an_ib_match
     let hostsdir = lab.path("hosts");
     let pid_file = lab.path("dnsmasq.pid");
     let snap = load(state.path());
-    dhcp::sync_hostsdir(&hostsdir, &snap, &opts()).expect("sync");
+    dhcp::sync_hostsdir(&hostsdir, &snap).expect("sync");
     // The main snippet is written once; the IB node is not in the state yet.
     lab.start_dnsmasq(&dhcp::dnsmasq_main(&dhcp::hosts(&snap), &opts()), &hostsdir);
     let ib_file = hostsdir.join(format!("{}{IB_UUID}", dhcp::HOSTSDIR_PREFIX));
@@ -578,7 +578,7 @@ fn hostsdir_follows_the_state_live_and_dnsmasq_survives_sighup_after_an_ib_match
 
     // Enrol: a new file, read by dnsmasq through inotify without a restart or a signal.
     fs::write(state.path().join("ib.json"), ib_node()).expect("enrol");
-    let r = dhcp::sync_hostsdir(&hostsdir, &load(state.path()), &opts()).expect("sync");
+    let r = dhcp::sync_hostsdir(&hostsdir, &load(state.path())).expect("sync");
     assert_eq!(r.created, vec![ib_file.clone()]);
     assert!(!r.needs_sighup());
     let read_line = format!("read {}", ib_file.display());
@@ -594,7 +594,7 @@ fn hostsdir_follows_the_state_live_and_dnsmasq_survives_sighup_after_an_ib_match
 
     // Unenrol: the file goes, dnsmasq keeps serving the entry until SIGHUP.
     fs::remove_file(state.path().join("ib.json")).expect("unenrol");
-    let r = dhcp::sync_hostsdir(&hostsdir, &load(state.path()), &opts()).expect("sync");
+    let r = dhcp::sync_hostsdir(&hostsdir, &load(state.path())).expect("sync");
     assert_eq!(r.deleted, vec![ib_file.clone()]);
     assert!(r.needs_sighup());
     lab.set_client_mac("02:00:00:00:00:02");
@@ -670,7 +670,7 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
     let w = work.path();
 
     let dnsmasq_conf = w.join("dnsmasq.conf");
-    let out = dhcp::render(DhcpFormat::Dnsmasq, &snap, &opts());
+    let out = dhcp::generate(DhcpFormat::Dnsmasq, &snap, &opts());
     assert_eq!(
         out.warnings.len(),
         1,
@@ -697,7 +697,7 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
         &isc,
         format!(
             "subnet 192.0.2.0 netmask 255.255.255.0 {{ range 192.0.2.100 192.0.2.150; }}\n{}",
-            dhcp::render(DhcpFormat::Isc, &snap, &opts()).text
+            dhcp::generate(DhcpFormat::Isc, &snap, &opts()).text
         ),
     )
     .expect("write");
@@ -712,7 +712,7 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
             .success()
     );
 
-    let kea_text = dhcp::render(DhcpFormat::Kea, &snap, &opts()).text;
+    let kea_text = dhcp::generate(DhcpFormat::Kea, &snap, &opts()).text;
     let mut kea: serde_json::Value = serde_json::from_str(&kea_text).expect("kea json");
     kea["Dhcp4"]["subnet4"] = serde_json::json!([{
         "id": 1, "subnet": "192.0.2.0/24", "pools": [{"pool": "192.0.2.100-192.0.2.150"}]

@@ -513,8 +513,8 @@ pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     .config()?;
     let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
     let snap = store.current();
-    let (opts, option_warnings) = DhcpOptions::from_config(
-        &cfg,
+    let (opts, option_warnings) = DhcpOptions::derive(
+        &cfg.dhcp_listeners()?,
         args.http_url.as_deref(),
         args.next_server,
         &args.bios_boot,
@@ -529,13 +529,13 @@ pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     warnings.extend(snap.errors.iter().map(|e| format!("state: {e}")));
     let result = match (&args.hostsdir, args.format) {
         (Some(dir), DhcpFormat::Dnsmasq) => {
-            dhcp::sync_and_signal(dir, &snap, &opts, args.dnsmasq_pid_file.as_deref(), out)
+            dhcp::sync_and_signal(dir, &snap, args.dnsmasq_pid_file.as_deref(), out)
                 .map(|r| warnings.extend(r.warnings))
                 .map_err(|e| CliError(format!("{}: {e}", dir.display())))
         }
         (Some(_), _) => Err(CliError("--hostsdir needs --format dnsmasq".into())),
         (None, format) => {
-            let r = dhcp::render(format, &snap, &opts);
+            let r = dhcp::generate(format, &snap, &opts);
             warnings.extend(r.warnings);
             out.write_all(r.text.as_bytes()).map_err(io)
         }

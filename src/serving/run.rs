@@ -210,7 +210,6 @@ fn start_ironic(
 struct Hostsdir {
     dir: std::path::PathBuf,
     pid_file: Option<std::path::PathBuf>,
-    opts: crate::dhcp::DhcpOptions,
 }
 
 fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
@@ -218,21 +217,26 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
         return Ok(None);
     };
     let d = &cfg.dhcp;
-    let (opts, _) =
-        crate::dhcp::DhcpOptions::from_config(cfg, None, d.next_server, &d.bios_boot, &d.uefi_boot)
-            .map_err(|e| CliError(format!("[dhcp]: {e}")))?;
+    // Host files carry no boot options; derived only so a bad [dhcp] value fails at start.
+    crate::dhcp::DhcpOptions::derive(
+        &cfg.dhcp_listeners()?,
+        None,
+        d.next_server,
+        &d.bios_boot,
+        &d.uefi_boot,
+    )
+    .map_err(|e| CliError(format!("[dhcp]: {e}")))?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError(format!("[dhcp] hostsdir {}: {e}", dir.display())))?;
     Ok(Some(Hostsdir {
         dir,
         pid_file: d.dnsmasq_pid_file.clone(),
-        opts,
     }))
 }
 
 /// Writes the hostsdir for a snapshot and signals dnsmasq when it must forget entries.
 fn sync_hostsdir(h: &Hostsdir, snap: &crate::state::Snapshot) {
-    match crate::dhcp::sync_hostsdir(&h.dir, snap, &h.opts) {
+    match crate::dhcp::sync_hostsdir(&h.dir, snap) {
         Ok(r) => {
             if !(r.created.is_empty() && r.updated.is_empty() && r.deleted.is_empty()) {
                 tracing::info!(

@@ -1,0 +1,88 @@
+//! Neutron, read-only: the `extra_dhcp_opts` Ironic itself would set on each port.
+
+use super::*;
+
+/// Whether Ironic's boot interface for `node` hands out the iPXE (`tag:ipxe`) options, the
+/// PXE ones, or none. A node without `boot_interface` counts as iPXE (Ironic's default).
+fn neutron_boot(node: &Node) -> Option<bool> {
+    match node.boot_interface.as_deref() {
+        None => Some(true),
+        Some(bi) if bi.contains("ipxe") => Some(true),
+        Some(bi) if bi.contains("pxe") => Some(false),
+        Some(_) => None,
+    }
+}
+
+/// Ironic's boot mode: a `boot_mode` capability (instance first), else `uefi` (its default).
+fn uefi(node: &Node) -> bool {
+    let caps = [
+        node.instance_info.capabilities.as_ref(),
+        node.properties.capabilities.as_ref(),
+    ];
+    caps.into_iter()
+        .flatten()
+        .find_map(|c| crate::model::boot::capability(c, "boot_mode"))
+        .is_none_or(|m| m != "bios")
+}
+
+/// `--format neutron`: per provisioning port, the `extra_dhcp_opts` Ironic itself would set on
+/// its Neutron port (`61` client-id for IB ports, then the boot options of
+/// `pxe_utils.dhcp_options_for_instance`), as JSON. ironpxe never writes to Neutron. Boot file
+/// names are the ones given here (Ironic's `[pxe]` bootfile settings should match them); the
+/// PXE interface's `210` (TFTP path prefix) is left out: ironpxe has no TFTP root to name.
+pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
+    let mut ports = Vec::new();
+    for e in &h.entries {
+        let Some(node) = snap.node(&e.node).map(|n| &n.node) else {
+            continue;
+        };
+        let opt = |name: &str, value: String| json!({"opt_name": name, "opt_value": value, "ip_version": 4});
+        let mut dhcp_opts = Vec::new();
+        let mut notes: Vec<String> = e.notes.iter().map(ToString::to_string).collect();
+        if let Some(cid) = e.client_id() {
+            dhcp_opts.push(json!({"opt_name": "61", "opt_value": cid.to_string()}));
+        }
+        let boot_file = if uefi(node) {
+            &opts.uefi_boot
+        } else {
+            &opts.bios_boot
+        };
+        match neutron_boot(node) {
+            Some(true) => {
+                dhcp_opts.push(opt("tag:!ipxe,67", boot_file.to_string()));
+                dhcp_opts.push(opt("tag:ipxe,67", opts.http_url.boot_script()));
+            }
+            Some(false) => dhcp_opts.push(opt("67", boot_file.to_string())),
+            None => notes.push(
+                "boot interface does not boot from the network: Ironic sets no boot options".into(),
+            ),
+        }
+        match (neutron_boot(node), opts.next_server) {
+            (Some(_), Some(tftp)) => {
+                for name in ["66", "150", "server-ip-address"] {
+                    dhcp_opts.push(opt(name, tftp.to_string()));
+                }
+            }
+            (Some(_), None) => {
+                notes.push("no next-server given: 66, 150 and server-ip-address left out".into())
+            }
+            (None, _) => {}
+        }
+        let mut port = Map::new();
+        port.insert("node".into(), Value::String(e.node.to_string()));
+        if let Some(name) = &e.hostname {
+            port.insert("hostname".into(), Value::String(name.to_string()));
+        }
+        port.insert("port".into(), Value::String(e.port.to_string()));
+        port.insert("infiniband".into(), Value::Bool(e.is_infiniband()));
+        port.insert("extra_dhcp_opts".into(), Value::Array(dhcp_opts));
+        if !notes.is_empty() {
+            port.insert("notes".into(), json!(notes));
+        }
+        ports.push(Value::Object(port));
+    }
+    let mut text = serde_json::to_string_pretty(&Value::Array(ports))
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
+    text.push('\n');
+    text
+}

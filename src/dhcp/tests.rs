@@ -1,0 +1,690 @@
+use super::*;
+use crate::model::node::StateDoc;
+use crate::state::{IndexConfig, SourceId, Store, Update};
+use std::sync::Arc;
+
+const IB_UUID: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";
+const ETH_UUID: &str = "54ccbcf7-e036-4d44-91be-397df22a5ca5";
+const CID: &str = "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52";
+const IB_MAC: &str = "7c:fe:90:29:26:52";
+const ETH_MAC: &str = "52:54:00:12:34:56";
+
+fn snap(json: &str) -> Arc<Snapshot> {
+    let store = Store::new(IndexConfig::default());
+    let doc = StateDoc::from_slice(json.as_bytes()).expect("state parses");
+    store.apply(vec![(
+        SourceId::File("t.json".into()),
+        Update::Replace(doc),
+    )]);
+    store.current()
+}
+
+/// A node with `ports` (JSON objects), name and boot interface given as JSON values.
+fn node(uuid: &str, name: &str, boot: &str, ports: &[String]) -> String {
+    format!(
+        r#"{{"uuid": "{uuid}", "name": {name}, "boot_interface": {boot}, "ports": [{}]}}"#,
+        ports.join(",")
+    )
+}
+
+fn port(mac: &str, extra: &str) -> String {
+    format!(r#"{{"address": "{mac}", "extra": {{{extra}}}}}"#)
+}
+
+fn listing(nodes: &[String]) -> Arc<Snapshot> {
+    snap(&format!(r#"{{"nodes": [{}]}}"#, nodes.join(",")))
+}
+
+/// The IB node (client-id, fixed IP) and the Ethernet node (fixed IP).
+fn two_nodes() -> Arc<Snapshot> {
+    listing(&[
+        node(
+            IB_UUID,
+            r#""ib-node-1""#,
+            r#""pxe""#,
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.10""#),
+            )],
+        ),
+        node(
+            ETH_UUID,
+            r#""eth-node-1""#,
+            r#""ipxe""#,
+            &[port(ETH_MAC, r#""fixed_ip": "192.0.2.20""#)],
+        ),
+    ])
+}
+
+fn opts() -> DhcpOptions {
+    let mut o = DhcpOptions::new(HttpUrl::new("http://192.0.2.1:8080/").expect("url"));
+    o.next_server = Some(Ipv4Addr::new(192, 0, 2, 7));
+    o
+}
+
+fn mac(s: &str) -> Mac {
+    Mac::parse(s).expect("mac")
+}
+
+fn host_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("dhcp-host="))
+        .collect()
+}
+
+#[test]
+fn formats_parse_by_name() {
+    for f in DhcpFormat::ALL {
+        assert_eq!(f.name().parse::<DhcpFormat>(), Ok(f));
+    }
+    assert!(matches!(
+        "pxelinux".parse::<DhcpFormat>(),
+        Err(DhcpError::UnknownFormat(_))
+    ));
+}
+
+#[test]
+fn boot_files_and_urls_are_validated() {
+    for ok in [
+        "pxelinux.0",
+        "snponly.efi",
+        "ipxe/undionly.kpxe",
+        "grub+x64.efi",
+    ] {
+        assert_eq!(BootFile::new(ok).expect(ok).as_str(), ok);
+    }
+    let long = "a".repeat(128);
+    for bad in [
+        "",
+        "-x",
+        "a,b",
+        "a b",
+        "a\nb",
+        "a\"b",
+        "a#b",
+        "a;b",
+        long.as_str(),
+    ] {
+        assert!(BootFile::new(bad).is_err(), "{bad:?} accepted");
+    }
+    let u = HttpUrl::new(" http://192.0.2.1:8080/ ").expect("url");
+    assert_eq!(u.as_str(), "http://192.0.2.1:8080");
+    assert_eq!(u.boot_script(), "http://192.0.2.1:8080/boot.ipxe");
+    assert!(HttpUrl::new("https://[2001:db8::1]:8443/pxe?a=1&b=%20").is_ok());
+    let long = format!("http://{}", "a".repeat(120));
+    for bad in [
+        "ftp://x",
+        "http://",
+        "http:///x",
+        "192.0.2.1",
+        "http://a,b",
+        "http://a b",
+        "http://a\nb",
+        "http://a\"",
+        "http://a#b",
+        "http://a;b",
+        "http://a{b}",
+        "http://a\\b",
+        long.as_str(),
+    ] {
+        assert!(HttpUrl::new(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn hostnames_are_sanitized_to_one_safe_label() {
+    let cases = [
+        ("ib-node-1", Some("ib-node-1")),
+        ("Node_01.Example.COM", Some("node-01-example-com")),
+        ("  spaced   out  ", Some("spaced-out")),
+        ("3600", Some("node-3600")),
+        ("12h", Some("node-12h")),
+        ("ignore", Some("node-ignore")),
+        ("IGNORE", Some("node-ignore")),
+        ("infinite", Some("node-infinite")),
+        ("-lead", Some("lead")),
+        ("ünïcode", Some("n-code")),
+        (
+            "x,set:evil\ndhcp-option=3",
+            Some("x-set-evil-dhcp-option-3"),
+        ),
+        ("a\"; }\nhost evil {", Some("a-host-evil")),
+        ("", None),
+        ("---", None),
+        ("日本", None),
+    ];
+    for (name, want) in cases {
+        assert_eq!(
+            Hostname::sanitize(name).as_ref().map(Hostname::as_str),
+            want,
+            "{name:?}"
+        );
+    }
+    let long = Hostname::sanitize(&format!("{}-{}", "a".repeat(62), "b".repeat(10))).expect("long");
+    assert_eq!(long.as_str(), "a".repeat(62));
+    let digits = Hostname::sanitize(&"9".repeat(80)).expect("digits");
+    assert_eq!(digits.as_str().len(), 63);
+    assert!(digits.as_str().starts_with("node-9"));
+}
+
+#[test]
+fn ethernet_and_infiniband_ports_get_typed_entries() {
+    let h = hosts(&two_nodes());
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    assert_eq!(h.entries.len(), 2);
+    let eth = &h.entries[0];
+    assert_eq!(eth.node.to_string(), ETH_UUID);
+    assert_eq!(eth.ids, PortIds::Ethernet(mac(ETH_MAC)));
+    assert_eq!(dnsmasq_host(eth), "52:54:00:12:34:56,192.0.2.20,eth-node-1");
+    let ib = &h.entries[1];
+    assert!(ib.is_infiniband());
+    assert_eq!(ib.client_id().map(|c| c.to_string()).as_deref(), Some(CID));
+    assert_eq!(ib.mac(), Some(mac(IB_MAC)));
+    assert_eq!(
+        dnsmasq_host(ib),
+        format!("id:{CID},{IB_MAC},192.0.2.10,ib-node-1")
+    );
+    assert_eq!(
+        h.prefixes.iter().copied().collect::<Vec<_>>(),
+        vec![MELLANOX_CLIENT_ID_PREFIX]
+    );
+}
+
+#[test]
+fn bad_client_id_gets_ib_mac_only_with_note_and_warning() {
+    let s = listing(&[node(
+        IB_UUID,
+        r#""ib""#,
+        "null",
+        &[port(IB_MAC, r#""client-id": "ff:00:zz\nset:x""#)],
+    )]);
+    let h = hosts(&s);
+    let e = &h.entries[0];
+    assert_eq!(
+        e.ids,
+        PortIds::Infiniband {
+            client_id: None,
+            ib_mac: Some(mac(IB_MAC))
+        }
+    );
+    assert_eq!(e.notes, vec![Note::BadClientId]);
+    assert_eq!(dnsmasq_host(e), format!("{IB_MAC},ib"));
+    assert_eq!(h.warnings.len(), 1);
+    assert!(
+        h.warnings[0].contains("unusable extra.client-id"),
+        "{}",
+        h.warnings[0]
+    );
+    assert!(!h.warnings[0].contains('\n'), "raw text escaped");
+    let text = dnsmasq(&h, &opts());
+    assert!(text.contains("# extra.client-id did not parse"), "{text}");
+    assert!(
+        !text.contains("zz"),
+        "raw client-id never reaches the file:\n{text}"
+    );
+}
+
+#[test]
+fn entry_without_ip_or_name_is_identity_only() {
+    let s = listing(&[node(
+        IB_UUID,
+        "null",
+        "null",
+        &[port(IB_MAC, &format!(r#""client-id": "{CID}""#))],
+    )]);
+    let e = &hosts(&s).entries[0];
+    assert_eq!((e.ip, e.hostname.clone()), (None, None));
+    assert_eq!(dnsmasq_host(e), format!("id:{CID},{IB_MAC}"));
+}
+
+#[test]
+fn duplicates_follow_the_index_lower_uuid_wins() {
+    let low = "00000000-0000-4000-8000-000000000001";
+    let high = "ffffffff-0000-4000-8000-000000000002";
+    let s = listing(&[
+        node(
+            high,
+            r#""high""#,
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.10""#),
+            )],
+        ),
+        node(
+            low,
+            r#""low""#,
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.10""#),
+            )],
+        ),
+    ]);
+    let h = hosts(&s);
+    assert_eq!(h.entries.len(), 1, "{:?}", h.entries);
+    assert_eq!(h.entries[0].node.to_string(), low);
+    assert!(
+        h.warnings.iter().any(|w| w.contains(high)),
+        "{:?}",
+        h.warnings
+    );
+    // An Ethernet port with the IB port's 6 bytes wins the MAC; the IB port keeps its client-id.
+    let s = listing(&[
+        node(
+            low,
+            r#""eth""#,
+            "null",
+            &[port(IB_MAC, r#""fixed_ip": "192.0.2.20""#)],
+        ),
+        node(
+            high,
+            r#""ib""#,
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.20""#),
+            )],
+        ),
+    ]);
+    let h = hosts(&s);
+    let ib = h.entries.iter().find(|e| e.is_infiniband()).expect("ib");
+    assert_eq!(ib.mac(), None);
+    assert_eq!(ib.ip, None, "the fixed IP went to the lower UUID");
+    assert!(ib.notes.contains(&Note::MacTaken));
+    assert!(ib
+        .notes
+        .contains(&Note::IpTaken(Ipv4Addr::new(192, 0, 2, 20))));
+    assert_eq!(dnsmasq_host(ib), format!("id:{CID},ib"));
+}
+
+#[test]
+fn ports_without_pxe_are_left_out() {
+    let s = snap(&format!(
+        r#"{{"uuid": "{ETH_UUID}", "ports": [{{"address": "{ETH_MAC}", "pxe_enabled": false}}]}}"#
+    ));
+    assert!(hosts(&s).entries.is_empty());
+}
+
+#[test]
+fn dnsmasq_main_tags_ib_by_prefix_and_boots_by_client_type() {
+    let other = "ff:00:00:00:00:00:02:00:00:15:4d:00:11:22:33:44:55:66:77:88";
+    let s = listing(&[node(
+        ETH_UUID,
+        r#""n""#,
+        "null",
+        &[port(
+            "11:22:33:66:77:88",
+            &format!(r#""client-id": "{other}""#),
+        )],
+    )]);
+    let h = hosts(&s);
+    let main = dnsmasq_main(&h, &opts());
+    assert!(main.contains(
+        "dhcp-match=set:ironpxe-ib,option:client-id,ff:00:00:00:00:00:02:00:00:02:c9:00\n"
+    ));
+    assert!(main.contains(
+        "dhcp-match=set:ironpxe-ib,option:client-id,ff:00:00:00:00:00:02:00:00:15:4d:00\n"
+    ));
+    for line in [
+        "dhcp-broadcast=tag:ironpxe-ib",
+        "dhcp-userclass=set:ironpxe-ipxe,iPXE",
+        "dhcp-match=set:ironpxe-ipxe,175",
+        "dhcp-match=set:ironpxe-efi,option:client-arch,7",
+        "dhcp-match=set:ironpxe-efi,option:client-arch,9",
+        "dhcp-boot=tag:ironpxe-ipxe,http://192.0.2.1:8080/boot.ipxe,,192.0.2.7",
+        "dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-efi,snponly.efi,,192.0.2.7",
+        "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-efi,pxelinux.0,,192.0.2.7",
+    ] {
+        assert!(main.lines().any(|l| l == line), "{line} missing:\n{main}");
+    }
+    let mut o = opts();
+    o.next_server = None;
+    o.bios_boot = BootFile::new("undionly.kpxe").expect("file");
+    let main = dnsmasq_main(&h, &o);
+    assert!(main
+        .lines()
+        .any(|l| l == "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-efi,undionly.kpxe"));
+    assert!(!main.contains(",,"), "{main}");
+}
+
+#[test]
+fn dnsmasq_output_is_main_snippet_then_untagged_hosts() {
+    let text = dnsmasq(&hosts(&two_nodes()), &opts());
+    let hosts = host_lines(&text);
+    assert_eq!(
+        hosts,
+        vec![
+            "52:54:00:12:34:56,192.0.2.20,eth-node-1".to_owned(),
+            format!("id:{CID},{IB_MAC},192.0.2.10,ib-node-1"),
+        ]
+    );
+    assert!(hosts
+        .iter()
+        .all(|l| !l.contains("set:") && !l.contains("tag:")));
+    let first_host = text.find("dhcp-host=").expect("hosts");
+    assert!(text.rfind("dhcp-boot=").expect("boot") < first_host);
+}
+
+#[test]
+fn isc_declares_one_host_per_identity() {
+    let text = isc(&hosts(&two_nodes()), &opts());
+    assert!(text.contains("option ironpxe-client-arch code 93 = unsigned integer 16;"));
+    assert!(text.contains(
+        "if exists user-class and option user-class = \"iPXE\" {\n  filename \"http://192.0.2.1:8080/boot.ipxe\";"
+    ));
+    assert!(text.contains(
+        "} elsif option ironpxe-client-arch = 00:07 or option ironpxe-client-arch = 00:09 {\n  filename \"snponly.efi\";"
+    ));
+    assert!(text.contains("} else {\n  filename \"pxelinux.0\";\n}"));
+    assert!(text.contains("next-server 192.0.2.7;"));
+    let cid_host = format!(
+        "host ironpxe-7cfe90292652-cid {{\n  # node {IB_UUID} port {IB_MAC} (InfiniBand: RFC 4390 client-id and upstream-iPXE IB MAC)\n  option dhcp-client-identifier {CID};\n  always-broadcast on;\n  fixed-address 192.0.2.10;\n  option host-name \"ib-node-1\";\n}}"
+    );
+    assert!(text.contains(&cid_host), "{text}");
+    assert!(text.contains(
+        "host ironpxe-7cfe90292652 {\n  # node d962231e-c2c4-415e-a7f1-1b765be00bda port 7c:fe:90:29:26:52 (InfiniBand: RFC 4390 client-id and upstream-iPXE IB MAC)\n  hardware ethernet 7c:fe:90:29:26:52;\n  fixed-address 192.0.2.10;"
+    ));
+    assert!(text.contains(
+        "host ironpxe-525400123456 {\n  # node 54ccbcf7-e036-4d44-91be-397df22a5ca5 port 52:54:00:12:34:56 (Ethernet)\n  hardware ethernet 52:54:00:12:34:56;\n  fixed-address 192.0.2.20;\n  option host-name \"eth-node-1\";\n}"
+    ));
+    assert_eq!(text.matches("always-broadcast").count(), 1);
+    assert_eq!(text.matches('{').count(), text.matches('}').count());
+}
+
+#[test]
+fn kea_reserves_both_ib_identities_with_one_address() {
+    let h = hosts(&two_nodes());
+    let v: Value = serde_json::from_str(&kea(&h, &opts())).expect("json");
+    let d = &v["Dhcp4"];
+    assert_eq!(d["ip-reservations-unique"], false);
+    assert_eq!(d["next-server"], "192.0.2.7");
+    assert!(d["comment"]
+        .as_str()
+        .expect("comment")
+        .contains("dhcp-socket-type"));
+    let r = d["reservations"].as_array().expect("reservations");
+    assert_eq!(r.len(), 3);
+    let by = |k: &str, v: &str| r.iter().find(|x| x[k] == v).expect(v);
+    assert_eq!(by("client-id", CID)["ip-address"], "192.0.2.10");
+    assert_eq!(by("hw-address", IB_MAC)["ip-address"], "192.0.2.10");
+    assert_eq!(by("hw-address", ETH_MAC)["ip-address"], "192.0.2.20");
+    assert_eq!(by("hw-address", ETH_MAC)["hostname"], "eth-node-1");
+    let classes = d["client-classes"].as_array().expect("classes");
+    assert_eq!(
+        classes[0]["boot-file-name"],
+        "http://192.0.2.1:8080/boot.ipxe"
+    );
+    assert_eq!(classes[1]["boot-file-name"], "snponly.efi");
+    assert_eq!(classes[2]["boot-file-name"], "pxelinux.0");
+    let r = render(DhcpFormat::Kea, &two_nodes(), &opts());
+    assert!(r.warnings.iter().any(|w| w.starts_with("kea: ")));
+}
+
+#[test]
+fn neutron_lists_what_ironic_would_set() {
+    let s = listing(&[
+        node(
+            IB_UUID,
+            r#""ib-node-1""#,
+            r#""pxe""#,
+            &[port(IB_MAC, &format!(r#""client-id": "{CID}""#))],
+        ),
+        node(ETH_UUID, r#""eth""#, r#""ipxe""#, &[port(ETH_MAC, "")]),
+        node(
+            "11111111-2222-4333-8444-555555555555",
+            r#""vmedia""#,
+            r#""redfish-virtual-media""#,
+            &[port("52:54:00:00:00:09", "")],
+        ),
+    ]);
+    let v: Value =
+        serde_json::from_str(&render(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
+    let ports = v.as_array().expect("array");
+    let find = |p: &str| ports.iter().find(|x| x["port"] == p).expect(p);
+    let names = |x: &Value| -> Vec<(String, String)> {
+        x["extra_dhcp_opts"]
+            .as_array()
+            .expect("opts")
+            .iter()
+            .map(|o| {
+                (
+                    o["opt_name"].as_str().expect("name").to_owned(),
+                    o["opt_value"].as_str().expect("value").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        names(find(IB_MAC)),
+        vec![
+            pair("61", CID),
+            pair("67", "snponly.efi"),
+            pair("66", "192.0.2.7"),
+            pair("150", "192.0.2.7"),
+            pair("server-ip-address", "192.0.2.7"),
+        ]
+    );
+    assert_eq!(find(IB_MAC)["infiniband"], true);
+    assert_eq!(
+        names(find(ETH_MAC))[..2],
+        [
+            pair("tag:!ipxe,67", "snponly.efi"),
+            pair("tag:ipxe,67", "http://192.0.2.1:8080/boot.ipxe"),
+        ]
+    );
+    let vm = find("52:54:00:00:00:09");
+    assert!(names(vm).is_empty());
+    assert!(vm["notes"][0]
+        .as_str()
+        .expect("note")
+        .contains("sets no boot options"));
+    // boot_mode:bios picks the BIOS boot file.
+    let s = snap(&format!(
+        r#"{{"uuid": "{ETH_UUID}", "boot_interface": "ipxe", "properties": {{"capabilities": "boot_mode:bios"}}, "ports": [{{"address": "{ETH_MAC}"}}]}}"#
+    ));
+    let v: Value =
+        serde_json::from_str(&render(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
+    assert_eq!(v[0]["extra_dhcp_opts"][0]["opt_value"], "pxelinux.0");
+}
+
+#[test]
+fn hostile_node_names_never_inject_in_any_format() {
+    let evil = [
+        "x,set:evil\ndhcp-option=3,6.6.6.6",
+        "a\"; }\nhost evil { hardware ethernet 66:66:66:66:66:66; }",
+        "ignore",
+        "3600",
+        "\",\"hw-address\":\"66:66:66:66:66:66",
+        "#comment\r\ndhcp-boot=evil",
+    ];
+    for name in evil {
+        let s = listing(&[node(
+            IB_UUID,
+            &serde_json::to_string(name).expect("json"),
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.10""#),
+            )],
+        )]);
+        let want = Hostname::sanitize(name).expect("some name survives");
+        for f in DhcpFormat::ALL {
+            let text = render(f, &s, &opts()).text;
+            // The name's words appear only inside the sanitized host name.
+            let rest = text.replace(want.as_str(), "");
+            assert!(
+                !rest.contains("evil") && !rest.contains("6.6.6.6"),
+                "{f}: {text}"
+            );
+            assert!(!text.contains("66:66:66:66:66:66"), "{f}: {text}");
+            assert!(!text.contains('\r'), "{f}");
+            match f {
+                DhcpFormat::Dnsmasq => {
+                    let hosts = host_lines(&text);
+                    assert_eq!(
+                        hosts,
+                        vec![format!("id:{CID},{IB_MAC},192.0.2.10,{want}")],
+                        "{name:?}"
+                    );
+                    for l in text.lines() {
+                        assert!(
+                            l.is_empty() || l.starts_with('#') || l.starts_with("dhcp-"),
+                            "{l:?}"
+                        );
+                    }
+                }
+                DhcpFormat::Isc => {
+                    assert_eq!(text.matches("\nhost ").count(), 2, "{text}");
+                    assert_eq!(
+                        text.matches(&format!("option host-name \"{want}\";"))
+                            .count(),
+                        2
+                    );
+                    assert_eq!(text.matches('"').count() % 2, 0);
+                }
+                DhcpFormat::Kea | DhcpFormat::Neutron => {
+                    let v: Value = serde_json::from_str(&text).expect("json");
+                    assert!(text.contains(&format!("\"hostname\": \"{want}\"")), "{v}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn hostsdir_sync_writes_renames_and_deletes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("hosts");
+    fs::create_dir(&d).expect("mkdir");
+    fs::write(d.join("operator-static"), "aa:bb:cc:dd:ee:ff,10.0.0.1\n").expect("foreign");
+    fs::write(d.join(format!(".{HOSTSDIR_PREFIX}{ETH_UUID}.tmp")), "half").expect("leftover");
+    let r = sync_hostsdir(&d, &two_nodes()).expect("sync");
+    assert_eq!(r.created.len(), 2);
+    assert!(r.deleted.is_empty() && r.updated.is_empty() && !r.needs_sighup());
+    let ib_file = d.join(format!("{HOSTSDIR_PREFIX}{IB_UUID}"));
+    let body = fs::read_to_string(&ib_file).expect("ib file");
+    let lines: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        vec![format!("id:{CID},{IB_MAC},192.0.2.10,ib-node-1")]
+    );
+    assert!(!body.contains("dhcp-host=") && !body.contains("set:"));
+    let mut names: Vec<String> = fs::read_dir(&d)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            format!("{HOSTSDIR_PREFIX}{ETH_UUID}"),
+            format!("{HOSTSDIR_PREFIX}{IB_UUID}"),
+            "operator-static".to_owned(),
+        ],
+        "leftover dotfile removed, foreign file kept"
+    );
+
+    let r = sync_hostsdir(&d, &two_nodes()).expect("again");
+    assert_eq!(r.unchanged, 2);
+    assert!(!r.needs_sighup());
+
+    // A changed address rewrites one file: dnsmasq keeps the old entry until SIGHUP.
+    let moved = listing(&[
+        node(
+            IB_UUID,
+            r#""ib-node-1""#,
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.11""#),
+            )],
+        ),
+        node(
+            ETH_UUID,
+            r#""eth-node-1""#,
+            "null",
+            &[port(ETH_MAC, r#""fixed_ip": "192.0.2.20""#)],
+        ),
+    ]);
+    let r = sync_hostsdir(&d, &moved).expect("update");
+    assert_eq!(r.updated, vec![ib_file.clone()]);
+    assert!(r.needs_sighup());
+
+    // The IB node leaves: its file goes.
+    let only_eth = listing(&[node(
+        ETH_UUID,
+        r#""eth-node-1""#,
+        "null",
+        &[port(ETH_MAC, r#""fixed_ip": "192.0.2.20""#)],
+    )]);
+    let r = sync_hostsdir(&d, &only_eth).expect("delete");
+    assert_eq!(r.deleted, vec![ib_file.clone()]);
+    assert!(r.needs_sighup());
+    assert!(!ib_file.exists());
+    assert!(d.join("operator-static").exists());
+}
+
+#[test]
+fn sighup_refuses_anything_but_one_real_pid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("pid");
+    for bad in ["", "0", "1", "-1", " 12 34", "abc", "99999999999"] {
+        fs::write(&f, bad).expect("write");
+        let e = sighup(&f).expect_err(bad);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}: {e}");
+    }
+    assert!(sighup(&dir.path().join("missing")).is_err());
+    let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+    fs::write(&f, format!("{}\n", child.id())).expect("write");
+    sighup(&f).expect("sighup");
+    let status = child.wait().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(1), "ended by SIGHUP");
+    // The PID is gone now: kill fails and says so.
+    assert!(sighup(&f).is_err());
+}
+
+#[test]
+fn options_default_from_config() {
+    // The settings file's defaults.
+    let mut cfg = Listeners {
+        public_url: None,
+        http_listen: "127.0.0.1:8080".parse().expect("addr"),
+        tftp_listen: vec!["127.0.0.1:6969".parse().expect("addr")],
+        client_id_prefix: MELLANOX_CLIENT_ID_PREFIX,
+    };
+    let (o, warnings) = DhcpOptions::derive(&cfg, None, None, DEFAULT_BIOS_BOOT, DEFAULT_UEFI_BOOT)
+        .expect("defaults");
+    assert_eq!(o.http_url.as_str(), "http://127.0.0.1:8080");
+    assert_eq!(o.next_server, None);
+    assert_eq!(o.client_id_prefixes, vec![MELLANOX_CLIENT_ID_PREFIX]);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    cfg.public_url = Some("http://pxe.example:8080".into());
+    cfg.tftp_listen = vec![
+        "127.0.0.1:69".parse().expect("addr"),
+        "192.0.2.5:69".parse().expect("addr"),
+    ];
+    let (o, warnings) =
+        DhcpOptions::derive(&cfg, None, None, "undionly.kpxe", DEFAULT_UEFI_BOOT).expect("config");
+    assert_eq!(
+        o.http_url.boot_script(),
+        "http://pxe.example:8080/boot.ipxe"
+    );
+    assert_eq!(o.next_server, Some(Ipv4Addr::new(192, 0, 2, 5)));
+    assert_eq!(o.bios_boot.as_str(), "undionly.kpxe");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (o, _) = DhcpOptions::derive(
+        &cfg,
+        Some("http://192.0.2.9"),
+        Some(Ipv4Addr::new(192, 0, 2, 8)),
+        DEFAULT_BIOS_BOOT,
+        DEFAULT_UEFI_BOOT,
+    )
+    .expect("flags win");
+    assert_eq!(o.http_url.as_str(), "http://192.0.2.9");
+    assert_eq!(o.next_server, Some(Ipv4Addr::new(192, 0, 2, 8)));
+    assert!(DhcpOptions::derive(&cfg, Some("http://a b"), None, "x", "y").is_err());
+    assert!(DhcpOptions::derive(&cfg, None, None, "a,b", "y").is_err());
+}
