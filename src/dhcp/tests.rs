@@ -417,7 +417,7 @@ fn kea_reserves_both_ib_identities_with_one_address() {
     );
     assert_eq!(classes[1]["boot-file-name"], "snponly.efi");
     assert_eq!(classes[2]["boot-file-name"], "pxelinux.0");
-    let r = render(DhcpFormat::Kea, &two_nodes(), &opts());
+    let r = generate(DhcpFormat::Kea, &two_nodes(), &opts());
     assert!(r.warnings.iter().any(|w| w.starts_with("kea: ")));
 }
 
@@ -439,7 +439,7 @@ fn neutron_lists_what_ironic_would_set() {
         ),
     ]);
     let v: Value =
-        serde_json::from_str(&render(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
+        serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
     let ports = v.as_array().expect("array");
     let find = |p: &str| ports.iter().find(|x| x["port"] == p).expect(p);
     let names = |x: &Value| -> Vec<(String, String)> {
@@ -485,7 +485,7 @@ fn neutron_lists_what_ironic_would_set() {
         r#"{{"uuid": "{ETH_UUID}", "boot_interface": "ipxe", "properties": {{"capabilities": "boot_mode:bios"}}, "ports": [{{"address": "{ETH_MAC}"}}]}}"#
     ));
     let v: Value =
-        serde_json::from_str(&render(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
+        serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
     assert_eq!(v[0]["extra_dhcp_opts"][0]["opt_value"], "pxelinux.0");
 }
 
@@ -511,7 +511,7 @@ fn hostile_node_names_never_inject_in_any_format() {
         )]);
         let want = Hostname::sanitize(name).expect("some name survives");
         for f in DhcpFormat::ALL {
-            let text = render(f, &s, &opts()).text;
+            let text = generate(f, &s, &opts()).text;
             // The name's words appear only inside the sanitized host name.
             let rest = text.replace(want.as_str(), "");
             assert!(
