@@ -1,6 +1,5 @@
-//! `ironpxe`: wiring only. The subcommands `addr`, `render`, `check`, `dhcp` and `inspect` live
-//! in `cli`, `serve` in `serve`; the hidden `__render-worker` (a child of `serve`) in
-//! `render::worker`.
+//! `ironpxe`: wiring only. Each subcommand lives in `cli::<name>` (`serve` starts
+//! `serving::run`); the hidden `__render-worker` (a child of `serve`) in `render::worker`.
 
 #![deny(unsafe_code)]
 
@@ -28,14 +27,14 @@ fn main() -> ExitCode {
         Command::Addr(a) => cli::addr(a, &mut stdout.lock()),
         Command::Render(a) => cli::render(a, &mut stdout.lock(), &mut stderr.lock()),
         Command::Check(a) => cli::check(a, &mut stdout.lock()),
-        Command::Serve(a) => ironpxe::serving::run::run(a),
+        Command::Serve(a) => cli::serve(a),
         Command::Dhcp(a) => cli::dhcp(a, &mut stdout.lock()),
         Command::Inspect(a) => cli::inspect(a, &mut stdout.lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(stderr.lock(), "ironpxe: {e}");
+            let _ = writeln!(stderr.lock(), "ironpxe: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,46 +1,30 @@
 //! `ironpxe serve`: one process holding the live state, the renderer, the image cache and
 //! both servers (HTTP on tokio, TFTP on its own threads).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::{CliError, Live, ServeArgs};
 use crate::config::Config;
+use crate::render::Renderer;
 use crate::serving::app::App;
 use crate::serving::images::ImageCache;
 use crate::serving::metrics::Metrics;
 use crate::serving::roots::Roots;
+use crate::state::Store;
+use anyhow::{anyhow, Context, Result};
 
-/// Builds the runtime and runs until SIGINT or SIGTERM.
-pub fn run(args: &ServeArgs) -> Result<(), CliError> {
-    let cfg = serve_config(args)?;
+/// Builds the runtime and serves `cfg` until SIGINT or SIGTERM; `config_file` is re-read on
+/// SIGHUP and never served as an image.
+pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError(format!("starting the runtime: {e}")))?;
-    rt.block_on(serve(cfg, args.state.config.clone()))
+        .context("starting the runtime")?;
+    rt.block_on(serve(cfg, config_file))
 }
 
-/// The config file with `serve`'s own flags applied.
-pub fn serve_config(args: &ServeArgs) -> Result<Config, CliError> {
-    let mut cfg = args.state.config()?;
-    if let Some(r) = &args.tftp_root {
-        cfg.tftp_root = r.clone();
-    }
-    if !args.tftp_listen.is_empty() {
-        cfg.tftp_listen = args.tftp_listen.clone();
-    }
-    if let Some(h) = args.http_listen {
-        cfg.http_listen = h;
-    }
-    if let Some(u) = &args.ironic_url {
-        cfg.ironic.url = Some(u.clone());
-    }
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(), CliError> {
+async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<()> {
     raise_open_file_limit(&cfg);
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
@@ -55,12 +39,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         tokio::runtime::Handle::current(),
         metrics.clone(),
     )
-    .map_err(|e| {
-        CliError(format!(
-            "image cache {}: {e}",
-            cfg.image_cache_dir.display()
-        ))
-    })?;
+    .map_err(|e| anyhow!("image cache {}: {e}", cfg.image_cache_dir.display()))?;
     let ironic = start_ironic(&cfg, &live)?;
     let app = Arc::new(App {
         store: live.store.clone(),
@@ -78,14 +57,14 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let hostsdir = dhcp_hostsdir(&cfg)?;
     let http = crate::serving::http::start(app.clone(), cfg.http_listen, cfg.http.clone())
         .await
-        .map_err(|e| CliError(format!("HTTP listen {}: {e}", cfg.http_listen)))?;
+        .with_context(|| format!("HTTP listen {}", cfg.http_listen))?;
     // Prefetch only once the HTTP server listens: an image may be on ironpxe's own HTTP
     // server (the shipped example's are), and fetched before the bind it is refused.
     images.update(&app.store.current(), &app.renderer.boot_config());
     start_state_thread(app.clone(), hostsdir)?;
     let tftp =
         crate::serving::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
-            .map_err(|e| CliError(format!("TFTP listen {:?}: {e}", cfg.tftp_listen)))?;
+            .with_context(|| format!("TFTP listen {:?}", cfg.tftp_listen))?;
     let snap = app.store.current();
     tracing::info!(
         http = %http.local,
@@ -124,17 +103,12 @@ fn tftp_roots(cfg: &Config) -> Vec<std::path::PathBuf> {
 }
 
 /// Starts the admin API and page when `[admin] listen` is set.
-async fn start_admin(
-    cfg: &Config,
-    app: &Arc<App>,
-) -> Result<Option<std::net::SocketAddr>, CliError> {
+async fn start_admin(cfg: &Config, app: &Arc<App>) -> Result<Option<std::net::SocketAddr>> {
     let (Some(listen), Some(journal)) = (cfg.admin.listen, app.journal.clone()) else {
         return Ok(None);
     };
     let token = match &cfg.admin.token_file {
-        Some(f) => Some(
-            crate::serving::admin::access::Token::read(f).map_err(|e| CliError(e.to_string()))?,
-        ),
+        Some(f) => Some(crate::serving::admin::access::Token::read(f)?),
         None => None,
     };
     let admin = Arc::new(crate::serving::admin::Admin {
@@ -147,7 +121,7 @@ async fn start_admin(
     });
     let local = crate::serving::admin::start(admin, listen)
         .await
-        .map_err(|e| CliError(format!("[admin] listen {listen}: {e}")))?;
+        .with_context(|| format!("[admin] listen {listen}"))?;
     Ok(Some(local))
 }
 
@@ -186,12 +160,11 @@ fn open_files_needed(cfg: &Config) -> u64 {
 fn start_ironic(
     cfg: &Config,
     live: &Live,
-) -> Result<Option<Arc<crate::state::source::ironic::PollState>>, CliError> {
+) -> Result<Option<Arc<crate::state::source::ironic::PollState>>> {
     if cfg.ironic.url.is_none() {
         return Ok(None);
     }
-    let client = crate::state::source::ironic::Client::new(&cfg.ironic)
-        .map_err(|e| CliError(e.to_string()))?;
+    let client = crate::state::source::ironic::Client::new(&cfg.ironic)?;
     let cache = cfg.ironic_cache();
     crate::state::source::ironic::load_cache(&live.store, &cache);
     let state = Arc::new(crate::state::source::ironic::PollState::default());
@@ -212,7 +185,7 @@ struct Hostsdir {
     pid_file: Option<std::path::PathBuf>,
 }
 
-fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
+fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>> {
     let Some(dir) = cfg.dhcp.hostsdir.clone() else {
         return Ok(None);
     };
@@ -225,9 +198,8 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>, CliError> {
         &d.bios_boot,
         &d.uefi_boot,
     )
-    .map_err(|e| CliError(format!("[dhcp]: {e}")))?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError(format!("[dhcp] hostsdir {}: {e}", dir.display())))?;
+    .context("[dhcp]")?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("[dhcp] hostsdir {}: {e}", dir.display()))?;
     Ok(Some(Hostsdir {
         dir,
         pid_file: d.dnsmasq_pid_file.clone(),
@@ -262,12 +234,12 @@ fn sync_hostsdir(h: &Hostsdir, snap: &crate::state::Snapshot) {
 /// a tokio task: a generation of many nodes costs a boot decision and a synced file write per
 /// node, and on a runtime worker that stalls the HTTP requests queued behind it — all of them
 /// on a one-CPU machine, whose runtime has one worker.
-fn start_state_thread(app: Arc<App>, hostsdir: Option<Hostsdir>) -> Result<(), CliError> {
+fn start_state_thread(app: Arc<App>, hostsdir: Option<Hostsdir>) -> Result<()> {
     let rt = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("state".into())
         .spawn(move || follow_state(&app, hostsdir.as_ref(), &rt))
-        .map_err(|e| CliError(format!("starting the state thread: {e}")))?;
+        .context("starting the state thread")?;
     Ok(())
 }
 
@@ -336,6 +308,44 @@ async fn drain_tftp(app: &App, grace: Duration) {
     let left = app.metrics.tftp_sessions();
     if left > 0 {
         tracing::warn!(transfers = left, "TFTP transfers still running at exit");
+    }
+}
+
+/// Keeps state and templates live; the servers attach to the same store and renderer.
+pub struct Live {
+    pub store: Arc<Store>,
+    pub renderer: Arc<Renderer>,
+    watches: Vec<crate::support::watch::WatchHandle>,
+}
+
+impl Live {
+    /// Loads everything once and starts watching; fails only on what cannot be served at all.
+    pub fn start(cfg: &Config) -> Result<Live> {
+        let store = Arc::new(Store::new(cfg.index_config()?));
+        let renderer = Arc::new(
+            Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
+                .map_err(|e| anyhow!(e.join("\n")))?,
+        );
+        let debounce = crate::support::watch::Debounce::default();
+        let state_watch = crate::state::source::dir::DirSource::new(&cfg.state_dir)
+            .watch(store.clone(), debounce)
+            .map_err(|e| anyhow!("watching state directory {}: {e}", cfg.state_dir.display()))?;
+        let template_watch = renderer
+            .watch(debounce)
+            .map_err(|e| anyhow!("watching templates {}: {e}", cfg.templates.display()))?;
+        Ok(Live {
+            store,
+            renderer,
+            watches: vec![state_watch, template_watch],
+        })
+    }
+
+    /// Rescans the state directory and reloads the templates now (SIGHUP).
+    pub fn rescan(&self) {
+        for w in &self.watches {
+            w.poke();
+        }
+        self.renderer.reload();
     }
 }
 

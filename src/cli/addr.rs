@@ -1,0 +1,87 @@
+//! `ironpxe addr`: every form derivable from one hardware address, and what it matches.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::Config;
+use crate::model::addr::{self, AnyAddr};
+use crate::state::{IndexConfig, Match, Snapshot, Store};
+
+use super::{describe, load_state};
+use anyhow::{Context, Result};
+
+#[derive(Args, Debug)]
+pub struct AddrArgs {
+    /// MAC, IB MAC, GUID, IPoIB address or client-id, in any spelling.
+    pub address: String,
+    /// Also say which enrolled port and node the address matches.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Vendor prefix for client-ids derived from a GUID.
+    #[arg(long, default_value = "ff:00:00:00:00:00:02:00:00:02:c9:00")]
+    pub client_id_prefix: String,
+}
+
+/// `ironpxe addr`.
+pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<()> {
+    let parsed = AnyAddr::parse(&args.address)?;
+    let prefix = Config {
+        index: crate::config::IndexSection {
+            client_id_prefix: args.client_id_prefix.clone(),
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+    .client_id_prefix()?;
+    let store = match &args.state_dir {
+        Some(d) => Some(load_state(d, IndexConfig::default())?),
+        None => None,
+    };
+    let snap = store.as_ref().map(Store::current);
+    let readings = parsed.readings();
+    for (i, reading) in readings.iter().enumerate() {
+        if i > 0 {
+            writeln!(out).context("writing output")?;
+        }
+        if readings.len() > 1 {
+            writeln!(out, "reading: {} of {}", i + 1, readings.len()).context("writing output")?;
+        }
+        let d = addr::derive(reading, prefix);
+        let rows = [
+            ("kind", d.kind.to_owned()),
+            ("mac", d.mac),
+            ("guid", d.guid),
+            ("ib_mac", d.ib_mac),
+            ("client_id", d.client_id),
+            ("ipoib_addr", d.ipoib_addr),
+            ("pxelinux_names", d.pxelinux_names.join(" ")),
+            ("ipxe_name", d.ipxe_name),
+        ];
+        for (k, v) in rows {
+            writeln!(out, "{k}: {v}").context("writing output")?;
+        }
+        if let Some(note) = d.note {
+            writeln!(out, "note: {note}").context("writing output")?;
+        }
+        if let Some(s) = &snap {
+            writeln!(out, "match: {}", describe(reading_match(s, reading)))
+                .context("writing output")?;
+        }
+    }
+    Ok(())
+}
+
+fn reading_match<'a>(s: &'a Snapshot, r: &addr::Reading) -> Option<Match<'a>> {
+    use addr::{IbHwAddr, Reading};
+    match r {
+        Reading::EthernetMac(m) => s
+            .by_mac(m)
+            .filter(|m| m.via == crate::state::Via::EthernetMac),
+        Reading::IbMac(m) => s.by_ib(&IbHwAddr::Mac(*m)),
+        Reading::Guid(g) => s.by_guid(g),
+        Reading::IpoibAddr(a) => s.by_guid(&a.guid()),
+        Reading::ClientId(c) => s.by_guid(&c.guid()),
+    }
+}
