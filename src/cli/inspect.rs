@@ -55,7 +55,7 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<()> {
             let doc = rt.block_on(c.poll())?;
             let store = Store::new(cfg.index_config()?);
             store.apply(vec![(
-                crate::state::SourceId::IronicApi,
+                crate::state::source::ironic::source_id(),
                 crate::state::Update::Replace(doc),
             )]);
             store

@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::node::StateDoc;
-use crate::state::{IndexConfig, SourceId, Store, Update};
+use crate::state::{IndexConfig, Store, Update};
 use std::sync::Arc;
 
 const IB_UUID: &str = "d962231e-c2c4-415e-a7f1-1b765be00bda";
@@ -13,7 +13,7 @@ fn snap(json: &str) -> Arc<Snapshot> {
     let store = Store::new(IndexConfig::default());
     let doc = StateDoc::from_slice(json.as_bytes()).expect("state parses");
     store.apply(vec![(
-        SourceId::File("t.json".into()),
+        crate::state::source::dir::source_id("t.json"),
         Update::Replace(doc),
     )]);
     store.current()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::model::addr::{AnyAddr, PxelinuxName};
 use crate::model::node::StateDoc;
-use crate::state::{IndexConfig, SourceId, Store, Update};
+use crate::state::{IndexConfig, Store, Update};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ironic");
@@ -34,11 +34,11 @@ fn parked_store() -> Store {
     };
     store.apply(vec![
         (
-            SourceId::File("nodes.json".into()),
+            crate::state::source::dir::source_id("nodes.json"),
             Update::Replace(read("nodes-parked.json")),
         ),
         (
-            SourceId::File("ports.json".into()),
+            crate::state::source::dir::source_id("ports.json"),
             Update::Replace(read("ports-parked.json")),
         ),
     ]);
@@ -50,7 +50,7 @@ fn one_node_store(json: impl AsRef<[u8]>) -> Store {
     let store = Store::new(IndexConfig::default());
     let doc = StateDoc::from_slice(json.as_ref()).expect("state parses");
     store.apply(vec![(
-        SourceId::File("a.json".into()),
+        crate::state::source::dir::source_id("a.json"),
         Update::Replace(doc),
     )]);
     store
@@ -340,7 +340,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
             .expect("parses");
     Arc::make_mut(&mut nodes.nodes[0]).provision_state = crate::model::node::ProvisionState::Active;
     let s2 = store.apply(vec![(
-        SourceId::File("nodes.json".into()),
+        crate::state::source::dir::source_id("nodes.json"),
         Update::Replace(nodes),
     )]);
     r.sweep(&s2);

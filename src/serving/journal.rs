@@ -436,7 +436,7 @@ pub fn closest(snap: &Snapshot, asked: &AskedAddr) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::node::StateDoc;
-    use crate::state::{IndexConfig, SourceId, Store, Update};
+    use crate::state::{IndexConfig, Store, Update};
 
     fn rec(
         name: &str,
@@ -554,7 +554,7 @@ mod tests {
             {"address": "52:54:00:00:00:01"}]}"#;
         let store = Store::new(IndexConfig::default());
         store.apply(vec![(
-            SourceId::File("a".into()),
+            crate::state::source::dir::source_id("a"),
             Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("json")),
         )]);
         let s = store.current();

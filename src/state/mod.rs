@@ -12,7 +12,6 @@ pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -21,20 +20,47 @@ pub use index::{IndexConfig, IndexedNode, IndexedPort, Match, Snapshot, Via};
 
 use crate::model::node::{NodeUuid, StateDoc};
 
-/// Where a document came from. Sources sort by priority: the Ironic API first, then files by
-/// path, and the first source to define a node wins.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SourceId {
-    IronicApi,
-    File(PathBuf),
+/// Where a document came from: its source's rank and a name for operators. Each source
+/// makes its own ids (`source::dir::source_id`, `source::ironic::source_id`), so the store
+/// knows no source by name. Ids sort by rank, then by name as a path (component-wise, as
+/// files in the state directory sort); the first id to define a node wins.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceId {
+    rank: u8,
+    /// A file's path, kept as the OS gave it: two names that differ only in bytes that are
+    /// not UTF-8 stay two sources.
+    name: std::ffi::OsString,
+}
+
+impl SourceId {
+    /// `rank`: lower wins when two sources define the same node.
+    pub fn new(rank: u8, name: impl Into<std::ffi::OsString>) -> SourceId {
+        SourceId {
+            rank,
+            name: name.into(),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.name)
+    }
+}
+
+impl Ord for SourceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.rank, self.path()).cmp(&(other.rank, other.path()))
+    }
+}
+
+impl PartialOrd for SourceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl fmt::Display for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SourceId::IronicApi => f.write_str("ironic-api"),
-            SourceId::File(p) => write!(f, "{}", p.display()),
-        }
+        self.path().display().fmt(f)
     }
 }
 

@@ -34,7 +34,7 @@ fn doc(json: &str) -> StateDoc {
 }
 
 fn file(name: &str) -> SourceId {
-    SourceId::File(name.into())
+    crate::state::source::dir::source_id(name)
 }
 
 fn store_with(docs: &[(&str, &str)]) -> Store {
@@ -164,7 +164,7 @@ fn a_node_in_two_sources_keeps_the_first_and_warns() {
             Update::Replace(doc(&ib_node_json("active"))),
         ),
         (
-            SourceId::IronicApi,
+            crate::state::source::ironic::source_id(),
             Update::Replace(doc(&ib_node_json("deploying"))),
         ),
     ]);

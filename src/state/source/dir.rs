@@ -18,6 +18,12 @@ use crate::support::watch::{watch_dir, Debounce, WatchHandle};
 /// Files above this size are parsed as a stream instead of being read into memory first.
 const STREAM_ABOVE: u64 = 4 << 20;
 
+/// The source id of one state file (or of the directory itself, for its own errors). Files
+/// rank after the Ironic API: a node Ironic reports is served as Ironic has it.
+pub fn source_id(path: impl Into<PathBuf>) -> SourceId {
+    SourceId::new(1, path.into().into_os_string())
+}
+
 /// True for files that hold state: `*.json`, not hidden, not an editor's temporary file.
 pub fn is_state_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -81,12 +87,12 @@ impl DirSource {
                     line: 0,
                     column: 0,
                 };
-                updates.push((SourceId::File(self.dir.clone()), Update::Failed(err)));
+                updates.push((source_id(self.dir.clone()), Update::Failed(err)));
                 return updates;
             }
         };
         if std::mem::take(&mut self.dir_error) {
-            updates.push((SourceId::File(self.dir.clone()), Update::Remove));
+            updates.push((source_id(self.dir.clone()), Update::Remove));
         }
         let mut present = HashSet::new();
         for entry in entries.flatten() {
@@ -115,7 +121,7 @@ impl DirSource {
                     self.known.remove(&path);
                 }
             }
-            updates.push((SourceId::File(path), update));
+            updates.push((source_id(path), update));
         }
         let gone: Vec<PathBuf> = self
             .known
@@ -125,12 +131,12 @@ impl DirSource {
             .collect();
         for path in gone {
             self.known.remove(&path);
-            updates.push((SourceId::File(path), Update::Remove));
+            updates.push((source_id(path), Update::Remove));
         }
         // Files that failed before and are now gone must drop their error too.
         for path in forced {
             if is_state_file(path) && !present.contains(path) && path.parent() == Some(&self.dir) {
-                updates.push((SourceId::File(path.clone()), Update::Remove));
+                updates.push((source_id(path.clone()), Update::Remove));
             }
         }
         updates

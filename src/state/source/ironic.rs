@@ -420,6 +420,12 @@ async fn read_ok(resp: reqwest::Response, what: &str) -> Result<bytes::Bytes, Ir
     }
 }
 
+/// The source id of the Ironic API's document: it ranks first, so a node Ironic reports wins
+/// over a file's copy of it.
+pub fn source_id() -> SourceId {
+    SourceId::new(0, "ironic-api")
+}
+
 /// The poller's state, for `/metrics` and `/healthz`.
 #[derive(Default, Debug, Clone)]
 pub struct PollStatus {
@@ -451,7 +457,7 @@ pub fn load_cache(store: &Store, cache: &Path) {
         Ok(bytes) => match StateDoc::from_slice(&bytes) {
             Ok(doc) => {
                 tracing::info!(cache = %cache.display(), nodes = doc.nodes.len(), "loaded the last good Ironic poll");
-                store.apply(vec![(SourceId::IronicApi, Update::Replace(doc))]);
+                store.apply(vec![(source_id(), Update::Replace(doc))]);
             }
             Err(e) => {
                 tracing::warn!(cache = %cache.display(), error = %e, "Ironic cache unreadable; ignored")
@@ -543,7 +549,7 @@ fn take_poll(
             if let Err(e) = write_cache(cache, &doc) {
                 tracing::warn!(cache = %cache.display(), error = %e, "cannot write the Ironic cache");
             }
-            store.apply(vec![(SourceId::IronicApi, Update::Replace(doc))]);
+            store.apply(vec![(source_id(), Update::Replace(doc))]);
             state.update(|s| {
                 s.polls_ok += 1;
                 s.last_ok = Some(Instant::now());
@@ -556,7 +562,7 @@ fn take_poll(
             let message = e.to_string();
             tracing::warn!(ironic = base_url, error = %message, "Ironic poll failed; serving the last good state");
             store.apply(vec![(
-                SourceId::IronicApi,
+                source_id(),
                 Update::Failed(SourceError {
                     source: "ironic-api".into(),
                     message: message.clone(),

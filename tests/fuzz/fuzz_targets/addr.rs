@@ -6,7 +6,9 @@
 
 use std::fmt::Debug;
 
-use ironpxe::addr::{AnyAddr, ClientId, Guid, IbHwAddr, IpoibAddr, Mac, PxeHwAddr, SystemUuid};
+use ironpxe::model::addr::{
+    AnyAddr, ClientId, Guid, IbHwAddr, IpoibAddr, Mac, PxeHwAddr, SystemUuid,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
 

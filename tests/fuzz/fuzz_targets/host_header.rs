@@ -7,8 +7,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ironpxe::http::HostPolicy;
 use ironpxe::render::{check_token, Format};
+use ironpxe::serving::http::HostPolicy;
 use libfuzzer_sys::fuzz_target;
 
 fn policies() -> [HostPolicy; 3] {
@@ -100,10 +100,12 @@ fuzz_target!(|data: &[u8]| {
 fn normalised(host: &str) -> String {
     let lower = host.to_ascii_lowercase();
     match lower.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || lower.starts_with('[') => match port.parse::<u16>() {
-            Ok(p) if !port.starts_with('+') => format!("{name}:{p}"),
-            _ => lower,
-        },
+        Some((name, port)) if !name.ends_with(']') || lower.starts_with('[') => {
+            match port.parse::<u16>() {
+                Ok(p) if !port.starts_with('+') => format!("{name}:{p}"),
+                _ => lower,
+            }
+        }
         _ => lower,
     }
 }

@@ -4,8 +4,8 @@
 //! `pxelinux.cfg/<canonical>` is that same PXELINUX name.
 #![no_main]
 
-use ironpxe::addr::PxelinuxName;
-use ironpxe::resource::{classify, Resource};
+use ironpxe::model::addr::PxelinuxName;
+use ironpxe::model::resource::{classify, Resource};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -17,11 +17,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use ironpxe::addr::Mac;
-use ironpxe::boot::BootConfig;
-use ironpxe::node::{ProvisionState, StateDoc};
+use ironpxe::model::addr::Mac;
+use ironpxe::model::boot::BootConfig;
+use ironpxe::model::node::{ProvisionState, StateDoc};
 use ironpxe::render::{Format, HwType, Renderer, Server};
-use ironpxe::store::{IndexConfig, SourceId, Store, Update};
+use ironpxe::state::{IndexConfig, Store, Update};
 use ironpxe_fuzz::{ipxe, repo};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
@@ -166,7 +166,7 @@ fn load(node: &Value) -> Store {
         .unwrap_or_else(|e| panic!("node JSON built by the harness does not load: {e}\n{node}"));
     let store = Store::new(IndexConfig::default());
     store.apply(vec![(
-        SourceId::File("n.json".into()),
+        ironpxe::state::source::dir::source_id("n.json"),
         Update::Replace(doc),
     )]);
     store

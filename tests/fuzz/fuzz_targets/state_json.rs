@@ -9,9 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use ironpxe::addr::{AnyAddr, IbHwAddr, PxeHwAddr, PxelinuxName};
-use ironpxe::node::StateDoc;
-use ironpxe::store::{IndexConfig, Match, Snapshot, SourceId, Store, Update};
+use ironpxe::model::addr::{AnyAddr, IbHwAddr, PxeHwAddr, PxelinuxName};
+use ironpxe::model::node::StateDoc;
+use ironpxe::state::{IndexConfig, Match, Snapshot, Store, Update};
 use libfuzzer_sys::fuzz_target;
 
 fn found<'a>(what: &str, m: Option<Match<'a>>) -> Match<'a> {
@@ -146,7 +146,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let nodes = doc.nodes.len();
     let store = Store::new(IndexConfig::default());
-    let s = store.apply(vec![(SourceId::File("f".into()), Update::Replace(doc))]);
+    let s = store.apply(vec![(
+        ironpxe::state::source::dir::source_id("f"),
+        Update::Replace(doc),
+    )]);
     assert!(
         s.nodes().len() <= nodes,
         "INVARIANT BROKEN: more nodes indexed than parsed"
@@ -154,7 +157,10 @@ fuzz_target!(|data: &[u8]| {
     let first = check(&s);
     // The same document again, from a source that sorts after the first: it adds nothing.
     let again = StateDoc::from_slice(data).expect("parsed once");
-    let s2 = store.apply(vec![(SourceId::File("g".into()), Update::Replace(again))]);
+    let s2 = store.apply(vec![(
+        ironpxe::state::source::dir::source_id("g"),
+        Update::Replace(again),
+    )]);
     assert_eq!(
         s2.nodes().len(),
         s.nodes().len(),
@@ -166,7 +172,10 @@ fuzz_target!(|data: &[u8]| {
         "INVARIANT BROKEN: loading the same document from a second source changed lookups"
     );
     // Removing the first source leaves the second's identical contents.
-    let s3 = store.apply(vec![(SourceId::File("f".into()), Update::Remove)]);
+    let s3 = store.apply(vec![(
+        ironpxe::state::source::dir::source_id("f"),
+        Update::Remove,
+    )]);
     assert_eq!(
         check(&s3),
         first,

@@ -5,9 +5,9 @@
 //! an error or pending (the example nodes all render; there is no image cache).
 #![no_main]
 
-use ironpxe::app::Answer;
+use ironpxe::model::resource::{classify, Resource};
 use ironpxe::render::Format;
-use ironpxe::resource::{classify, Resource};
+use ironpxe::serving::app::Answer;
 use ironpxe_fuzz::{check_inside_root, check_resource_paths, example_app, tftp_server};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,14 +9,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use ironpxe::serving::app::App;
 use ironpxe::model::boot::BootConfig;
-use ironpxe::serving::metrics::Metrics;
 use ironpxe::model::node::StateDoc;
-use ironpxe::serving::roots::Roots;
-use ironpxe::render::{Renderer, Server};
 use ironpxe::model::resource::Resource;
-use ironpxe::state::{IndexConfig, SourceId, Store, Update};
+use ironpxe::render::{Renderer, Server};
+use ironpxe::serving::app::App;
+use ironpxe::serving::metrics::Metrics;
+use ironpxe::serving::roots::Roots;
+use ironpxe::state::{IndexConfig, Store, Update};
 
 /// The repository root (this crate lives in `tests/fuzz`).
 pub fn repo() -> PathBuf {
@@ -129,7 +129,10 @@ pub fn example_store() -> Store {
             let bytes = fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let doc = StateDoc::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("fuzz setup: {}: {e}", p.display()));
-            (SourceId::File(p.clone()), Update::Replace(doc))
+            (
+                ironpxe::state::source::dir::source_id(p.clone()),
+                Update::Replace(doc),
+            )
         })
         .collect();
     let snap = store.apply(updates);
