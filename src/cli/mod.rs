@@ -11,9 +11,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::model::addr::{self, AnyAddr, PxeHwAddr, PxelinuxName, SystemUuid};
+use crate::model::addr::{self, AnyAddr, HwType, PxelinuxName, SystemUuid};
 use crate::model::node::NodeUuid;
-use crate::render::{Format, HwType, Renderer, Server};
+use crate::render::{Format, Renderer, Server};
 use crate::state::source::dir::DirSource;
 use crate::state::{IndexConfig, Match, Snapshot, Store};
 
@@ -68,7 +68,7 @@ pub struct AddrArgs {
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Vendor prefix for client-ids derived from a GUID.
-    #[arg(long, default_value = "ff:00:00:00:00:00:02:00:00:02:c9:00")]
+    #[arg(long, default_value_t = addr::client_id_prefix_text(addr::MELLANOX_CLIENT_ID_PREFIX))]
     pub client_id_prefix: String,
 }
 
@@ -207,7 +207,11 @@ pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<(), CliError> {
             writeln!(out, "note: {note}").map_err(io)?;
         }
         if let Some(s) = &snap {
-            writeln!(out, "match: {}", describe(reading_match(s, reading))).map_err(io)?;
+            match reading_match(s, reading) {
+                Some(m) => writeln!(out, "match: {m:#}"),
+                None => writeln!(out, "match: none"),
+            }
+            .map_err(io)?;
         }
     }
     Ok(())
@@ -224,32 +228,6 @@ fn reading_match<'a>(s: &'a Snapshot, r: &addr::Reading) -> Option<Match<'a>> {
         Reading::IpoibAddr(a) => s.by_guid(&a.guid()),
         Reading::ClientId(c) => s.by_guid(&c.guid()),
     }
-}
-
-/// One line naming node, port and how they matched.
-pub fn describe(m: Option<Match<'_>>) -> String {
-    let Some(m) = m else {
-        return "none".into();
-    };
-    let node = &m.node.node;
-    let name = node.name.as_deref().unwrap_or("-");
-    let port = m
-        .port
-        .map(|p| {
-            let kind = if p.is_infiniband() {
-                "infiniband"
-            } else {
-                "ethernet"
-            };
-            format!(" port {} ({kind})", p.port.address)
-        })
-        .unwrap_or_default();
-    format!(
-        "node {} ({name}, {}){port} via {}",
-        node.uuid,
-        node.provision_state,
-        m.via.describe()
-    )
 }
 
 fn io(e: std::io::Error) -> CliError {
@@ -287,17 +265,10 @@ fn resolve<'a>(
     }
     let name = client.trim().trim_start_matches("pxelinux.cfg/");
     match PxelinuxName::parse(name) {
-        Ok(n) => {
-            let hw = match &n {
-                PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
-                PxelinuxName::Hw(PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
-                _ => None,
-            };
-            Ok(Resolved {
-                found: s.by_pxelinux_name(&n),
-                hw,
-            })
-        }
+        Ok(n) => Ok(Resolved {
+            found: s.by_pxelinux_name(&n),
+            hw: n.hw_type(),
+        }),
         Err(e) => Err(CliError(format!(
             "--client {client:?} is neither an address, a node UUID nor a PXELINUX name: {e}"
         ))),
@@ -329,7 +300,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         .render(r.found.as_ref(), args.format, r.hw, &server)
         .map_err(|e| CliError(e.to_string()))?;
     let what = match r.found {
-        Some(_) => describe(r.found),
+        Some(m) => format!("{m:#}"),
         None => "no node matches: this is the unknown-machine config".into(),
     };
     writeln!(err, "matched: {what}").map_err(io)?;
