@@ -34,7 +34,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use ironpxe::model::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, Mac, PxeHwAddr, SystemUuid};
+use ironpxe::model::addr::{
+    pxelinux_lookup_sequence, Guid, IbHwAddr, Mac, PxeHwAddr, SystemUuid, MELLANOX_CLIENT_ID_PREFIX,
+};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -181,8 +183,6 @@ fn port_of(i: usize, p: usize) -> PortId {
     }
 }
 
-const MELLANOX_PREFIX: &str = "ff:00:00:00:00:00:02:00:00:02:c9:00";
-
 /// A plausible, deterministic API timestamp on 2026-11-25.
 fn ts(i: usize, secs: usize) -> String {
     let s = (i * 37 + secs) % 86_400;
@@ -321,7 +321,7 @@ fn port_json(i: usize, p: usize) -> Value {
     let id = port_of(i, p);
     let uuid = port_uuid(i, p);
     let extra = match id.guid {
-        Some(g) => json!({"client-id": format!("{MELLANOX_PREFIX}:{g}")}),
+        Some(g) => json!({"client-id": g.client_id(MELLANOX_CLIENT_ID_PREFIX).to_string()}),
         None => json!({}),
     };
     json!({

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::model::addr::ClientId;
+use crate::model::addr::{client_id_prefix_text, ClientId, MELLANOX_CLIENT_ID_PREFIX};
 use crate::model::boot::{BootConfig, UnknownAction};
 use crate::state::IndexConfig;
 
@@ -204,8 +204,7 @@ impl Default for IndexSection {
         IndexSection {
             system_uuid_field: "extra.system_uuid".into(),
             fixed_ip_field: "extra.fixed_ip".into(),
-            // MELLANOX_CLIENT_ID_PREFIX, as operators write it.
-            client_id_prefix: "ff:00:00:00:00:00:02:00:00:02:c9:00".into(),
+            client_id_prefix: client_id_prefix_text(MELLANOX_CLIENT_ID_PREFIX),
         }
     }
 }

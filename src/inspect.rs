@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::model::addr::{ClientId, Mac};
-use crate::model::node::{NodeUuid, Port};
+use crate::model::node::{NodeUuid, Port, PortUuid};
 
 /// One interface as the agent reports it (`inventory.interfaces[]`).
 #[derive(Clone, Debug, PartialEq)]
@@ -142,12 +142,12 @@ impl ExpectedPort {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finding {
     /// An enrolled port agrees.
-    Ok { port: Option<NodeUuid> },
+    Ok { port: Option<PortUuid> },
     /// No enrolled port: create one.
     Missing,
     /// The port was found but disagrees; `patch` is the JSON patch that fixes it.
     Disagrees {
-        port: Option<NodeUuid>,
+        port: Option<PortUuid>,
         problems: Vec<String>,
         patch: Vec<Value>,
     },
@@ -217,7 +217,7 @@ fn find_port<'a>(expected: &ExpectedPort, enrolled: &'a [Port]) -> Option<&'a Po
         (Some(g), Some(Ok(c))) => c.guid() == g,
         _ => false,
     };
-    let wrong_truncation = |p: &&Port| guid.is_some_and(|g| truncations(&g.0).contains(&p.address));
+    let wrong_truncation = |p: &&Port| guid.is_some_and(|g| g.truncations().contains(&p.address));
     enrolled
         .iter()
         .find(same_guid)
@@ -225,18 +225,12 @@ fn find_port<'a>(expected: &ExpectedPort, enrolled: &'a [Port]) -> Option<&'a Po
         .or_else(|| enrolled.iter().find(wrong_truncation))
 }
 
-/// Six-byte windows of a GUID that are not the IB MAC: what a mistaken enrolment holds.
-fn truncations(g: &[u8; 8]) -> [Mac; 3] {
-    let w = |i: usize| Mac([g[i], g[i + 1], g[i + 2], g[i + 3], g[i + 4], g[i + 5]]);
-    [w(0), w(1), w(2)]
-}
-
 fn describe_wrong_address(have: Mac, expected: &ExpectedPort) -> String {
     let Some(cid) = expected.client_id else {
         return format!("port address {have} should be {}", expected.address);
     };
     let g = cid.guid();
-    if truncations(&g.0)[0] == have {
+    if g.truncations()[0] == have {
         format!(
             "port address {have} is the GUID {g}'s first six bytes; the IB MAC drops bytes 3-4: {}",
             expected.address

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::model::addr::{self, AnyAddr};
 use crate::state::{IndexConfig, Match, Snapshot, Store};
 
-use super::{describe, load_state};
+use super::load_state;
 use anyhow::{Context, Result};
 
 #[derive(Args, Debug)]
@@ -20,7 +20,7 @@ pub struct AddrArgs {
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Vendor prefix for client-ids derived from a GUID.
-    #[arg(long, default_value = "ff:00:00:00:00:00:02:00:00:02:c9:00")]
+    #[arg(long, default_value_t = addr::client_id_prefix_text(addr::MELLANOX_CLIENT_ID_PREFIX))]
     pub client_id_prefix: String,
 }
 
@@ -66,8 +66,11 @@ pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<()> {
             writeln!(out, "note: {note}").context("writing output")?;
         }
         if let Some(s) = &snap {
-            writeln!(out, "match: {}", describe(reading_match(s, reading)))
-                .context("writing output")?;
+            match reading_match(s, reading) {
+                Some(m) => writeln!(out, "match: {m:#}"),
+                None => writeln!(out, "match: none"),
+            }
+            .context("writing output")?;
         }
     }
     Ok(())

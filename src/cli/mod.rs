@@ -25,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::state::source::dir::DirSource;
-use crate::state::{IndexConfig, Match, Store};
+use crate::state::{IndexConfig, Store};
 
 /// Network-boot server for OpenStack Ironic nodes, over Ethernet and InfiniBand.
 #[derive(Parser, Debug)]
@@ -90,30 +90,4 @@ pub fn load_state(dir: &Path, index: IndexConfig) -> Result<Store> {
     let store = Store::new(index);
     store.apply(DirSource::new(dir).scan(&HashSet::new()));
     Ok(store)
-}
-
-/// One line naming node, port and how they matched.
-pub fn describe(m: Option<Match<'_>>) -> String {
-    let Some(m) = m else {
-        return "none".into();
-    };
-    let node = &m.node.node;
-    let name = node.name.as_deref().unwrap_or("-");
-    let port = m
-        .port
-        .map(|p| {
-            let kind = if p.is_infiniband() {
-                "infiniband"
-            } else {
-                "ethernet"
-            };
-            format!(" port {} ({kind})", p.port.address)
-        })
-        .unwrap_or_default();
-    format!(
-        "node {} ({name}, {}){port} via {}",
-        node.uuid,
-        node.provision_state,
-        m.via.describe()
-    )
 }

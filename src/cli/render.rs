@@ -4,12 +4,12 @@ use std::io::Write;
 
 use clap::Args;
 
-use crate::model::addr::{AnyAddr, PxeHwAddr, PxelinuxName, SystemUuid};
+use crate::model::addr::{AnyAddr, HwType, PxelinuxName, SystemUuid};
 use crate::model::node::NodeUuid;
-use crate::render::{Format, HwType, Renderer, Server};
+use crate::render::{Format, Renderer, Server};
 use crate::state::{Match, Snapshot};
 
-use super::{describe, load_state, StateArgs};
+use super::{load_state, StateArgs};
 use anyhow::{anyhow, Context, Result};
 
 #[derive(Args, Debug)]
@@ -57,17 +57,10 @@ fn resolve<'a>(s: &'a Snapshot, client: &str, smbios: Option<&SystemUuid>) -> Re
     }
     let name = client.trim().trim_start_matches("pxelinux.cfg/");
     match PxelinuxName::parse(name) {
-        Ok(n) => {
-            let hw = match &n {
-                PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
-                PxelinuxName::Hw(PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
-                _ => None,
-            };
-            Ok(Resolved {
-                found: s.by_pxelinux_name(&n),
-                hw,
-            })
-        }
+        Ok(n) => Ok(Resolved {
+            found: s.by_pxelinux_name(&n),
+            hw: n.hw_type(),
+        }),
         Err(e) => Err(anyhow!(
             "--client {client:?} is neither an address, a node UUID nor a PXELINUX name: {e}"
         )),
@@ -97,7 +90,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     };
     let rendered = renderer.render(r.found.as_ref(), args.format, r.hw, &server)?;
     let what = match r.found {
-        Some(_) => describe(r.found),
+        Some(m) => format!("{m:#}"),
         None => "no node matches: this is the unknown-machine config".into(),
     };
     writeln!(err, "matched: {what}").context("writing output")?;

@@ -19,10 +19,11 @@ pub const MELLANOX_CLIENT_ID_PREFIX: [u8; 12] = [
     0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x02, 0xc9, 0x00,
 ];
 
-/// ARP hardware type of Ethernet, the `01-` in PXELINUX names.
-const ARP_ETHERNET: &str = "01";
-/// ARP hardware type of InfiniBand (32), the `20-` in PXELINUX names.
-const ARP_INFINIBAND: &str = "20";
+/// A client-id prefix as operators write it (`ff:00:…:00`), e.g. for a default setting.
+pub fn client_id_prefix_text(prefix: [u8; 12]) -> String {
+    hex_join(&prefix, 1, ":")
+}
+
 /// Why an IB MAC alone cannot identify an enrolled port fully.
 const IB_MAC_NOTE: &str = "an InfiniBand MAC drops GUID bytes 3-4: the GUID and client-id come only from the enrolled port's extra.client-id";
 /// Lower-case hex digits by value, for the output forms.
@@ -191,6 +192,17 @@ impl Guid {
         Mac([g[0], g[1], g[2], g[5], g[6], g[7]])
     }
 
+    /// The six-byte windows of the GUID that are not its IB MAC, first six bytes first: what
+    /// a port enrolled by hand from a GUID mistakenly holds.
+    pub fn truncations(&self) -> [Mac; 3] {
+        std::array::from_fn(|i| Mac(std::array::from_fn(|j| self.0[i + j])))
+    }
+
+    /// The GUID that ends both 20-byte forms, the IPoIB address and the client-id.
+    fn ending(twenty: &[u8; 20]) -> Guid {
+        Guid(std::array::from_fn(|i| twenty[12 + i]))
+    }
+
     /// The client-id this port sends when its firmware uses `prefix` (e.g. [`MELLANOX_CLIENT_ID_PREFIX`]).
     pub fn client_id(&self, prefix: [u8; 12]) -> ClientId {
         ClientId::new(prefix, *self)
@@ -200,7 +212,7 @@ impl Guid {
 impl IpoibAddr {
     /// The port GUID, the only stable part: the QPN changes with every interface bring-up.
     pub fn guid(&self) -> Guid {
-        Guid(std::array::from_fn(|i| self.0[12 + i]))
+        Guid::ending(&self.0)
     }
 
     /// The queue pair number: the low 24 bits of the first four bytes.
@@ -225,7 +237,7 @@ impl ClientId {
 
     /// The port GUID carried in the last 8 bytes.
     pub fn guid(&self) -> Guid {
-        Guid(std::array::from_fn(|i| self.0[12 + i]))
+        Guid::ending(&self.0)
     }
 
     /// The 12-byte vendor prefix (any prefix is accepted; see [`MELLANOX_CLIENT_ID_PREFIX`]).
@@ -322,6 +334,15 @@ impl AnyAddr {
         }
     }
 
+    /// The port GUID an 8-byte address is, or a 20-byte one ends in; `None` for 6 bytes.
+    pub fn guid(&self) -> Option<Guid> {
+        match self {
+            AnyAddr::Six(_) => None,
+            AnyAddr::Eight(guid) => Some(*guid),
+            AnyAddr::Twenty(b) => Some(Guid::ending(b)),
+        }
+    }
+
     /// The bytes, whatever their length.
     pub fn bytes(&self) -> &[u8] {
         match self {
@@ -381,7 +402,7 @@ impl IbHwAddr {
         Ok(match AnyAddr::parse(s)? {
             AnyAddr::Six(mac) => IbHwAddr::Mac(mac),
             AnyAddr::Eight(guid) => IbHwAddr::Guid(guid),
-            AnyAddr::Twenty(b) => IbHwAddr::Guid(ClientId(b).guid()),
+            AnyAddr::Twenty(b) => IbHwAddr::Guid(Guid::ending(&b)),
         })
     }
 
@@ -403,6 +424,39 @@ impl fmt::Display for IbHwAddr {
     }
 }
 
+/// ARP hardware type of a port, or of the name a client asked under; it picks the `01-` or
+/// `20-` of PXELINUX names and `BOOTIF=`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum HwType {
+    Ethernet,
+    Infiniband,
+}
+
+impl HwType {
+    /// The ARP type as PXELINUX names spell it: `01` (Ethernet) or `20` (InfiniBand, 32).
+    pub fn arp(self) -> &'static str {
+        match self {
+            HwType::Ethernet => "01",
+            HwType::Infiniband => "20",
+        }
+    }
+
+    /// The type a PXELINUX name's `<arp>-` spells, if supported.
+    pub fn from_arp(arp: &str) -> Option<HwType> {
+        [HwType::Ethernet, HwType::Infiniband]
+            .into_iter()
+            .find(|h| h.arp() == arp)
+    }
+
+    /// The link type in words, as the CLI prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HwType::Ethernet => "ethernet",
+            HwType::Infiniband => "infiniband",
+        }
+    }
+}
+
 /// The hardware half of a PXELINUX name: `<ARP type>-<address>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum PxeHwAddr {
@@ -420,13 +474,36 @@ impl PxeHwAddr {
         let Some((hwtype, addr)) = name.split_once('-').filter(|(t, _)| is_hwtype(t)) else {
             return Err(AddrError::NotPxelinuxName { name: shown(name) });
         };
-        match hwtype {
-            ARP_ETHERNET => Mac::parse(addr).map(PxeHwAddr::Ethernet),
-            ARP_INFINIBAND => IbHwAddr::parse(addr).map(PxeHwAddr::Infiniband),
-            _ => Err(AddrError::UnsupportedHwType {
+        match HwType::from_arp(hwtype) {
+            Some(HwType::Ethernet) => Mac::parse(addr).map(PxeHwAddr::Ethernet),
+            Some(HwType::Infiniband) => IbHwAddr::parse(addr).map(PxeHwAddr::Infiniband),
+            None => Err(AddrError::UnsupportedHwType {
                 hwtype: hwtype.to_owned(),
                 name: shown(name),
             }),
+        }
+    }
+
+    /// The name a port with `mac` (its IB MAC, for InfiniBand) asks under as `hw`.
+    pub fn new(hw: HwType, mac: Mac) -> PxeHwAddr {
+        match hw {
+            HwType::Ethernet => PxeHwAddr::Ethernet(mac),
+            HwType::Infiniband => PxeHwAddr::Infiniband(IbHwAddr::Mac(mac)),
+        }
+    }
+
+    pub fn hw_type(&self) -> HwType {
+        match self {
+            PxeHwAddr::Ethernet(_) => HwType::Ethernet,
+            PxeHwAddr::Infiniband(_) => HwType::Infiniband,
+        }
+    }
+
+    /// The six bytes the name carries: the MAC, or the IB MAC.
+    pub fn mac(&self) -> Mac {
+        match self {
+            PxeHwAddr::Ethernet(mac) => *mac,
+            PxeHwAddr::Infiniband(ib) => ib.ib_mac(),
         }
     }
 }
@@ -434,10 +511,7 @@ impl PxeHwAddr {
 impl fmt::Display for PxeHwAddr {
     /// Always hyphenated lower case; InfiniBand always as the IB MAC, which is what clients send.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PxeHwAddr::Ethernet(mac) => write!(f, "{ARP_ETHERNET}-{}", mac.hyphen()),
-            PxeHwAddr::Infiniband(ib) => write!(f, "{ARP_INFINIBAND}-{}", ib.ib_mac().hyphen()),
-        }
+        write!(f, "{}-{}", self.hw_type().arp(), self.mac().hyphen())
     }
 }
 
@@ -536,6 +610,14 @@ impl PxelinuxName {
             Err(AddrError::Empty)
         } else {
             Err(AddrError::NotPxelinuxName { name: shown(name) })
+        }
+    }
+
+    /// The hardware type a `01-`/`20-` name implies; `None` for the other shapes.
+    pub fn hw_type(&self) -> Option<HwType> {
+        match self {
+            PxelinuxName::Hw(hw) => Some(hw.hw_type()),
+            _ => None,
         }
     }
 }
@@ -964,6 +1046,49 @@ mod tests {
             ClientId::new(MELLANOX_CLIENT_ID_PREFIX, g).to_string(),
             CLIENT_ID
         );
+    }
+
+    #[test]
+    fn guid_truncations_are_the_windows_that_are_not_the_ib_mac() {
+        let t = guid(GUID).truncations();
+        assert_eq!(
+            t,
+            [
+                mac("7c:fe:90:03:00:29"),
+                mac("fe:90:03:00:29:26"),
+                mac("90:03:00:29:26:52")
+            ]
+        );
+        assert!(!t.contains(&mac(IB_MAC)));
+    }
+
+    #[test]
+    fn any_addr_guid_is_the_guid_or_the_end_of_twenty_bytes() {
+        let g = guid(GUID);
+        assert_eq!(AnyAddr::parse(GUID).expect("guid").guid(), Some(g));
+        assert_eq!(AnyAddr::parse(CLIENT_ID).expect("cid").guid(), Some(g));
+        assert_eq!(AnyAddr::parse(IPOIB).expect("ipoib").guid(), Some(g));
+        assert_eq!(AnyAddr::parse(IB_MAC).expect("mac").guid(), None);
+    }
+
+    #[test]
+    fn hw_type_spells_the_arp_type_both_ways() {
+        for hw in [HwType::Ethernet, HwType::Infiniband] {
+            assert_eq!(HwType::from_arp(hw.arp()), Some(hw));
+            let name = PxeHwAddr::new(hw, mac(IB_MAC));
+            assert_eq!(name.hw_type(), hw);
+            assert_eq!(PxelinuxName::Hw(name).hw_type(), Some(hw));
+            assert!(name.to_string().starts_with(&format!("{}-", hw.arp())));
+        }
+        assert_eq!(HwType::from_arp("06"), None);
+        assert_eq!(PxelinuxName::Default.hw_type(), None);
+    }
+
+    #[test]
+    fn client_id_prefix_text_is_what_operators_write() {
+        let text = client_id_prefix_text(MELLANOX_CLIENT_ID_PREFIX);
+        assert!(CLIENT_ID.starts_with(&format!("{text}:")), "{text}");
+        assert_eq!(text.len(), 12 * 3 - 1);
     }
 
     #[test]

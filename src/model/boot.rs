@@ -32,6 +32,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order summaries list them.
+    pub const ALL: [Action; 9] = [
+        Action::Ramdisk(Purpose::Deploy),
+        Action::Ramdisk(Purpose::Clean),
+        Action::Ramdisk(Purpose::Service),
+        Action::Ramdisk(Purpose::Inspect),
+        Action::Ramdisk(Purpose::Rescue),
+        Action::Ramdisk(Purpose::Discovery),
+        Action::Instance,
+        Action::InstanceIso,
+        Action::LocalBoot,
+    ];
+
     /// The name templates and logs use: `deploy`, `clean`, `service`, `inspect`, `rescue`,
     /// `discovery`, `instance`, `instance_iso`, `local`.
     pub fn name(self) -> &'static str {
@@ -443,6 +456,13 @@ mod tests {
     use super::*;
     use crate::model::node::StateDoc;
     use serde_json::json;
+
+    #[test]
+    fn every_action_is_listed_once_under_its_own_name() {
+        let names: std::collections::HashSet<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), Action::ALL.len());
+        assert_eq!(Action::ALL[0].to_string(), "deploy");
+    }
 
     fn node(state: &str, extra_fields: serde_json::Value) -> Node {
         let mut v = json!({

@@ -10,43 +10,58 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::addr::{ClientId, Mac, SystemUuid};
+use crate::model::addr::{ClientId, HwType, Mac, SystemUuid};
 
-/// An Ironic node UUID. Distinct from [`SystemUuid`]: PXELINUX never asks for this one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeUuid(pub [u8; 16]);
+/// An Ironic UUID: parsed like a [`SystemUuid`] (dashed or bare hex, any case) and printed
+/// lower-case dashed, but a type of its own so node, port and SMBIOS UUIDs never mix.
+macro_rules! ironic_uuid {
+    ($(#[$doc:meta])* $ty:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $ty(pub [u8; 16]);
 
-impl NodeUuid {
-    /// Parses the dashed (or bare) hex form, any case.
-    pub fn parse(s: &str) -> Result<Self, crate::model::addr::AddrError> {
-        SystemUuid::parse(s).map(|u| NodeUuid(u.0))
-    }
+        impl $ty {
+            /// Parses the dashed (or bare) hex form, any case.
+            pub fn parse(s: &str) -> Result<Self, crate::model::addr::AddrError> {
+                SystemUuid::parse(s).map(|u| $ty(u.0))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                SystemUuid(self.0).fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($ty), "({})"), self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $ty::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
 }
 
-impl fmt::Display for NodeUuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        SystemUuid(self.0).fmt(f)
-    }
-}
-
-impl fmt::Debug for NodeUuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeUuid({self})")
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeUuid {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        NodeUuid::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for NodeUuid {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+ironic_uuid!(
+    /// An Ironic node UUID. Distinct from [`SystemUuid`]: PXELINUX never asks for this one.
+    NodeUuid
+);
+ironic_uuid!(
+    /// An Ironic port UUID.
+    PortUuid
+);
 
 /// Ironic's provision states (ironic/common/states.py). Anything else is kept verbatim.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -259,7 +274,7 @@ fn embedded<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Port>, D::Error> {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct Port {
     #[serde(default)]
-    pub uuid: Option<NodeUuid>,
+    pub uuid: Option<PortUuid>,
     pub address: Mac,
     /// Missing only in a port embedded in its node's file; filled in from the node then.
     #[serde(default)]
@@ -277,6 +292,14 @@ impl Port {
     /// True for an InfiniBand port: Ironic decides by the presence of `extra["client-id"]`.
     pub fn is_infiniband(&self) -> bool {
         self.extra.contains_key(Self::CLIENT_ID_KEY)
+    }
+
+    pub fn hw_type(&self) -> HwType {
+        if self.is_infiniband() {
+            HwType::Infiniband
+        } else {
+            HwType::Ethernet
+        }
     }
 
     /// The parsed client-id, or why it cannot be used.
@@ -316,7 +339,7 @@ enum PortEntry {
 #[derive(Deserialize)]
 struct PortOrLink {
     #[serde(default)]
-    uuid: Option<NodeUuid>,
+    uuid: Option<PortUuid>,
     #[serde(default)]
     address: Option<Mac>,
     #[serde(default)]

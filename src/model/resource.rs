@@ -3,7 +3,9 @@
 //! Names under `pxelinux.cfg/`, GRUB's names, `/ipxe/…`, `boot.ipxe` and `images/…` are
 //! virtual; everything else is a static file under the served roots.
 
-use crate::model::addr::{AnyAddr, Mac, PxelinuxName};
+use serde::{Serialize, Serializer};
+
+use crate::model::addr::{AnyAddr, HwType, IbHwAddr, Mac, PxeHwAddr, PxelinuxName};
 use crate::model::node::NodeUuid;
 use crate::model::paths::{normalize, PathError};
 
@@ -40,6 +42,87 @@ pub enum Resource {
     Image { key: String, name: String },
     /// Anything else: a static file, as a normalised relative path.
     Static(String),
+}
+
+/// What a request asked for, as the request counters label it: a resource's kind, or a
+/// request for none (a health check, a refused name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Pxelinux = 0,
+    Ipxe = 1,
+    IpxeEntry = 2,
+    Grub = 3,
+    Image = 4,
+    Static = 5,
+    Health = 6,
+    Other = 7,
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Pxelinux(_) => Kind::Pxelinux,
+            Resource::IronicIpxe(_) | Resource::Ipxe(_) => Kind::Ipxe,
+            Resource::IpxeEntry => Kind::IpxeEntry,
+            Resource::GrubMac(_) | Resource::GrubConf(_) | Resource::GrubMaster => Kind::Grub,
+            Resource::Image { .. } => Kind::Image,
+            Resource::Static(_) => Kind::Static,
+        }
+    }
+}
+
+/// How a request named a hardware address: under a PXELINUX or GRUB hardware type, or in an
+/// `/ipxe/<address>` request, which implies none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AskedAs {
+    Hw(HwType),
+    Ipxe,
+}
+
+impl AskedAs {
+    /// `01`, `20` or `ipxe`, as the operator view shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskedAs::Hw(hw) => hw.arp(),
+            AskedAs::Ipxe => "ipxe",
+        }
+    }
+}
+
+impl Serialize for AskedAs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A hardware address a client asked under, with how it asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AskedAddr {
+    pub addr: AnyAddr,
+    pub asked_as: AskedAs,
+}
+
+impl AskedAddr {
+    /// The hardware address a request names, if it names one.
+    pub fn of(res: &Resource) -> Option<AskedAddr> {
+        let (addr, asked_as) = match res {
+            Resource::Pxelinux(PxelinuxName::Hw(hw)) => {
+                let addr = match hw {
+                    PxeHwAddr::Ethernet(m) | PxeHwAddr::Infiniband(IbHwAddr::Mac(m)) => {
+                        AnyAddr::Six(*m)
+                    }
+                    PxeHwAddr::Infiniband(IbHwAddr::Guid(g)) => AnyAddr::Eight(*g),
+                };
+                (addr, AskedAs::Hw(hw.hw_type()))
+            }
+            Resource::IronicIpxe(m) | Resource::GrubMac(m) => {
+                (AnyAddr::Six(*m), AskedAs::Hw(HwType::Ethernet))
+            }
+            Resource::Ipxe(IpxeTarget::Addr(a)) => (*a, AskedAs::Ipxe),
+            _ => return None,
+        };
+        Some(AskedAddr { addr, asked_as })
+    }
 }
 
 /// Classifies a request name. `Err` only for names no file could have (traversal, control
@@ -179,6 +262,47 @@ mod tests {
             classify("grub/x.conf"),
             Ok(Resource::Static("grub/x.conf".into()))
         );
+    }
+
+    #[test]
+    fn asked_addr_is_the_address_and_the_type_the_name_implies() {
+        let asked = |name: &str| classify(name).ok().as_ref().and_then(AskedAddr::of);
+        let six = AnyAddr::Six(mac("7c:fe:90:29:26:52"));
+        let (eth, ib) = (
+            AskedAs::Hw(HwType::Ethernet),
+            AskedAs::Hw(HwType::Infiniband),
+        );
+        let cases = [
+            ("pxelinux.cfg/01-7c-fe-90-29-26-52", eth),
+            ("pxelinux.cfg/20-7c-fe-90-29-26-52", ib),
+            ("pxelinux.cfg/7c-fe-90-29-26-52", eth),
+            ("grub.cfg-01-7c-fe-90-29-26-52", eth),
+            ("ipxe/7c:fe:90:29:26:52", AskedAs::Ipxe),
+        ];
+        for (name, asked_as) in cases {
+            let want = AskedAddr {
+                addr: six,
+                asked_as,
+            };
+            assert_eq!(asked(name), Some(want), "{name}");
+        }
+        let guid = asked("pxelinux.cfg/20-7c-fe-90-03-00-29-26-52").expect("guid");
+        assert!(matches!(guid.addr, AnyAddr::Eight(_)), "{guid:?}");
+        assert_eq!(asked("pxelinux.cfg/default"), None);
+        assert_eq!(asked("boot.ipxe"), None);
+        let names = [eth, ib, AskedAs::Ipxe].map(AskedAs::as_str);
+        assert_eq!(names, ["01", "20", "ipxe"]);
+    }
+
+    #[test]
+    fn kinds_label_resources() {
+        let kind = |name: &str| classify(name).map(|r| r.kind());
+        assert_eq!(kind("pxelinux.cfg/default"), Ok(Kind::Pxelinux));
+        assert_eq!(kind("pxelinux.cfg/52-54-00-00-00-01"), Ok(Kind::Ipxe));
+        assert_eq!(kind("boot.ipxe"), Ok(Kind::IpxeEntry));
+        assert_eq!(kind("grub.cfg"), Ok(Kind::Grub));
+        assert_eq!(kind("images/0123456789abcdef/k"), Ok(Kind::Image));
+        assert_eq!(kind("undionly.kpxe"), Ok(Kind::Static));
     }
 
     #[test]

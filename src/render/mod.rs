@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tera::Tera;
 
+use crate::model::addr::{HwType, PxeHwAddr};
 use crate::model::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
 use crate::model::node::NodeUuid;
 use crate::state::problems::{ProblemKind, Problems};
@@ -100,13 +101,6 @@ impl std::str::FromStr for Format {
             .find(|f| f.name() == s)
             .ok_or_else(|| format!("unknown format {s:?} (pxelinux, ipxe, grub, boot.ipxe)"))
     }
-}
-
-/// ARP hardware type of the name a client asked under; it picks `BOOTIF=01-…` or `20-…`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HwType {
-    Ethernet,
-    Infiniband,
 }
 
 /// How clients reach this server, as written into rendered configs.
@@ -804,16 +798,10 @@ impl Context {
             Action::InstanceIso => "iso",
             _ => "kernel",
         };
-        let hw = port.map(|p| {
-            hw.unwrap_or(if p.is_infiniband() {
-                HwType::Infiniband
-            } else {
-                HwType::Ethernet
-            })
-        });
+        // The type asked under, else the port's own.
+        let hw = port.map(|p| hw.unwrap_or(p.port.hw_type()));
         let bootif = match (port, hw) {
-            (Some(p), Some(HwType::Infiniband)) => format!("20-{}", p.port.address.hyphen()),
-            (Some(p), _) => format!("01-{}", p.port.address.hyphen()),
+            (Some(p), Some(hw)) => PxeHwAddr::new(hw, p.port.address).to_string(),
             _ => String::new(),
         };
         Ok(Context {
@@ -857,10 +845,7 @@ fn node_context(n: &IndexedNode) -> NodeContext {
 fn port_context(p: &IndexedPort, hw: Option<HwType>) -> PortContext {
     PortContext {
         address: p.port.address.to_string(),
-        hw_type: match hw {
-            Some(HwType::Infiniband) => "20",
-            _ => "01",
-        },
+        hw_type: hw.unwrap_or(HwType::Ethernet).arp(),
         infiniband: p.is_infiniband(),
         guid: p.guid().map(|g| g.to_string()).unwrap_or_default(),
         client_id: p.client_id.map(|c| c.to_string()).unwrap_or_default(),

@@ -64,10 +64,7 @@ fn render_name(r: &Renderer, s: &crate::state::Snapshot, name: &str, f: Format) 
     let parsed = PxelinuxName::parse(name).expect(name);
     let m = s.by_pxelinux_name(&parsed);
     assert!(m.is_some(), "{name} resolves");
-    let hw = match &parsed {
-        PxelinuxName::Hw(crate::model::addr::PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
-        _ => Some(HwType::Ethernet),
-    };
+    let hw = parsed.hw_type().or(Some(HwType::Ethernet));
     r.render(m.as_ref(), f, hw, &server()).expect("renders")
 }
 

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::addr::{PxeHwAddr, PxelinuxName};
+use crate::model::addr::{HwType, PxelinuxName};
 use crate::model::boot::Action;
 use crate::model::resource::{IpxeTarget, Resource};
-use crate::render::{Format, HwType, Pending, RenderError, Rendered, Renderer, Server};
+use crate::render::{Format, Pending, RenderError, Rendered, Renderer, Server};
 use crate::serving::images::{ImageCache, Lookup, PendingFetch};
-use crate::serving::metrics::{Kind, Metrics, StateGauges};
+use crate::serving::metrics::{Metrics, StateGauges};
 use crate::serving::roots::Roots;
 use crate::state::{Match, Store};
 
@@ -36,13 +36,14 @@ pub struct App {
     pub problems: Arc<crate::state::problems::Problems>,
 }
 
-/// A rendered config and what decided it.
+/// A boot config as served: the rendered body and what decided it (not the boot settings,
+/// `model::boot::BootConfig`).
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct ServedConfig {
     pub body: Arc<str>,
     pub format: Format,
     pub action: Action,
-    /// `node-uuid (name) port` or `unknown`, for logs.
+    /// The match as logs show it (`node <uuid> (<name>) port <address>`) or `unknown machine`.
     pub matched: String,
     pub node: Option<crate::model::node::NodeUuid>,
     pub port: Option<crate::model::addr::Mac>,
@@ -51,7 +52,7 @@ pub struct Config {
 /// The answer to one request.
 #[derive(Debug)]
 pub enum Answer {
-    Config(Config),
+    Config(ServedConfig),
     /// A file to send (static file or cached image), with its length.
     File {
         path: PathBuf,
@@ -87,7 +88,7 @@ impl ConfigMeta {
             self.metrics.render_time(self.started.elapsed());
         }
         match result {
-            Ok(r) => Answer::Config(Config {
+            Ok(r) => Answer::Config(ServedConfig {
                 body: r.body,
                 format: self.format,
                 action: r.action,
@@ -121,20 +122,6 @@ impl Rendering {
     }
 }
 
-impl Resource {
-    /// The metrics label of a resource.
-    pub fn kind(&self) -> Kind {
-        match self {
-            Resource::Pxelinux(_) => Kind::Pxelinux,
-            Resource::IronicIpxe(_) | Resource::Ipxe(_) => Kind::Ipxe,
-            Resource::IpxeEntry => Kind::IpxeEntry,
-            Resource::GrubMac(_) | Resource::GrubConf(_) | Resource::GrubMaster => Kind::Grub,
-            Resource::Image { .. } => Kind::Image,
-            Resource::Static(_) => Kind::Static,
-        }
-    }
-}
-
 impl App {
     /// Answers a classified request. `roots` are the static roots of the asking protocol.
     pub fn answer(&self, res: &Resource, server: &Server, roots: &Roots) -> Answer {
@@ -144,12 +131,8 @@ impl App {
                 self.config(None, Format::Pxelinux, None, server)
             }
             Resource::Pxelinux(name) => {
-                let hw = match name {
-                    PxelinuxName::Hw(PxeHwAddr::Infiniband(_)) => Some(HwType::Infiniband),
-                    PxelinuxName::Hw(PxeHwAddr::Ethernet(_)) => Some(HwType::Ethernet),
-                    _ => None,
-                };
-                self.node_config(snap.by_pxelinux_name(name), Format::Pxelinux, hw, server)
+                let m = snap.by_pxelinux_name(name);
+                self.node_config(m, Format::Pxelinux, name.hw_type(), server)
             }
             Resource::IronicIpxe(mac) => {
                 self.node_config(snap.by_mac(mac), Format::Ipxe, None, server)
@@ -169,7 +152,7 @@ impl App {
                 let m = snap.by_mac(mac);
                 self.config(m.as_ref(), Format::Grub, None, server)
             }
-            Resource::GrubMaster => Answer::Config(Config {
+            Resource::GrubMaster => Answer::Config(ServedConfig {
                 body: GRUB_MASTER.into(),
                 format: Format::Grub,
                 action: Action::LocalBoot,
@@ -214,7 +197,7 @@ impl App {
     ) -> Answer {
         let meta = ConfigMeta {
             format,
-            matched: describe_match(m),
+            matched: m.map_or_else(|| "unknown machine".into(), |m| m.to_string()),
             node: m.map(|m| m.node.node.uuid),
             port: m.and_then(|m| m.port).map(|p| p.port.address),
             started: Instant::now(),
@@ -282,24 +265,6 @@ impl App {
                 .clone()
                 .unwrap_or_else(|| format!("http://{host}:{http_port}")),
             tftp_server: local_ip.to_string(),
-        }
-    }
-}
-
-fn describe_match(m: Option<&Match<'_>>) -> String {
-    match m {
-        None => "unknown machine".into(),
-        Some(m) => {
-            let n = &m.node.node;
-            let port = m
-                .port
-                .map(|p| format!(" port {}", p.port.address))
-                .unwrap_or_default();
-            format!(
-                "node {} ({}){port}",
-                n.uuid,
-                n.name.as_deref().unwrap_or("-")
-            )
         }
     }
 }

@@ -19,11 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::model::addr::{self, AnyAddr, IbHwAddr, Mac, PxeHwAddr, PxelinuxName};
+use crate::model::addr::{self, Mac};
 use crate::model::node::NodeUuid;
-use crate::model::resource::{IpxeTarget, Resource};
+use crate::model::resource::AskedAddr;
 use crate::serving::metrics::{Outcome, Protocol};
-use crate::state::Snapshot;
 
 /// `[journal]` in the config: ring sizes.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -89,40 +88,6 @@ pub struct Record {
     pub duration_ms: u64,
     /// The hardware address a miss asked under, for the unknown-clients list.
     pub unknown: Option<AskedAddr>,
-}
-
-/// A hardware address a client asked under, with the hardware type the name implied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct AskedAddr {
-    #[serde(serialize_with = "ser_addr")]
-    pub addr: AnyAddr,
-    /// `01`, `20`, or `ipxe` (an `/ipxe/<address>` request).
-    pub asked_as: &'static str,
-}
-
-fn ser_addr<S: serde::Serializer>(a: &AnyAddr, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(a)
-}
-
-impl AskedAddr {
-    /// The hardware address a request names, if it names one.
-    pub fn of(res: &Resource) -> Option<AskedAddr> {
-        let (addr, asked_as) = match res {
-            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Ethernet(m))) => {
-                (AnyAddr::Six(*m), "01")
-            }
-            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Infiniband(IbHwAddr::Mac(m)))) => {
-                (AnyAddr::Six(*m), "20")
-            }
-            Resource::Pxelinux(PxelinuxName::Hw(PxeHwAddr::Infiniband(IbHwAddr::Guid(g)))) => {
-                (AnyAddr::Eight(*g), "20")
-            }
-            Resource::IronicIpxe(m) | Resource::GrubMac(m) => (AnyAddr::Six(*m), "01"),
-            Resource::Ipxe(IpxeTarget::Addr(a)) => (*a, "ipxe"),
-            _ => return None,
-        };
-        Some(AskedAddr { addr, asked_as })
-    }
 }
 
 /// A hardware address that asked and matched no node.
@@ -387,56 +352,11 @@ pub fn derived(asked: &AskedAddr, prefix: [u8; 12]) -> Vec<addr::Derived> {
         .collect()
 }
 
-/// The enrolled port an unknown address most likely meant: one that differs only by the
-/// InfiniBand truncation or the hardware type.
-pub fn closest(snap: &Snapshot, asked: &AskedAddr) -> Option<String> {
-    match asked.addr {
-        AnyAddr::Six(mac) => {
-            if asked.asked_as == "20" {
-                if let Some(m) = snap.by_mac(&mac) {
-                    return Some(format!(
-                        "Ethernet port {} of node {}: the firmware reports ARP type 32 for an Ethernet port?",
-                        mac, m.node.node.uuid
-                    ));
-                }
-            }
-            // The GUID's first six bytes taken for the MAC.
-            snap.ports().iter().find_map(|p| {
-                let g = p.guid()?;
-                (Mac([g.0[0], g.0[1], g.0[2], g.0[3], g.0[4], g.0[5]]) == mac).then(|| {
-                    format!(
-                        "InfiniBand port {} (GUID {g}) of node {}: {mac} is the GUID's first six bytes, not its IB MAC",
-                        p.port.address,
-                        snap.nodes()[p.node].node.uuid
-                    )
-                })
-            })
-        }
-        AnyAddr::Eight(g) => snap.by_ib(&IbHwAddr::Mac(g.ib_mac())).map(|m| {
-            format!(
-                "InfiniBand port {} of node {} has this GUID's IB MAC but no matching extra.client-id",
-                g.ib_mac(),
-                m.node.node.uuid
-            )
-        }),
-        AnyAddr::Twenty(b) => {
-            let g = addr::Guid([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
-            closest(
-                snap,
-                &AskedAddr {
-                    addr: AnyAddr::Eight(g),
-                    asked_as: asked.asked_as,
-                },
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::node::StateDoc;
-    use crate::state::{IndexConfig, Store, Update};
+    use crate::model::addr::{AnyAddr, HwType};
+    use crate::model::resource::AskedAs;
 
     fn rec(
         name: &str,
@@ -458,10 +378,13 @@ mod tests {
         }
     }
 
-    fn asked(s: &str, how: &'static str) -> AskedAddr {
+    const ETHERNET: AskedAs = AskedAs::Hw(HwType::Ethernet);
+    const INFINIBAND: AskedAs = AskedAs::Hw(HwType::Infiniband);
+
+    fn asked(s: &str, asked_as: AskedAs) -> AskedAddr {
         AskedAddr {
             addr: AnyAddr::parse(s).expect("addr"),
-            asked_as: how,
+            asked_as,
         }
     }
 
@@ -517,7 +440,7 @@ mod tests {
             unknown_clients: 2,
             ..JournalConfig::default()
         });
-        let a = asked("52:54:00:00:00:01", "01");
+        let a = asked("52:54:00:00:00:01", ETHERNET);
         for _ in 0..3 {
             j.record(rec(
                 "pxelinux.cfg/01-52-54-00-00-00-01",
@@ -530,13 +453,13 @@ mod tests {
             "x",
             None,
             Outcome::NotFound,
-            Some(asked("52:54:00:00:00:02", "01")),
+            Some(asked("52:54:00:00:00:02", ETHERNET)),
         ));
         j.record(rec(
             "y",
             None,
             Outcome::NotFound,
-            Some(asked("52:54:00:00:00:03", "01")),
+            Some(asked("52:54:00:00:00:03", ETHERNET)),
         ));
         j.flush();
         let (list, evicted) = j.unknown_clients();
@@ -544,27 +467,13 @@ mod tests {
         assert_eq!(evicted, 1);
         assert!(list
             .iter()
-            .all(|u| u.asked != asked("52:54:00:00:00:02", "01") || u.count == 1));
+            .all(|u| u.asked != asked("52:54:00:00:00:02", ETHERNET) || u.count == 1));
     }
 
     #[test]
-    fn closest_port_names_the_truncation_mistake() {
-        let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "ports": [
-            {"address": "7c:fe:90:29:26:52", "extra": {"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"}},
-            {"address": "52:54:00:00:00:01"}]}"#;
-        let store = Store::new(IndexConfig::default());
-        store.apply(vec![(
-            crate::state::source::dir::source_id("a"),
-            Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("json")),
-        )]);
-        let s = store.current();
-        let t = closest(&s, &asked("7c:fe:90:03:00:29", "20")).expect("truncation");
-        assert!(t.contains("first six bytes"), "{t}");
-        let h = closest(&s, &asked("52:54:00:00:00:01", "20")).expect("hw type");
-        assert!(h.contains("ARP type 32"), "{h}");
-        assert!(closest(&s, &asked("52:54:00:00:00:09", "01")).is_none());
+    fn an_unknown_address_is_derived_under_each_reading() {
         let d = derived(
-            &asked("7c:fe:90:03:00:29", "20"),
+            &asked("7c:fe:90:03:00:29", INFINIBAND),
             addr::MELLANOX_CLIENT_ID_PREFIX,
         );
         assert_eq!(d.len(), 2, "ethernet and IB readings");

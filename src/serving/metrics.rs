@@ -5,24 +5,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::model::resource::Kind;
+
 /// Which server saw the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Tftp = 0,
     Http = 1,
-}
-
-/// What was asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Pxelinux = 0,
-    Ipxe = 1,
-    IpxeEntry = 2,
-    Grub = 3,
-    Image = 4,
-    Static = 5,
-    Health = 6,
-    Other = 7,
 }
 
 /// How it ended.

@@ -26,10 +26,10 @@ use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
 use futures_lite::AsyncRead;
 
-use crate::model::resource::{classify, Resource};
+use crate::model::resource::{classify, AskedAddr, Kind, Resource};
 use crate::serving::app::{Answer, App};
-use crate::serving::journal::{AskedAddr, Record};
-use crate::serving::metrics::{Kind, Metrics, Outcome, Protocol};
+use crate::serving::journal::Record;
+use crate::serving::metrics::{Metrics, Outcome, Protocol};
 
 /// TFTP settings (`[tftp]` in the config).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -340,7 +340,7 @@ fn render_failed() -> packet::Error {
 }
 
 /// The log text and journal record of a served config.
-fn config_record(c: &crate::serving::app::Config, rec: Record) -> (String, Record) {
+fn config_record(c: &crate::serving::app::ServedConfig, rec: Record) -> (String, Record) {
     let r = Record {
         node: c.node,
         port: c.port,
@@ -392,7 +392,7 @@ impl Handler for TftpHandler {
 
 type OpenFuture = Pin<Box<dyn Future<Output = io::Result<std::fs::File>> + Send>>;
 type RenderFuture =
-    Pin<Box<dyn Future<Output = Result<crate::serving::app::Config, String>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<crate::serving::app::ServedConfig, String>> + Send>>;
 
 enum Source {
     Memory(Arc<[u8]>, usize),
@@ -517,7 +517,7 @@ pub struct Reader {
 
 impl Reader {
     /// A lazily rendered config arrived: count and describe the transfer as served.
-    fn rendered(&mut self, c: &crate::serving::app::Config) {
+    fn rendered(&mut self, c: &crate::serving::app::ServedConfig) {
         let (what, r) = config_record(c, self.record.clone());
         self.record = r;
         self.metrics

@@ -2,6 +2,7 @@
 //! node, by hash lookup.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -98,6 +99,31 @@ pub struct Match<'a> {
     pub node: &'a IndexedNode,
     pub port: Option<&'a IndexedPort>,
     pub via: Via,
+}
+
+/// One line naming the node and the port: `node <uuid> (<name>) port <address>`, as logs
+/// show a request's match. The alternate form (`{:#}`) adds the provision state, the port's
+/// link type and how they matched, as the CLI shows it.
+impl fmt::Display for Match<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let node = &self.node.node;
+        let name = node.name.as_deref().unwrap_or("-");
+        if f.alternate() {
+            write!(f, "node {} ({name}, {})", node.uuid, node.provision_state)?;
+        } else {
+            write!(f, "node {} ({name})", node.uuid)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, " port {}", p.port.address)?;
+            if f.alternate() {
+                write!(f, " ({})", p.port.hw_type().name())?;
+            }
+        }
+        if f.alternate() {
+            write!(f, " via {}", self.via.describe())?;
+        }
+        Ok(())
+    }
 }
 
 /// One generation of node state with its indexes. Immutable once built.
@@ -208,12 +234,7 @@ impl Snapshot {
     pub fn by_addr(&self, addr: &AnyAddr) -> Option<Match<'_>> {
         match addr {
             AnyAddr::Six(mac) => self.by_mac(mac),
-            AnyAddr::Eight(guid) => self.by_guid(guid),
-            AnyAddr::Twenty(bytes) => {
-                let mut g = [0u8; 8];
-                g.copy_from_slice(&bytes[12..]);
-                self.by_guid(&Guid(g))
-            }
+            AnyAddr::Eight(_) | AnyAddr::Twenty(_) => self.by_guid(&addr.guid()?),
         }
     }
 

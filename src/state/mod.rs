@@ -6,6 +6,7 @@
 //! the [`Store`] whole documents; the store keeps the last good document of each source, so a
 //! broken file or a failed poll changes nothing until it is fixed.
 
+pub mod diagnosis;
 mod index;
 pub mod problems;
 pub mod source;

@@ -427,3 +427,31 @@ fn a_directory_named_like_a_state_file_is_an_error() {
         s.errors
     );
 }
+
+#[test]
+fn a_match_describes_itself_briefly_for_logs_and_fully_for_the_cli() {
+    let store = store_with(&[("a.json", &ib_node_json("deploying"))]);
+    let s = store.current();
+    let ib = s
+        .by_addr(&AnyAddr::parse("7c:fe:90:03:00:29:26:52").expect("guid"))
+        .expect("ib port");
+    assert_eq!(
+        ib.to_string(),
+        format!("node {IB_NODE} (ib-1) port 7c:fe:90:29:26:52")
+    );
+    assert_eq!(
+        format!("{ib:#}"),
+        format!(
+            "node {IB_NODE} (ib-1, deploying) port 7c:fe:90:29:26:52 (infiniband) via {}",
+            Via::Guid.describe()
+        )
+    );
+    let node = s
+        .by_node_uuid(&crate::model::node::NodeUuid::parse(IB_NODE).expect("uuid"))
+        .expect("node");
+    assert_eq!(node.to_string(), format!("node {IB_NODE} (ib-1)"));
+    assert_eq!(
+        format!("{node:#}"),
+        format!("node {IB_NODE} (ib-1, deploying) via Ironic node UUID")
+    );
+}

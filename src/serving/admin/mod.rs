@@ -17,10 +17,11 @@ use serde_json::{json, Value};
 use crate::model::addr::{self, Reading};
 use crate::model::boot;
 use crate::model::node::NodeUuid;
-use crate::render::{Format, HwType, Server};
+use crate::render::{Format, Server};
 use crate::serving::app::App;
 use crate::serving::http::files::{full, Body};
 use crate::serving::journal::{self, Event, Journal};
+use crate::state::diagnosis::closest;
 use crate::state::{IndexedNode, IndexedPort, Snapshot};
 
 /// What the admin handlers need.
@@ -119,11 +120,7 @@ impl Admin {
             else {
                 continue;
             };
-            let hw = Some(if p.is_infiniband() {
-                HwType::Infiniband
-            } else {
-                HwType::Ethernet
-            });
+            let hw = Some(p.port.hw_type());
             let mut per = serde_json::Map::new();
             for f in [Format::Pxelinux, Format::Ipxe, Format::Grub] {
                 let v = match self
@@ -160,7 +157,7 @@ impl Admin {
                     "count": u.count,
                     "last_client": u.last_client,
                     "derived": journal::derived(&u.asked, self.client_id_prefix),
-                    "closest": journal::closest(&snap, &u.asked),
+                    "closest": closest(&snap, &u.asked),
                 })
             })
             .collect();

@@ -16,24 +16,13 @@ use serde_json::Value;
 use tera::{Context, Tera};
 
 use super::{plain, query_param, Admin, NodeView};
+use crate::model::boot::{Action, Purpose};
 use crate::model::node::NodeUuid;
 use crate::serving::http::files::{full, Body};
 use crate::serving::journal::Event;
 
 /// Events the front page lists (the JS adds newer ones, keeping at most 200).
 const RECENT_EVENTS: usize = 100;
-
-/// The actions a node can be in, in the order the fleet summary lists them.
-const ACTIONS: [&str; 8] = [
-    "deploy",
-    "clean",
-    "service",
-    "inspect",
-    "rescue",
-    "instance",
-    "instance_iso",
-    "local",
-];
 
 fn tera() -> Result<&'static Tera, String> {
     static TERA: OnceLock<Result<Tera, String>> = OnceLock::new();
@@ -91,9 +80,16 @@ fn index(admin: &Admin, mut ctx: Context) -> Response<Body> {
         .iter()
         .map(|n| (n.uuid.clone(), n.name.clone()))
         .collect();
-    let summary: Vec<(&str, usize)> = ACTIONS
+    // Discovery is for unknown machines only: no enrolled node is in it.
+    let summary: Vec<(&str, usize)> = Action::ALL
         .iter()
-        .map(|&a| (a, nodes.iter().filter(|n| n.action == a).count()))
+        .filter(|&&a| a != Action::Ramdisk(Purpose::Discovery))
+        .map(|a| {
+            (
+                a.name(),
+                nodes.iter().filter(|n| n.action == a.name()).count(),
+            )
+        })
         .collect();
     let all = admin.journal.events_since(0, usize::MAX);
     let last_id = all.last().map_or(0, |e| e.id);

@@ -14,10 +14,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::model::resource::classify;
+use crate::model::resource::{classify, AskedAddr, Kind};
 use crate::render::Server;
 use crate::serving::app::{Answer, App};
-use crate::serving::metrics::{Kind, Outcome, Protocol};
+use crate::serving::metrics::{Outcome, Protocol};
 use files::{full, Body};
 
 /// HTTP settings (`[http]` in the config).
@@ -313,7 +313,7 @@ async fn route(
         bytes: 0,
         duration_ms: 0,
         unknown: (outcome == Outcome::NotFound)
-            .then(|| crate::serving::journal::AskedAddr::of(&res))
+            .then(|| AskedAddr::of(&res))
             .flatten(),
     };
     files::counted(resp, journal_when_sent(app, record, started))

@@ -17,10 +17,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use ironpxe::model::addr::HwType;
 use ironpxe::model::addr::Mac;
 use ironpxe::model::boot::BootConfig;
 use ironpxe::model::node::{ProvisionState, StateDoc};
-use ironpxe::render::{Format, HwType, Renderer, Server};
+use ironpxe::render::{Format, Renderer, Server};
 use ironpxe::state::{IndexConfig, Store, Update};
 use ironpxe_fuzz::{ipxe, repo};
 use libfuzzer_sys::fuzz_target;
