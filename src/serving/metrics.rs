@@ -171,7 +171,24 @@ impl Metrics {
             let _ = writeln!(s, "ironpxe_bytes_sent_total{{protocol=\"{p}\"}} {v}");
         }
         self.write_render_histogram(&mut s);
-        let gauges: [(&str, &str, String); 16] = [
+        for (name, help, v) in self.scalars(g) {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            header(&mut s, name, kind, help);
+            let _ = writeln!(s, "{name} {v}");
+        }
+        if let Some(p) = &g.ironic {
+            write_ironic(&mut s, p);
+        }
+        s
+    }
+
+    /// Every single-valued metric: name, help, value. `_total` names are counters.
+    fn scalars(&self, g: &StateGauges) -> [(&'static str, &'static str, String); 16] {
+        [
             (
                 "ironpxe_tftp_sessions_active",
                 "TFTP transfers in progress.",
@@ -240,20 +257,7 @@ impl Metrics {
                 self.image_cache_bytes.load(Relaxed).to_string(),
             ),
             ("ironpxe_up", "Always 1.", "1".into()),
-        ];
-        for (name, help, v) in gauges {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            header(&mut s, name, kind, help);
-            let _ = writeln!(s, "{name} {v}");
-        }
-        if let Some(p) = &g.ironic {
-            write_ironic(&mut s, p);
-        }
-        s
+        ]
     }
 
     fn write_requests(&self, s: &mut String) {
