@@ -155,6 +155,34 @@ fn security_claims_point_to_existing_tests() {
         }
     }
     assert!(cited >= 20, "SECURITY.md cites only {cited} tests");
+    // A cited path (`src/x.rs::tests::name`) must exist and hold the test it names: a moved
+    // file would otherwise leave the reader looking in the wrong place.
+    let mut stale = Vec::new();
+    for quoted in text.split('`').skip(1).step_by(2) {
+        if !["src/", "tests/", "vendor/"]
+            .iter()
+            .any(|p| quoted.starts_with(p))
+        {
+            continue;
+        }
+        let mut parts = quoted.split("::");
+        let file = root().join(parts.next().unwrap_or_default());
+        if file.is_dir() {
+            continue;
+        }
+        let Ok(body) = std::fs::read_to_string(&file) else {
+            stale.push(format!("{quoted}: no such file"));
+            continue;
+        };
+        let name = parts.last().unwrap_or("*");
+        if name != "*" && !body.contains(&format!("fn {name}(")) {
+            stale.push(format!("{quoted}: no fn {name} in that file"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "SECURITY.md cites stale paths: {stale:#?}"
+    );
     assert!(
         missing.is_empty(),
         "SECURITY.md cites tests that do not exist: {missing:?}"
@@ -190,4 +218,69 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// README "Layout" names every module directory and file two levels under `src/`, and
+/// nothing that does not exist.
+#[test]
+fn the_readme_layout_matches_the_tree() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Layout\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Layout section");
+    let listed: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| p.starts_with("src/") || p.ends_with('/'))
+        .collect();
+    for p in &listed {
+        assert!(
+            root().join(p).exists(),
+            "README Layout lists {p}, which does not exist"
+        );
+    }
+    let src = root().join("src");
+    let mut missing = Vec::new();
+    for top in std::fs::read_dir(&src).expect("src/").flatten() {
+        let name = format!("src/{}", top.file_name().to_string_lossy());
+        let is_dir = top.path().is_dir();
+        let shown = if is_dir {
+            format!("{name}/")
+        } else {
+            name.clone()
+        };
+        if shown != "src/lib.rs" && !listed.contains(&shown.as_str()) {
+            missing.push(shown.clone());
+        }
+        if !is_dir {
+            continue;
+        }
+        for inner in std::fs::read_dir(top.path()).expect("dir").flatten() {
+            let file = inner.file_name().to_string_lossy().into_owned();
+            if matches!(file.as_str(), "mod.rs" | "tests.rs" | "templates") {
+                continue;
+            }
+            let stem = file.trim_end_matches(".rs");
+            let full = format!("{shown}{file}");
+            let dir_form = format!("{shown}{file}/");
+            // Listed by path, or named in its directory's line.
+            let named = listed.contains(&full.as_str())
+                || listed.contains(&dir_form.as_str())
+                || section.lines().any(|l| {
+                    (l.trim_start().starts_with(&shown)
+                        || l.starts_with("                         "))
+                        && l.contains(stem)
+                });
+            if !named {
+                missing.push(full);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README Layout does not mention: {missing:?}"
+    );
 }
