@@ -2,9 +2,10 @@
 //! side from its sources and published with one swap, so a request never sees half a state
 //! and never waits for a writer.
 //!
-//! Sources (the watched directory, [`dir`], and the Ironic API poller, `crate::state::source::ironic`) hand
-//! the [`Store`] whole documents; the store keeps the last good document of each source, so a
-//! broken file or a failed poll changes nothing until it is fixed.
+//! Sources — peers in [`source`]: the watched directory and the Ironic API poller — hand the
+//! [`Store`] whole documents as [`Update`]s under their own [`SourceId`]; the store keeps the
+//! last good document of each source, so a broken file or a failed poll changes nothing until
+//! it is fixed.
 
 pub mod diagnosis;
 mod index;
