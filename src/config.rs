@@ -141,11 +141,59 @@ pub enum UnknownKind {
 #[serde(default, deny_unknown_fields)]
 pub struct IndexSection {
     /// Node field holding the SMBIOS system UUID (`extra.<key>`).
-    pub system_uuid_field: String,
+    pub system_uuid_field: ExtraField,
     /// Port field holding a fixed IPv4 address (`extra.<key>`), for hex-IP names.
-    pub fixed_ip_field: String,
+    pub fixed_ip_field: ExtraField,
     /// 12-byte client-id prefix used when deriving a client-id from a GUID.
-    pub client_id_prefix: String,
+    pub client_id_prefix: ClientIdPrefix,
+}
+
+/// A field of a node's or port's `extra`, written `extra.<key>` in the file (the only fields
+/// Ironic lets operators fill freely). Parsed when the file is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraField(String);
+
+impl std::str::FromStr for ExtraField {
+    type Err = String;
+    fn from_str(path: &str) -> Result<Self, String> {
+        path.strip_prefix("extra.")
+            .filter(|k| !k.is_empty())
+            .map(|k| ExtraField(k.to_owned()))
+            .ok_or_else(|| format!("{path:?}: only fields of `extra` are supported (extra.<key>)"))
+    }
+}
+
+/// Values written as text in the file, parsed when it is read: a bad one is refused there,
+/// with its key, and code past loading never handles the error again.
+macro_rules! parsed_from_text {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+parsed_from_text!(ExtraField, ClientIdPrefix);
+
+impl std::fmt::Display for ClientIdPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&client_id_prefix_text(self.0))
+    }
+}
+
+/// The 12-byte vendor prefix of client-ids derived from a GUID, written as colon-separated
+/// hex bytes. Parsed when the file (or `addr --client-id-prefix`) is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIdPrefix(pub [u8; 12]);
+
+impl std::str::FromStr for ClientIdPrefix {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        ClientId::parse(&format!("{}:00:00:00:00:00:00:00:00", text.trim()))
+            .map(|c| ClientIdPrefix(c.prefix()))
+            .map_err(|e| format!("{e} (expected 12 colon-separated bytes)"))
+    }
 }
 
 impl Default for Config {
@@ -202,9 +250,9 @@ impl Default for BootSection {
 impl Default for IndexSection {
     fn default() -> Self {
         IndexSection {
-            system_uuid_field: "extra.system_uuid".into(),
-            fixed_ip_field: "extra.fixed_ip".into(),
-            client_id_prefix: client_id_prefix_text(MELLANOX_CLIENT_ID_PREFIX),
+            system_uuid_field: ExtraField("system_uuid".into()),
+            fixed_ip_field: ExtraField("fixed_ip".into()),
+            client_id_prefix: ClientIdPrefix(MELLANOX_CLIENT_ID_PREFIX),
         }
     }
 }
@@ -241,8 +289,6 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.boot_config()?;
-        self.index_config()?;
-        self.client_id_prefix()?;
         if let Some(u) = &self.public_url {
             let ok = (u.starts_with("http://") || u.starts_with("https://"))
                 && crate::render::check_token("public_url", u, crate::render::Format::Grub).is_ok();
@@ -335,47 +381,27 @@ impl Config {
             .unwrap_or_else(|| self.tftp_root.clone())]
     }
 
-    /// The index settings: field paths reduced to `extra` keys.
-    pub fn index_config(&self) -> Result<IndexConfig, ConfigError> {
-        let key = |name: &'static str, path: &str| {
-            path.strip_prefix("extra.")
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| ConfigError::Invalid {
-                    key: name,
-                    message: format!(
-                        "{path:?}: only fields of `extra` are supported (extra.<key>)"
-                    ),
-                })
-        };
-        Ok(IndexConfig {
-            system_uuid_key: key("index.system_uuid_field", &self.index.system_uuid_field)?,
-            fixed_ip_key: key("index.fixed_ip_field", &self.index.fixed_ip_field)?,
-        })
+    /// The index settings.
+    pub fn index_config(&self) -> IndexConfig {
+        IndexConfig {
+            system_uuid_key: self.index.system_uuid_field.0.clone(),
+            fixed_ip_key: self.index.fixed_ip_field.0.clone(),
+        }
     }
 
     /// Where ironpxe answers, for the DHCP output.
-    pub fn dhcp_listeners(&self) -> Result<crate::dhcp::Listeners, ConfigError> {
-        Ok(crate::dhcp::Listeners {
+    pub fn dhcp_listeners(&self) -> crate::dhcp::Listeners {
+        crate::dhcp::Listeners {
             public_url: self.public_url(),
             http_listen: self.http_listen,
             tftp_listen: self.tftp_listen.clone(),
-            client_id_prefix: self.client_id_prefix()?,
-        })
+            client_id_prefix: self.client_id_prefix(),
+        }
     }
 
     /// The client-id vendor prefix as bytes.
-    pub fn client_id_prefix(&self) -> Result<[u8; 12], ConfigError> {
-        let with_guid = format!(
-            "{}:00:00:00:00:00:00:00:00",
-            self.index.client_id_prefix.trim()
-        );
-        ClientId::parse(&with_guid)
-            .map(|c| c.prefix())
-            .map_err(|e| ConfigError::Invalid {
-                key: "index.client_id_prefix",
-                message: format!("{e} (expected 12 colon-separated bytes)"),
-            })
+    pub fn client_id_prefix(&self) -> [u8; 12] {
+        self.index.client_id_prefix.0
     }
 }
 
@@ -389,13 +415,10 @@ mod tests {
         c.validate().expect("defaults validate");
         assert_eq!(c.state_dir, PathBuf::from("examples/state"));
         assert_eq!(
-            c.client_id_prefix().expect("prefix"),
+            c.client_id_prefix(),
             crate::model::addr::MELLANOX_CLIENT_ID_PREFIX
         );
-        assert_eq!(
-            c.index_config().expect("index").system_uuid_key,
-            "system_uuid"
-        );
+        assert_eq!(c.index_config().system_uuid_key, "system_uuid");
     }
 
     #[test]
@@ -416,19 +439,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("boot.unknown_action"));
-        let bad: Config =
-            toml::from_str("[index]\nsystem_uuid_field = \"properties.x\"\n").expect("toml");
-        assert!(bad
-            .validate()
+        // Typed values are refused while the file is read, the line and key shown.
+        let bad = toml::from_str::<Config>("[index]\nsystem_uuid_field = \"properties.x\"\n")
             .unwrap_err()
-            .to_string()
-            .contains("index.system_uuid_field"));
-        let bad: Config = toml::from_str("[index]\nclient_id_prefix = \"ff:00\"\n").expect("toml");
-        assert!(bad
-            .validate()
+            .to_string();
+        assert!(
+            bad.contains("system_uuid_field") && bad.contains("extra.<key>"),
+            "{bad}"
+        );
+        let bad = toml::from_str::<Config>("[index]\nclient_id_prefix = \"ff:00\"\n")
             .unwrap_err()
-            .to_string()
-            .contains("client_id_prefix"));
+            .to_string();
+        assert!(
+            bad.contains("client_id_prefix") && bad.contains("12 colon-separated"),
+            "{bad}"
+        );
         let bad: Config = toml::from_str("[boot]\nipa_api_url = \"ironic:6385\"\n").expect("toml");
         assert!(bad
             .validate()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::Config;
+use crate::config::ClientIdPrefix;
 use crate::model::addr::{self, AnyAddr};
 use crate::state::{IndexConfig, Match, Snapshot, Store};
 
@@ -20,21 +20,14 @@ pub struct AddrArgs {
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Vendor prefix for client-ids derived from a GUID.
-    #[arg(long, default_value_t = addr::client_id_prefix_text(addr::MELLANOX_CLIENT_ID_PREFIX))]
-    pub client_id_prefix: String,
+    #[arg(long, default_value_t = ClientIdPrefix(addr::MELLANOX_CLIENT_ID_PREFIX))]
+    pub client_id_prefix: ClientIdPrefix,
 }
 
 /// `ironpxe addr`.
 pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<()> {
     let parsed = AnyAddr::parse(&args.address)?;
-    let prefix = Config {
-        index: crate::config::IndexSection {
-            client_id_prefix: args.client_id_prefix.clone(),
-            ..Default::default()
-        },
-        ..Config::default()
-    }
-    .client_id_prefix()?;
+    let prefix = args.client_id_prefix.0;
     let store = match &args.state_dir {
         Some(d) => Some(load_state(d, IndexConfig::default())?),
         None => None,

@@ -20,7 +20,7 @@ pub struct CheckArgs {
 pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<()> {
     let cfg = args.state.config()?;
     let mut problems = Vec::new();
-    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let store = load_state(&cfg.state_dir, cfg.index_config())?;
     let snap = store.current();
     problems.extend(snap.errors.iter().map(|e| format!("state: {e}")));
     let renderer = match Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render) {

@@ -48,10 +48,10 @@ pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<()> {
         templates: None,
     }
     .config()?;
-    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let store = load_state(&cfg.state_dir, cfg.index_config())?;
     let snap = store.current();
     let (opts, option_warnings) = DhcpOptions::derive(
-        &cfg.dhcp_listeners()?,
+        &cfg.dhcp_listeners(),
         args.http_url.as_deref(),
         args.next_server,
         &args.bios_boot,

@@ -53,14 +53,14 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<()> {
     let store = match &client {
         Some(c) => {
             let doc = rt.block_on(c.poll())?;
-            let store = Store::new(cfg.index_config()?);
+            let store = Store::new(cfg.index_config());
             store.apply(vec![(
                 crate::state::source::ironic::source_id(),
                 crate::state::Update::Replace(doc),
             )]);
             store
         }
-        None => load_state(&cfg.state_dir, cfg.index_config()?)?,
+        None => load_state(&cfg.state_dir, cfg.index_config())?,
     };
     let snap = store.current();
     let expected: Vec<ExpectedPort> = ifaces.iter().map(ExpectedPort::of).collect();
@@ -74,7 +74,7 @@ pub fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    let prefix = cfg.client_id_prefix()?;
+    let prefix = cfg.client_id_prefix();
     let mut open = 0;
     for (iface, exp) in ifaces.iter().zip(&expected) {
         let finding = check(exp, &enrolled);

@@ -70,7 +70,7 @@ fn resolve<'a>(s: &'a Snapshot, client: &str, smbios: Option<&SystemUuid>) -> Re
 /// `ironpxe render`.
 pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let cfg = args.state.config()?;
-    let store = load_state(&cfg.state_dir, cfg.index_config()?)?;
+    let store = load_state(&cfg.state_dir, cfg.index_config())?;
     let renderer = Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
         .map_err(|e| anyhow!(e.join("\n")))?;
     let smbios = match &args.smbios_uuid {

@@ -117,7 +117,7 @@ async fn start_admin(cfg: &Config, app: &Arc<App>) -> Result<Option<std::net::So
         token,
         hosts: crate::serving::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
         preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
-        client_id_prefix: cfg.client_id_prefix()?,
+        client_id_prefix: cfg.client_id_prefix(),
     });
     let local = crate::serving::admin::start(admin, listen)
         .await
@@ -192,7 +192,7 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>> {
     let d = &cfg.dhcp;
     // Host files carry no boot options; derived only so a bad [dhcp] value fails at start.
     crate::dhcp::DhcpOptions::derive(
-        &cfg.dhcp_listeners()?,
+        &cfg.dhcp_listeners(),
         None,
         d.next_server,
         &d.bios_boot,
@@ -321,7 +321,7 @@ pub struct Live {
 impl Live {
     /// Loads everything once and starts watching; fails only on what cannot be served at all.
     pub fn start(cfg: &Config) -> Result<Live> {
-        let store = Arc::new(Store::new(cfg.index_config()?));
+        let store = Arc::new(Store::new(cfg.index_config()));
         let renderer = Arc::new(
             Renderer::isolated(&cfg.templates, cfg.boot_config()?, &cfg.render)
                 .map_err(|e| anyhow!(e.join("\n")))?,
