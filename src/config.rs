@@ -190,9 +190,14 @@ pub struct ClientIdPrefix(pub [u8; 12]);
 impl std::str::FromStr for ClientIdPrefix {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        ClientId::parse(&format!("{}:00:00:00:00:00:00:00:00", text.trim()))
+        let text = text.trim();
+        let bytes = text.split(':').count();
+        if bytes != 12 {
+            return Err(format!("{text:?}: expected 12 colon-separated bytes, got {bytes}"));
+        }
+        ClientId::parse(&format!("{text}:00:00:00:00:00:00:00:00"))
             .map(|c| ClientIdPrefix(c.prefix()))
-            .map_err(|e| format!("{e} (expected 12 colon-separated bytes)"))
+            .map_err(|e| format!("{text:?}: {e} (expected 12 colon-separated bytes)"))
     }
 }
 
