@@ -1,6 +1,7 @@
 //! The servers: one [`app::App`] answers TFTP ([`tftp`]) and HTTP ([`http`]) requests from
-//! the live snapshot; the admin API and status page ([`admin`]), the image cache
-//! ([`images`]), the request journal, metrics and limits serve them. [`run`] starts it all.
+//! the live snapshot; the admin API and status page ([`admin`]) share the web plumbing
+//! ([`web`]) with HTTP; the image cache ([`images`]), the request journal, metrics and
+//! limits serve them. [`run`] starts it all.
 
 pub mod admin;
 pub mod app;
@@ -12,3 +13,4 @@ pub mod metrics;
 pub mod roots;
 pub mod run;
 pub mod tftp;
+pub mod web;

@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tera::{Context, Tera};
 
-use super::{plain, query_param, Admin, NodeView};
+use super::{query_param, Admin, NodeView};
 use crate::model::node::NodeUuid;
-use crate::serving::http::files::{full, Body};
 use crate::serving::journal::Event;
+use crate::serving::web::{full, percent_decode, percent_encode, text, Body};
 
 /// Events the front page lists (the JS adds newer ones, keeping at most 200).
 const RECENT_EVENTS: usize = 100;
@@ -185,7 +185,7 @@ fn node(admin: &Admin, uuid: &NodeUuid, mut ctx: Context) -> Response<Body> {
 
 fn not_found(path: &str, mut ctx: Context) -> Response<Body> {
     // Decoded so the page names what was asked; the template escapes it.
-    let shown = crate::serving::http::percent_decode(path).unwrap_or_else(|| path.to_owned());
+    let shown = percent_decode(path).unwrap_or_else(|| path.to_owned());
     ctx.insert("path", &shown);
     render("404.html", ctx, StatusCode::NOT_FOUND)
 }
@@ -200,7 +200,7 @@ fn render(template: &str, mut ctx: Context, status: StatusCode) -> Response<Body
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "admin page");
-            return plain(
+            return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "admin page failed: see the server log\n",
             );
@@ -246,18 +246,6 @@ fn nonce() -> String {
         h.finish()
     };
     format!("{:016x}{:016x}", word(), word())
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Adds `forms`, one line of text per reading, to each unknown client (the page's JS builds
@@ -360,11 +348,5 @@ mod tests {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
         assert!(html.contains("href=\"/?token=a%2Fb\""), "{html}");
-    }
-
-    #[test]
-    fn tokens_are_percent_encoded() {
-        assert_eq!(percent_encode("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
-        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
     }
 }

@@ -5,9 +5,9 @@
 //! root; `classify` is the same for the decoded path and for its normalised form.
 #![no_main]
 
-use ironpxe::http::percent_decode;
-use ironpxe::paths::{normalize, PathError};
-use ironpxe::resource::{classify, Resource};
+use ironpxe::model::paths::{normalize, PathError};
+use ironpxe::model::resource::{classify, Resource};
+use ironpxe::serving::web::percent_decode;
 use ironpxe_fuzz::{check_inside_root, check_resource_paths, fixture};
 use libfuzzer_sys::fuzz_target;
 
