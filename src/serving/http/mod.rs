@@ -16,6 +16,7 @@ use crate::model::resource::classify;
 use crate::render::Server;
 use crate::serving::app::{Answer, App};
 use crate::serving::metrics::{Kind, Outcome, Protocol};
+use crate::serving::request::RequestLog;
 use crate::serving::web::{self, text, Body, WebServer};
 
 /// HTTP settings (`[http]` in the config).
@@ -158,66 +159,56 @@ pub async fn handle(
     local: SocketAddr,
 ) -> Response<Body> {
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_owned();
-    if method != Method::GET && method != Method::HEAD {
-        app.metrics
-            .request(Protocol::Http, Kind::Other, Outcome::Refused);
-        return web::method_not_allowed();
+    let path = req.uri().path();
+    let mut log = RequestLog::http(&app, peer, method.clone(), path);
+    let resp = if method != Method::GET && method != Method::HEAD {
+        web::method_not_allowed()
+    } else {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let server = policy.server_for(host, local);
+        route(&app, &mut log, path, &server, &method, req.headers()).await
+    };
+    log.status(resp.status().as_u16());
+    if !log.journaled() {
+        return resp;
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let server = policy.server_for(host, local);
-    let resp = route(&app, &raw_path, &server, &method, req.headers(), peer).await;
-    tracing::info!(client = %peer, %method, path = %truncate(&raw_path), status = resp.status().as_u16(), "http request");
-    resp
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
+    // The journal entry and byte count wait for what the body really sends (see
+    // [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
+    files::counted(resp, Box::new(move |bytes| log.sent(bytes)))
 }
 
 async fn route(
     app: &App,
+    log: &mut RequestLog,
     raw_path: &str,
     server: &Server,
     method: &Method,
     headers: &HeaderMap,
-    peer: SocketAddr,
 ) -> Response<Body> {
-    let started = std::time::Instant::now();
-    let m = &app.metrics;
     match raw_path {
         "/healthz" => {
-            m.request(Protocol::Http, Kind::Health, Outcome::Served);
+            log.health();
             return health(app, method, headers);
         }
         "/metrics" => {
-            m.request(Protocol::Http, Kind::Health, Outcome::Served);
+            log.health();
             let body = app.metrics.render(&app.gauges());
-            return files::serve_bytes(
-                body.into(),
-                None,
-                "text/plain; version=0.0.4",
-                method,
-                headers,
-            );
+            let plain = "text/plain; version=0.0.4";
+            return files::serve_bytes(body.into(), None, plain, method, headers);
         }
         _ => {}
     }
     let Some(path) = web::percent_decode(raw_path) else {
-        m.request(Protocol::Http, Kind::Other, Outcome::Refused);
         return text(StatusCode::BAD_REQUEST, "malformed path\n");
     };
     let res = match classify(&path) {
         Ok(r) => r,
-        Err(e) => {
-            m.request(Protocol::Http, Kind::Other, Outcome::Refused);
-            return text(StatusCode::FORBIDDEN, format!("refused: {e}\n"));
-        }
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("refused: {e}\n")),
     };
-    let kind = res.kind();
+    log.classified(&path, &res);
     let mut answer = app.answer(&res, server, &app.http_roots);
     if let Answer::Pending(p) = answer {
         answer = match p.wait().await {
@@ -228,15 +219,25 @@ async fn route(
     if let Answer::Rendering(r) = answer {
         answer = r.finish().await;
     }
-    let mut who = (None, None, None);
+    reply(log, res.kind(), &path, answer, method, headers).await
+}
+
+/// Turns an answer into a response, telling `log` how the request ended.
+async fn reply(
+    log: &mut RequestLog,
+    kind: Kind,
+    path: &str,
+    answer: Answer,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
-            who = (c.node, c.port, Some(c.action.name()));
+            log.config(&c);
             let body = bytes::Bytes::copy_from_slice(c.body.as_bytes());
-            (
-                Outcome::Served,
-                files::serve_bytes(body, None, "text/plain; charset=utf-8", method, headers),
-            )
+            let plain = "text/plain; charset=utf-8";
+            let resp = files::serve_bytes(body, None, plain, method, headers);
+            (Outcome::Served, resp)
         }
         Answer::File { path, .. } => (
             Outcome::Served,
@@ -247,7 +248,7 @@ async fn route(
             text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         ),
         Answer::Unavailable(e) => {
-            tracing::error!(path = %truncate(&path), error = %e, "http request not served now");
+            tracing::error!(path = %truncate(path), error = %e, "http request not served now");
             let mut r = text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ironpxe: cannot render this config now; see the server log\n",
@@ -262,50 +263,17 @@ async fn route(
             text(StatusCode::FORBIDDEN, format!("refused: {why}\n")),
         ),
         Answer::Error(e) => {
-            tracing::error!(path = %truncate(&path), error = %e, "http request failed");
-            (
-                Outcome::Error,
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ironpxe: see the server log\n",
-                ),
-            )
+            tracing::error!(path = %truncate(path), error = %e, "http request failed");
+            let msg = "ironpxe: see the server log\n";
+            (Outcome::Error, text(StatusCode::INTERNAL_SERVER_ERROR, msg))
         }
     };
-    m.request(Protocol::Http, kind, outcome);
-    let record = crate::serving::journal::Record {
-        protocol: Protocol::Http,
-        client: peer.ip(),
-        name: path.clone(),
-        node: who.0,
-        port: who.1,
-        action: who.2,
-        outcome,
-        bytes: 0,
-        duration_ms: 0,
-        unknown: (outcome == Outcome::NotFound)
-            .then(|| crate::serving::journal::AskedAddr::of(&res))
-            .flatten(),
-    };
-    files::counted(resp, journal_when_sent(app, record, started))
+    log.outcome(outcome);
+    resp
 }
 
-/// Completes a request's journal entry and byte count with what its body really sent (see
-/// [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
-fn journal_when_sent(
-    app: &App,
-    mut record: crate::serving::journal::Record,
-    started: std::time::Instant,
-) -> files::OnSent {
-    let (metrics, journal) = (app.metrics.clone(), app.journal.clone());
-    Box::new(move |bytes| {
-        metrics.bytes_sent(Protocol::Http, bytes);
-        record.bytes = bytes;
-        record.duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(j) = journal {
-            j.record(record);
-        }
-    })
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
 }
 
 /// A 404 an iPXE `chain` can also read as a script.
