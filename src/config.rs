@@ -66,6 +66,10 @@ pub struct AdminSection {
     /// address (or `localhost` on loopback): other names it is reached by go here
     /// (DNS-rebinding protection: a hostile page reaches it only under a name of its own).
     pub host_aliases: Vec<String>,
+    /// Connections open at once, from one client address as from all (operators are few);
+    /// over the cap a client gets `503 Service Unavailable`. Within the descriptors `serve`
+    /// keeps in reserve beyond the boot servers' caps.
+    pub max_connections: usize,
 }
 
 impl Default for AdminSection {
@@ -74,6 +78,7 @@ impl Default for AdminSection {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             token_file: None,
             host_aliases: Vec::new(),
+            max_connections: 64,
         }
     }
 }
@@ -193,7 +198,9 @@ impl std::str::FromStr for ClientIdPrefix {
         let text = text.trim();
         let bytes = text.split(':').count();
         if bytes != 12 {
-            return Err(format!("{text:?}: expected 12 colon-separated bytes, got {bytes}"));
+            return Err(format!(
+                "{text:?}: expected 12 colon-separated bytes, got {bytes}"
+            ));
         }
         ClientId::parse(&format!("{text}:00:00:00:00:00:00:00:00"))
             .map(|c| ClientIdPrefix(c.prefix()))

@@ -135,9 +135,9 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Sends SIGHUP (`kill -HUP <pid>`) to the process whose PID is in `pid_file`, as dnsmasq
-/// writes it. Refuses PIDs 0 and 1 and anything but one decimal number: `kill -HUP 0` or `-1`
-/// would signal a whole process group or every process.
+/// Sends SIGHUP (`kill(2)`) to the process whose PID is in `pid_file`, as dnsmasq writes it.
+/// Refuses PIDs 0 and 1 and anything but one decimal number: `kill -HUP 0` or `-1` would
+/// signal a whole process group or every process.
 pub fn sighup(pid_file: &Path) -> io::Result<()> {
     let text = fs::read_to_string(pid_file)?;
     let invalid = |why: &str| {
@@ -154,15 +154,12 @@ pub fn sighup(pid_file: &Path) -> io::Result<()> {
     if pid <= 1 {
         return Err(invalid(&format!("refusing to signal PID {pid}")));
     }
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(pid.to_string())
-        .status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "kill -HUP {pid} failed ({status})"
-        )))
-    }
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| invalid("PID out of range"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
+        let what = format!("kill -HUP {}: {e}", pid.as_raw_nonzero());
+        io::Error::new(io::Error::from(e).kind(), what)
+    })
 }

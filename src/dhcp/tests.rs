@@ -636,7 +636,10 @@ fn sighup_refuses_anything_but_one_real_pid() {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}: {e}");
     }
     assert!(sighup(&dir.path().join("missing")).is_err());
-    let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
     fs::write(&f, format!("{}\n", child.id())).expect("write");
     sighup(&f).expect("sighup");
     let status = child.wait().expect("wait");

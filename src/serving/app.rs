@@ -223,13 +223,6 @@ impl App {
         }
     }
 
-    /// Records a request in the journal (never blocks).
-    pub fn record(&self, r: crate::serving::journal::Record) {
-        if let Some(j) = &self.journal {
-            j.record(r);
-        }
-    }
-
     /// Gauges for `/metrics` and `/healthz`.
     pub fn gauges(&self) -> StateGauges {
         let s = self.store.current();

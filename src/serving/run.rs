@@ -69,7 +69,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     tracing::info!(
         http = %http.local,
         tftp = ?tftp,
-        admin = ?admin,
+        admin = ?admin.as_ref().map(|a| a.local),
         nodes = snap.nodes().len(),
         ports = snap.ports().len(),
         "ironpxe serving"
@@ -77,10 +77,15 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
 
     wait_for_signals(&live, &app, config_file.as_deref()).await;
     tracing::info!("shutting down: no new HTTP connections; letting transfers finish");
-    // One grace period for both servers, not one each.
+    // One grace period for every server, not one each.
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
     let started = Instant::now();
-    http.shutdown().await;
+    let admin = async {
+        if let Some(a) = admin {
+            a.shutdown().await;
+        }
+    };
+    tokio::join!(http.shutdown(), admin);
     drain_tftp(&app, grace.saturating_sub(started.elapsed())).await;
     Ok(())
 }
@@ -103,7 +108,10 @@ fn tftp_roots(cfg: &Config) -> Vec<std::path::PathBuf> {
 }
 
 /// Starts the admin API and page when `[admin] listen` is set.
-async fn start_admin(cfg: &Config, app: &Arc<App>) -> Result<Option<std::net::SocketAddr>> {
+async fn start_admin(
+    cfg: &Config,
+    app: &Arc<App>,
+) -> Result<Option<crate::serving::web::WebServer>> {
     let (Some(listen), Some(journal)) = (cfg.admin.listen, app.journal.clone()) else {
         return Ok(None);
     };
@@ -119,10 +127,11 @@ async fn start_admin(cfg: &Config, app: &Arc<App>) -> Result<Option<std::net::So
         preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
         client_id_prefix: cfg.client_id_prefix(),
     });
-    let local = crate::serving::admin::start(admin, listen)
+    let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
+    let server = crate::serving::admin::start(admin, listen, cfg.admin.max_connections, grace)
         .await
         .with_context(|| format!("[admin] listen {listen}"))?;
-    Ok(Some(local))
+    Ok(Some(server))
 }
 
 /// Raises the open-file soft limit to the hard one (the soft one is often 1024, far below the

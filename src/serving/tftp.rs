@@ -20,16 +20,17 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
 use futures_lite::AsyncRead;
 
-use crate::model::resource::{classify, AskedAddr, Kind, Resource};
-use crate::serving::app::{Answer, App};
-use crate::serving::journal::Record;
-use crate::serving::metrics::{Metrics, Outcome, Protocol};
+use crate::model::resource::{classify, Resource};
+use crate::serving::app::{Answer, App, Rendering};
+use crate::serving::limits::Permit;
+use crate::serving::metrics::{Metrics, Outcome};
+use crate::serving::request::RequestLog;
 
 /// TFTP settings (`[tftp]` in the config).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -122,16 +123,16 @@ impl TftpHandler {
         self.app.default_server(self.local_ip, self.http_port)
     }
 
+    /// Answers a read request; `log` was made as it arrived and counts it however it ends.
     fn open(
         &self,
-        client: &SocketAddr,
+        mut log: RequestLog,
         name: &str,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
-        let m = &self.app.metrics;
+        let client = log.client();
         let permit = match self.limiter.acquire(client.ip()) {
             Ok(p) => p,
             Err(e) => {
-                m.request(Protocol::Tftp, Kind::Other, Outcome::Refused);
                 tracing::warn!(%client, name, error = %e, "tftp request refused");
                 return Err(packet::Error::Msg(format!("ironpxe: {e}; retry later")));
             }
@@ -139,139 +140,107 @@ impl TftpHandler {
         let res = match classify(name) {
             Ok(r) => r,
             Err(e) => {
-                m.request(Protocol::Tftp, Kind::Other, Outcome::Refused);
                 tracing::warn!(%client, name, error = %e, "tftp request refused");
                 return Err(packet::Error::PermissionDenied);
             }
         };
+        log.classified(name, &res);
         let answer = self.app.answer(&res, &self.server(), &self.app.roots);
-        self.reply(client, name, &res, answer, permit)
+        self.reply(log, &res, answer, permit)
     }
 
-    /// Turns an answer into a transfer or a TFTP error, counting and journaling it once — as
-    /// served only when there is something to send.
+    /// Turns an answer into a transfer or a TFTP error; `log` counts and journals it once —
+    /// as served only when there is something to send.
     fn reply(
         &self,
-        client: &SocketAddr,
-        name: &str,
+        mut log: RequestLog,
         res: &Resource,
         answer: Answer,
-        permit: crate::serving::limits::Permit,
+        permit: Permit,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
-        let m = &self.app.metrics;
-        let kind = res.kind();
-        let log = |outcome: Outcome, matched: &str, bytes: Option<u64>| {
-            m.request(Protocol::Tftp, kind, outcome);
-            tracing::info!(%client, name, matched, ?bytes, outcome = ?outcome, "tftp request");
-        };
-        let rec = |outcome: Outcome| Record {
-            protocol: Protocol::Tftp,
-            client: client.ip(),
-            name: name.to_owned(),
-            node: None,
-            port: None,
-            action: None,
-            outcome,
-            bytes: 0,
-            duration_ms: 0,
-            unknown: (outcome == Outcome::NotFound)
-                .then(|| AskedAddr::of(res))
-                .flatten(),
-        };
-        match answer {
+        let (src, len) = match answer {
             Answer::Config(c) => {
-                let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
-                let len = data.len() as u64;
-                log(Outcome::Served, &c.matched, Some(len));
-                let (what, r) = config_record(&c, rec(Outcome::Served));
-                Ok((
-                    self.reader(r, what, Source::Memory(data, 0), permit, kind),
-                    Some(len),
-                ))
+                let (src, len) = serve_config(&mut log, c);
+                (src, Some(len))
             }
             Answer::Rendering(rendering) => {
                 // Rendered in a worker: the transfer starts now and its first block waits for
-                // the render, so this thread keeps serving others (no size for `tsize`).
-                let (client, name) = (*client, name.to_owned());
-                let fut = async move {
-                    match rendering.finish().await {
-                        Answer::Config(c) => Ok(c),
-                        Answer::Unavailable(e) | Answer::Error(e) => {
-                            tracing::error!(%client, name, error = %e, "tftp request failed");
-                            Err(e)
+                // the render, so this thread keeps serving others (no size for `tsize`). It
+                // is counted when the render arrives; ended before, it failed.
+                log.outcome(Outcome::Error);
+                log.transfer("rendering");
+                (rendering_source(rendering, log.client(), log.name()), None)
+            }
+            Answer::File { path, .. } => match self.file_source(&path) {
+                Ok((src, len)) => {
+                    log.answered(Outcome::Served, matched_of(res), Some(len));
+                    log.transfer(matched_of(res));
+                    (src, Some(len))
+                }
+                Err(e) => {
+                    // Listed a moment ago, gone (not found) or unopenable now (an error):
+                    // either way not served.
+                    let (client, name) = (log.client(), log.name());
+                    tracing::warn!(%client, name, error = %e, "tftp open failed");
+                    return Err(match e.kind() {
+                        io::ErrorKind::NotFound => {
+                            log.outcome(Outcome::NotFound);
+                            packet::Error::FileNotFound
                         }
-                        _ => Err("unexpected answer".into()),
-                    }
-                };
-                let src = Source::Rendering(Box::pin(fut));
-                Ok((
-                    self.reader(rec(Outcome::Served), "rendering".into(), src, permit, kind),
-                    None,
-                ))
-            }
-            Answer::File { path, .. } => {
-                let (src, len) = match self.file_source(&path) {
-                    Ok(src) => src,
-                    Err(e) => {
-                        // Listed a moment ago, gone (not found) or unopenable now (an
-                        // error): either way not served.
-                        let (outcome, reply) = match e.kind() {
-                            io::ErrorKind::NotFound => {
-                                (Outcome::NotFound, packet::Error::FileNotFound)
-                            }
-                            _ => (
-                                Outcome::Error,
-                                packet::Error::Msg("ironpxe: cannot open this file now".into()),
-                            ),
-                        };
-                        m.request(Protocol::Tftp, kind, outcome);
-                        self.app.record(rec(outcome));
-                        tracing::warn!(%client, name, error = %e, "tftp open failed");
-                        return Err(reply);
-                    }
-                };
-                log(Outcome::Served, matched_of(res), Some(len));
-                let r = rec(Outcome::Served);
-                Ok((
-                    self.reader(r, matched_of(res).into(), src, permit, kind),
-                    Some(len),
-                ))
-            }
+                        _ => {
+                            log.outcome(Outcome::Error);
+                            packet::Error::Msg("ironpxe: cannot open this file now".into())
+                        }
+                    });
+                }
+            },
             Answer::Pending(p) => {
-                log(Outcome::Served, "image (fetching)", None);
-                let path_of = self.app.images.as_ref().map(|i| i.dir().to_path_buf());
-                let key = match res {
-                    Resource::Image { key, .. } => key.clone(),
-                    _ => String::new(),
-                };
-                let fut = async move {
-                    p.wait().await.map_err(io::Error::other)?;
-                    let dir = path_of.ok_or_else(|| io::Error::other("image cache disabled"))?;
-                    std::fs::File::open(dir.join(key))
-                };
-                let src = Source::Waiting(Box::pin(fut));
-                Ok((
-                    self.reader(rec(Outcome::Served), "image".into(), src, permit, kind),
-                    None,
-                ))
+                log.answered(Outcome::Served, "image (fetching)", None);
+                log.transfer("image");
+                (self.fetching(p.wait(), res), None)
             }
             Answer::NotFound(why) => {
-                log(Outcome::NotFound, why, None);
-                self.app.record(rec(Outcome::NotFound));
-                Err(packet::Error::FileNotFound)
+                log.answered(Outcome::NotFound, why, None);
+                return Err(packet::Error::FileNotFound);
             }
             Answer::Refused(why) => {
-                log(Outcome::Refused, why, None);
-                self.app.record(rec(Outcome::Refused));
-                Err(packet::Error::PermissionDenied)
+                log.answered(Outcome::Refused, why, None);
+                return Err(packet::Error::PermissionDenied);
             }
             Answer::Error(e) | Answer::Unavailable(e) => {
-                m.request(Protocol::Tftp, kind, Outcome::Error);
-                self.app.record(rec(Outcome::Error));
+                log.outcome(Outcome::Error);
+                let (client, name) = (log.client(), log.name());
                 tracing::error!(%client, name, error = %e, "tftp request failed");
-                Err(render_failed())
+                return Err(render_failed());
             }
-        }
+        };
+        self.app.metrics.tftp_session_started();
+        let metrics = self.app.metrics.clone();
+        let reader = Reader {
+            _permit: permit,
+            src,
+            metrics,
+            log,
+        };
+        Ok((reader, len))
+    }
+
+    /// An image being fetched: the transfer's source, opened when `fetched` is done.
+    fn fetching(
+        &self,
+        fetched: impl Future<Output = Result<(), String>> + Send + 'static,
+        res: &Resource,
+    ) -> Source {
+        let dir = self.app.images.as_ref().map(|i| i.dir().to_path_buf());
+        let key = match res {
+            Resource::Image { key, .. } => key.clone(),
+            _ => String::new(),
+        };
+        Source::Waiting(Box::pin(async move {
+            fetched.await.map_err(io::Error::other)?;
+            let dir = dir.ok_or_else(|| io::Error::other("image cache disabled"))?;
+            std::fs::File::open(dir.join(key))
+        }))
     }
 
     /// Small files from memory, larger ones streamed with a bounded read-ahead.
@@ -309,28 +278,6 @@ impl TftpHandler {
         }
         Ok((Source::Memory(data, 0), len))
     }
-
-    fn reader(
-        &self,
-        record: Record,
-        matched: String,
-        src: Source,
-        permit: crate::serving::limits::Permit,
-        kind: Kind,
-    ) -> Reader {
-        self.app.metrics.tftp_session_started();
-        Reader {
-            _permit: permit,
-            src,
-            metrics: self.app.metrics.clone(),
-            journal: self.app.journal.clone(),
-            record,
-            matched,
-            started: Instant::now(),
-            outcome: Outcome::Served,
-            kind,
-        }
-    }
 }
 
 /// The TFTP error a client gets for a config that cannot be rendered (its details are
@@ -339,15 +286,30 @@ fn render_failed() -> packet::Error {
     packet::Error::Msg("ironpxe: cannot render this config; see the server log".into())
 }
 
-/// The log text and journal record of a served config.
-fn config_record(c: &crate::serving::app::ServedConfig, rec: Record) -> (String, Record) {
-    let r = Record {
-        node: c.node,
-        port: c.port,
-        action: Some(c.action.name()),
-        ..rec
-    };
-    (format!("{} {}", c.matched, c.action), r)
+/// A config to send: counted as served now, with its request line; the transfer is named
+/// after what decided it.
+fn serve_config(log: &mut RequestLog, c: crate::serving::app::ServedConfig) -> (Source, u64) {
+    let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
+    let len = data.len() as u64;
+    log.config(&c);
+    log.transfer(format!("{} {}", c.matched, c.action));
+    log.answered(Outcome::Served, c.matched, Some(len));
+    (Source::Memory(data, 0), len)
+}
+
+/// A config whose render is running: the transfer's source until it arrives.
+fn rendering_source(rendering: Rendering, client: SocketAddr, name: &str) -> Source {
+    let name = name.to_owned();
+    Source::Rendering(Box::pin(async move {
+        match rendering.finish().await {
+            Answer::Config(c) => Ok(c),
+            Answer::Unavailable(e) | Answer::Error(e) => {
+                tracing::error!(%client, name, error = %e, "tftp request failed");
+                Err(e)
+            }
+            _ => Err("unexpected answer".into()),
+        }
+    }))
 }
 
 fn matched_of(res: &Resource) -> &'static str {
@@ -366,13 +328,11 @@ impl Handler for TftpHandler {
         client: &SocketAddr,
         path: &Path,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
+        let log = RequestLog::tftp(&self.app, *client);
         let Some(name) = path.to_str() else {
-            self.app
-                .metrics
-                .request(Protocol::Tftp, Kind::Other, Outcome::Refused);
             return Err(packet::Error::PermissionDenied);
         };
-        self.open(client, name)
+        self.open(log, name)
     }
 
     /// The server writes nothing, ever: every write request is an access violation.
@@ -382,9 +342,7 @@ impl Handler for TftpHandler {
         path: &Path,
         _size: Option<u64>,
     ) -> Result<Self::Writer, packet::Error> {
-        self.app
-            .metrics
-            .request(Protocol::Tftp, Kind::Other, Outcome::Refused);
+        let _refused = RequestLog::tftp(&self.app, *client);
         tracing::warn!(%client, path = %path.display(), "tftp write refused");
         Err(packet::Error::PermissionDenied)
     }
@@ -502,36 +460,18 @@ fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> Option<u
 /// aborted by the client, superseded or timed out — the crate drops the reader in all cases).
 pub struct Reader {
     /// The transfer's slot under the session caps, freed with the reader.
-    _permit: crate::serving::limits::Permit,
+    _permit: Permit,
     src: Source,
     metrics: Arc<Metrics>,
-    journal: Option<Arc<crate::serving::journal::Journal>>,
-    /// The journal entry, completed with bytes and duration when the transfer ends.
-    record: Record,
-    matched: String,
-    started: Instant,
-    /// How the transfer is counted (a render that failed makes it an error).
-    outcome: Outcome,
-    kind: Kind,
+    /// Counts, journals and logs the transfer when the crate drops the reader.
+    log: RequestLog,
 }
 
 impl Reader {
-    /// A lazily rendered config arrived: count and describe the transfer as served.
-    fn rendered(&mut self, c: &crate::serving::app::ServedConfig) {
-        let (what, r) = config_record(c, self.record.clone());
-        self.record = r;
-        self.metrics
-            .request(Protocol::Tftp, self.kind, Outcome::Served);
-        // The request line a config served at once gets at its open.
-        tracing::info!(
-            client = %self.record.client,
-            name = self.record.name.as_str(),
-            matched = c.matched.as_str(),
-            bytes = ?Some(c.body.len()),
-            outcome = ?Outcome::Served,
-            "tftp request"
-        );
-        self.matched = what;
+    /// A lazily rendered config arrived: count and describe the transfer as served (with
+    /// the request line a config served at once gets at its open).
+    fn rendered(&mut self, c: crate::serving::app::ServedConfig) -> Source {
+        serve_config(&mut self.log, c).0
     }
 }
 
@@ -565,19 +505,18 @@ impl AsyncRead for Reader {
                 },
                 Source::Rendering(fut) => match fut.as_mut().poll(cx) {
                     Poll::Ready(Ok(c)) => {
-                        this.rendered(&c);
-                        this.src = Source::Memory(Arc::from(c.body.as_bytes()), 0);
+                        this.src = this.rendered(c);
                         continue;
                     }
                     Poll::Ready(Err(_)) => {
-                        this.outcome = Outcome::Error;
+                        // Counted as an error when the reader goes (see `reply`).
                         let e = io::Error::other(render_failed());
                         return Poll::Ready(Err(e));
                     }
                     Poll::Pending => return Poll::Pending,
                 },
             };
-            this.record.bytes += n as u64;
+            this.log.sent(n as u64);
             return Poll::Ready(Ok(n));
         }
     }
@@ -585,26 +524,8 @@ impl AsyncRead for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        if matches!(self.src, Source::Rendering(_)) || self.outcome == Outcome::Error {
-            // The render failed, or the client left before it arrived.
-            self.metrics
-                .request(Protocol::Tftp, self.kind, Outcome::Error);
-            self.record.outcome = Outcome::Error;
-        }
+        // `log` goes next: bytes, journal entry and the `tftp transfer ended` line.
         self.metrics.tftp_session_ended();
-        self.metrics.bytes_sent(Protocol::Tftp, self.record.bytes);
-        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
-        tracing::info!(
-            client = %self.record.client,
-            name = %self.record.name.chars().take(128).collect::<String>(),
-            matched = %self.matched,
-            bytes = self.record.bytes,
-            duration_ms = self.record.duration_ms,
-            "tftp transfer ended"
-        );
-        if let Some(j) = &self.journal {
-            j.record(self.record.clone());
-        }
     }
 }
 
@@ -731,7 +652,9 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::resource::Kind;
     use crate::serving::journal::{Journal, JournalConfig};
+    use crate::serving::metrics::Protocol;
 
     fn handler(root: &Path) -> TftpHandler {
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
@@ -778,7 +701,9 @@ mod tests {
                 len: 4,
             };
             let permit = h.limiter.acquire(client.ip()).expect("permit");
-            assert!(h.reply(&client, name, &res, answer, permit).is_err());
+            let mut log = RequestLog::tftp(&h.app, client);
+            log.classified(name, &res);
+            assert!(h.reply(log, &res, answer, permit).is_err());
         }
         let m = &h.app.metrics;
         assert_eq!(m.requests(Protocol::Tftp, Kind::Static, Outcome::Served), 0);

@@ -4,13 +4,12 @@
 pub mod access;
 pub mod page;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -19,8 +18,8 @@ use crate::model::boot;
 use crate::model::node::NodeUuid;
 use crate::render::{Format, Server};
 use crate::serving::app::App;
-use crate::serving::http::files::{full, Body};
 use crate::serving::journal::{self, Event, Journal};
+use crate::serving::web::{self, full, text, Body, WebServer};
 use crate::state::diagnosis::closest;
 use crate::state::{IndexedNode, IndexedPort, Snapshot};
 
@@ -207,7 +206,7 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| crate::serving::http::percent_decode(&v.replace('+', " ")))
+        .and_then(|(_, v)| web::percent_decode(&v.replace('+', " ")))
 }
 
 fn json_response(status: StatusCode, v: &impl Serialize) -> Response<Body> {
@@ -222,29 +221,19 @@ fn json_response(status: StatusCode, v: &impl Serialize) -> Response<Body> {
     r
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(full(text.to_owned()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 /// Routes one admin request.
 pub fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        return web::method_not_allowed();
     }
     if !admin.host_allowed(req) {
-        return plain(
+        return text(
             StatusCode::MISDIRECTED_REQUEST,
             "ironpxe admin: this Host is not the admin listen address, localhost or an [admin] host_aliases entry (DNS-rebinding protection while no [admin] token_file is set)\n",
         );
     }
     if !admin.authorized(req) {
-        let mut r = plain(StatusCode::UNAUTHORIZED, "bearer token required\n");
+        let mut r = text(StatusCode::UNAUTHORIZED, "bearer token required\n");
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
@@ -292,36 +281,39 @@ fn api(admin: &Admin, rest: &str, query: Option<&str>) -> Response<Body> {
     }
 }
 
-/// Starts the admin server on the current runtime.
-pub async fn start(admin: Arc<Admin>, listen: SocketAddr) -> std::io::Result<SocketAddr> {
+/// Starts the admin server on the current runtime. Its connections are capped at
+/// `max_connections` (from one client address as from all: operators are few) and drain
+/// within `shutdown_grace` at shutdown, like the boot HTTP server's.
+pub async fn start(
+    admin: Arc<Admin>,
+    listen: SocketAddr,
+    max_connections: usize,
+    shutdown_grace: Duration,
+) -> std::io::Result<WebServer> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(10));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            };
+    let accept = web::Accept {
+        name: "admin",
+        header_timeout: Duration::from_secs(10),
+        max_header_bytes: None,
+        shutdown_grace,
+        max_connections,
+        max_connections_per_client: max_connections,
+    };
+    let server = web::serve(
+        listener,
+        accept,
+        || {},
+        move |req, _, _| {
             let admin = admin.clone();
-            let svc = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move {
-                    let r = tokio::task::spawn_blocking(move || handle(&admin, &req)).await;
-                    Ok::<_, Infallible>(r.unwrap_or_else(|_| {
-                        plain(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
-                    }))
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    tracing::info!(%local, "admin listening");
-    Ok(local)
+            // The handlers read the journal and render previews: off the runtime's threads.
+            async move {
+                let r = tokio::task::spawn_blocking(move || handle(&admin, &req)).await;
+                r.unwrap_or_else(|_| {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
+                })
+            }
+        },
+    )?;
+    tracing::info!(local = %server.local, "admin listening");
+    Ok(server)
 }

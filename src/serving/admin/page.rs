@@ -5,21 +5,21 @@
 //! that filters the node table and polls the JSON API; it inserts text with `textContent`.
 //! A per-response CSP nonce admits that script and style and nothing else.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, UNIX_EPOCH};
 
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use tera::{Context, Tera};
 
-use super::{plain, query_param, Admin, NodeView};
+use super::{query_param, Admin, NodeView};
 use crate::model::boot::{Action, Purpose};
 use crate::model::node::NodeUuid;
-use crate::serving::http::files::{full, Body};
 use crate::serving::journal::Event;
+use crate::serving::web::{full, percent_decode, percent_encode, text, Body};
 
 /// Events the front page lists (the JS adds newer ones, keeping at most 200).
 const RECENT_EVENTS: usize = 100;
@@ -181,22 +181,24 @@ fn node(admin: &Admin, uuid: &NodeUuid, mut ctx: Context) -> Response<Body> {
 
 fn not_found(path: &str, mut ctx: Context) -> Response<Body> {
     // Decoded so the page names what was asked; the template escapes it.
-    let shown = crate::serving::http::percent_decode(path).unwrap_or_else(|| path.to_owned());
+    let shown = percent_decode(path).unwrap_or_else(|| path.to_owned());
     ctx.insert("path", &shown);
     render("404.html", ctx, StatusCode::NOT_FOUND)
 }
 
 fn render(template: &str, mut ctx: Context, status: StatusCode) -> Response<Body> {
-    let nonce = nonce();
-    ctx.insert("nonce", &nonce);
-    let html = match tera().and_then(|t| {
-        t.render(template, &ctx)
-            .map_err(|e| format!("rendering {template}: {e:?}"))
-    }) {
-        Ok(h) => h,
+    let page = nonce().and_then(|nonce| {
+        ctx.insert("nonce", &nonce);
+        let html = tera()?
+            .render(template, &ctx)
+            .map_err(|e| format!("rendering {template}: {e:?}"))?;
+        Ok((nonce, html))
+    });
+    let (nonce, html) = match page {
+        Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "admin page");
-            return plain(
+            return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "admin page failed: see the server log\n",
             );
@@ -229,31 +231,16 @@ fn render(template: &str, mut ctx: Context, status: StatusCode) -> Response<Body
     r
 }
 
-/// 128 unpredictable bits for the CSP nonce. `RandomState` keys come from the OS's random
-/// source; content stored in the page cannot know the nonce of the response it lands in.
-fn nonce() -> String {
-    let word = || {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    };
-    format!("{:016x}{:016x}", word(), word())
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// 128 bits from the OS's random source for the CSP nonce: content stored in the page cannot
+/// know the nonce of the response it lands in.
+fn nonce() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("CSP nonce: {e}"))?;
+    let mut hex = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
 }
 
 /// Adds `forms`, one line of text per reading, to each unknown client (the page's JS builds
@@ -313,25 +300,15 @@ fn time_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
 }
 
 fn format_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let Some(t) = UNIX_EPOCH.checked_add(Duration::from_millis(ms)) else {
+        return String::new();
+    };
+    // `2000-02-29T00:00:00.123Z`; `write!`, not `to_string`: past year 9999 it fails.
+    let mut s = String::with_capacity(24);
+    if write!(s, "{}", humantime::format_rfc3339_millis(t)).is_err() {
+        return String::new();
+    }
+    s.replacen('T', " ", 1).trim_end_matches('Z').to_owned()
 }
 
 #[cfg(test)]
@@ -343,6 +320,7 @@ mod tests {
         assert_eq!(format_ms(0), "1970-01-01 00:00:00.000");
         assert_eq!(format_ms(951_782_400_123), "2000-02-29 00:00:00.123");
         assert_eq!(format_ms(1_735_689_599_999), "2024-12-31 23:59:59.999");
+        assert_eq!(format_ms(u64::MAX), "", "past year 9999: nothing, no panic");
     }
 
     #[test]
@@ -356,11 +334,5 @@ mod tests {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
         assert!(html.contains("href=\"/?token=a%2Fb\""), "{html}");
-    }
-
-    #[test]
-    fn tokens_are_percent_encoded() {
-        assert_eq!(percent_encode("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
-        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
     }
 }

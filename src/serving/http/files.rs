@@ -15,20 +15,19 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::http::header::{
-    ACCEPT_RANGES, ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use bytes::Bytes;
 use futures_lite::Stream;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, SeekFrom, Take};
 use tokio_util::io::ReaderStream;
 
-/// The body type all ironpxe responses use.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, io::Error>;
+use crate::serving::web::{empty, full, method_not_allowed, text, Body};
 
 /// Size of the one read buffer a streamed response owns.
 ///
@@ -41,20 +40,6 @@ const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Content type for the human-readable configs we serve (iPXE scripts, GRUB/PXELINUX configs).
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// Wraps a small in-memory buffer as a [`Body`] (error pages, rendered configs).
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// An empty [`Body`] (HEAD, 304, 416).
-pub fn empty() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
 
 /// Serves `path` for a GET or HEAD request with the given request `headers`.
 ///
@@ -79,7 +64,7 @@ pub async fn serve_file(path: &Path, method: &Method, headers: &HeaderMap) -> Re
     };
     if !metadata.is_file() {
         // The caller promised a regular file; a directory here means the tree changed under us.
-        return text_response(StatusCode::NOT_FOUND, "not found\n");
+        return text(StatusCode::NOT_FOUND, "not found\n");
     }
     let meta = Meta {
         len: metadata.len(),
@@ -567,35 +552,17 @@ fn response(status: StatusCode, body: Body) -> Response<Body> {
     response
 }
 
-/// A short plain-text response for errors.
-fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = response(status, full(text));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len() as u64));
-    response
-}
-
-/// 405 for anything but GET and HEAD, with the `Allow` header RFC 9110 §15.5.6 requires.
-fn method_not_allowed() -> Response<Body> {
-    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    response
-}
-
 /// Maps an open/stat/seek failure to a status; details go to the log, not the client.
 fn io_error_response(path: &Path, err: &io::Error) -> Response<Body> {
     match err.kind() {
-        io::ErrorKind::NotFound => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         io::ErrorKind::PermissionDenied => {
             tracing::warn!(path = %path.display(), "permission denied serving file");
-            text_response(StatusCode::FORBIDDEN, "forbidden\n")
+            text(StatusCode::FORBIDDEN, "forbidden\n")
         }
         _ => {
             tracing::error!(path = %path.display(), error = %err, "failed to serve file");
-            text_response(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
         }
     }
 }
@@ -603,6 +570,7 @@ fn io_error_response(path: &Path, err: &io::Error) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::http::header::ALLOW;
     use std::io::Write;
 
     const MIB: usize = 1024 * 1024;

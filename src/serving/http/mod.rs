@@ -4,21 +4,21 @@
 
 pub mod files;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::model::resource::{classify, AskedAddr, Kind};
+use crate::model::resource::classify;
+use crate::model::resource::Kind;
 use crate::render::Server;
 use crate::serving::app::{Answer, App};
 use crate::serving::metrics::{Outcome, Protocol};
-use files::{full, Body};
+use crate::serving::request::RequestLog;
+use crate::serving::web::{self, text, Body, WebServer};
 
 /// HTTP settings (`[http]` in the config).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -151,30 +151,6 @@ fn parse_port(p: &str) -> Option<u16> {
     digits.then(|| p.parse().ok()).flatten()
 }
 
-/// Decodes `%xx` escapes; refuses malformed escapes, NUL and non-UTF-8 results.
-pub fn percent_decode(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    if out.contains(&0) {
-        return None;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Answers one request.
 pub async fn handle(
     app: Arc<App>,
@@ -184,69 +160,56 @@ pub async fn handle(
     local: SocketAddr,
 ) -> Response<Body> {
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_owned();
-    if method != Method::GET && method != Method::HEAD {
-        app.metrics
-            .request(Protocol::Http, Kind::Other, Outcome::Refused);
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+    let path = req.uri().path();
+    let mut log = RequestLog::http(&app, peer, method.clone(), path);
+    let resp = if method != Method::GET && method != Method::HEAD {
+        web::method_not_allowed()
+    } else {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let server = policy.server_for(host, local);
+        route(&app, &mut log, path, &server, &method, req.headers()).await
+    };
+    log.status(resp.status().as_u16());
+    if !log.journaled() {
+        return resp;
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let server = policy.server_for(host, local);
-    let resp = route(&app, &raw_path, &server, &method, req.headers(), peer).await;
-    tracing::info!(client = %peer, %method, path = %truncate(&raw_path), status = resp.status().as_u16(), "http request");
-    resp
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
+    // The journal entry and byte count wait for what the body really sends (see
+    // [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
+    files::counted(resp, Box::new(move |bytes| log.sent(bytes)))
 }
 
 async fn route(
     app: &App,
+    log: &mut RequestLog,
     raw_path: &str,
     server: &Server,
     method: &Method,
     headers: &HeaderMap,
-    peer: SocketAddr,
 ) -> Response<Body> {
-    let started = std::time::Instant::now();
-    let m = &app.metrics;
     match raw_path {
         "/healthz" => {
-            m.request(Protocol::Http, Kind::Health, Outcome::Served);
+            log.health();
             return health(app, method, headers);
         }
         "/metrics" => {
-            m.request(Protocol::Http, Kind::Health, Outcome::Served);
+            log.health();
             let body = app.metrics.render(&app.gauges());
-            return files::serve_bytes(
-                body.into(),
-                None,
-                "text/plain; version=0.0.4",
-                method,
-                headers,
-            );
+            let plain = "text/plain; version=0.0.4";
+            return files::serve_bytes(body.into(), None, plain, method, headers);
         }
         _ => {}
     }
-    let Some(path) = percent_decode(raw_path) else {
-        m.request(Protocol::Http, Kind::Other, Outcome::Refused);
+    let Some(path) = web::percent_decode(raw_path) else {
         return text(StatusCode::BAD_REQUEST, "malformed path\n");
     };
     let res = match classify(&path) {
         Ok(r) => r,
-        Err(e) => {
-            m.request(Protocol::Http, Kind::Other, Outcome::Refused);
-            return text(StatusCode::FORBIDDEN, &format!("refused: {e}\n"));
-        }
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("refused: {e}\n")),
     };
-    let kind = res.kind();
+    log.classified(&path, &res);
     let mut answer = app.answer(&res, server, &app.http_roots);
     if let Answer::Pending(p) = answer {
         answer = match p.wait().await {
@@ -257,15 +220,25 @@ async fn route(
     if let Answer::Rendering(r) = answer {
         answer = r.finish().await;
     }
-    let mut who = (None, None, None);
+    reply(log, res.kind(), &path, answer, method, headers).await
+}
+
+/// Turns an answer into a response, telling `log` how the request ended.
+async fn reply(
+    log: &mut RequestLog,
+    kind: Kind,
+    path: &str,
+    answer: Answer,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
-            who = (c.node, c.port, Some(c.action.name()));
+            log.config(&c);
             let body = bytes::Bytes::copy_from_slice(c.body.as_bytes());
-            (
-                Outcome::Served,
-                files::serve_bytes(body, None, "text/plain; charset=utf-8", method, headers),
-            )
+            let plain = "text/plain; charset=utf-8";
+            let resp = files::serve_bytes(body, None, plain, method, headers);
+            (Outcome::Served, resp)
         }
         Answer::File { path, .. } => (
             Outcome::Served,
@@ -276,7 +249,7 @@ async fn route(
             text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         ),
         Answer::Unavailable(e) => {
-            tracing::error!(path = %truncate(&path), error = %e, "http request not served now");
+            tracing::error!(path = %truncate(path), error = %e, "http request not served now");
             let mut r = text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ironpxe: cannot render this config now; see the server log\n",
@@ -288,53 +261,20 @@ async fn route(
         Answer::NotFound(why) => (Outcome::NotFound, not_found(kind, why)),
         Answer::Refused(why) => (
             Outcome::Refused,
-            text(StatusCode::FORBIDDEN, &format!("refused: {why}\n")),
+            text(StatusCode::FORBIDDEN, format!("refused: {why}\n")),
         ),
         Answer::Error(e) => {
-            tracing::error!(path = %truncate(&path), error = %e, "http request failed");
-            (
-                Outcome::Error,
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ironpxe: see the server log\n",
-                ),
-            )
+            tracing::error!(path = %truncate(path), error = %e, "http request failed");
+            let msg = "ironpxe: see the server log\n";
+            (Outcome::Error, text(StatusCode::INTERNAL_SERVER_ERROR, msg))
         }
     };
-    m.request(Protocol::Http, kind, outcome);
-    let record = crate::serving::journal::Record {
-        protocol: Protocol::Http,
-        client: peer.ip(),
-        name: path.clone(),
-        node: who.0,
-        port: who.1,
-        action: who.2,
-        outcome,
-        bytes: 0,
-        duration_ms: 0,
-        unknown: (outcome == Outcome::NotFound)
-            .then(|| AskedAddr::of(&res))
-            .flatten(),
-    };
-    files::counted(resp, journal_when_sent(app, record, started))
+    log.outcome(outcome);
+    resp
 }
 
-/// Completes a request's journal entry and byte count with what its body really sent (see
-/// [`files::counted`]): nothing for a HEAD, the part taken for an aborted download.
-fn journal_when_sent(
-    app: &App,
-    mut record: crate::serving::journal::Record,
-    started: std::time::Instant,
-) -> files::OnSent {
-    let (metrics, journal) = (app.metrics.clone(), app.journal.clone());
-    Box::new(move |bytes| {
-        metrics.bytes_sent(Protocol::Http, bytes);
-        record.bytes = bytes;
-        record.duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(j) = journal {
-            j.record(record);
-        }
-    })
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
 }
 
 /// A 404 an iPXE `chain` can also read as a script.
@@ -343,17 +283,7 @@ fn not_found(kind: Kind, why: &str) -> Response<Body> {
         Kind::Ipxe | Kind::IpxeEntry => format!("#!ipxe\necho ironpxe: {why}\nexit 1\n"),
         _ => format!("not found: {why}\n"),
     };
-    text(StatusCode::NOT_FOUND, &body)
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(full(body.to_owned()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    text(StatusCode::NOT_FOUND, body)
 }
 
 fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
@@ -392,29 +322,17 @@ fn health(app: &App, method: &Method, headers: &HeaderMap) -> Response<Body> {
     )
 }
 
-/// Answers an over-cap connection with a plain 503 and closes it (bounded in time).
-async fn refuse(mut stream: tokio::net::TcpStream, e: crate::serving::limits::LimitError) {
-    use tokio::io::AsyncWriteExt;
-    let body = format!("ironpxe: {e}; retry later\n");
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
-}
-
-/// A running HTTP server; [`HttpServer::shutdown`] stops accepting and drains.
-pub struct HttpServer {
-    pub local: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    /// Stops accepting, lets running responses finish within the grace period.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+impl HttpConfig {
+    /// How the server takes connections.
+    fn accept(&self) -> web::Accept {
+        web::Accept {
+            name: "http",
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            max_header_bytes: Some(self.max_header_bytes),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+        }
     }
 }
 
@@ -423,7 +341,7 @@ pub async fn start(
     app: Arc<App>,
     listen: SocketAddr,
     cfg: HttpConfig,
-) -> std::io::Result<HttpServer> {
+) -> std::io::Result<WebServer> {
     let listener = TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     let policy = Arc::new(HostPolicy {
@@ -431,65 +349,14 @@ pub async fn start(
         public_url: app.public_url.clone(),
         aliases: cfg.host_aliases.clone(),
     });
-    let limiter =
-        crate::serving::limits::Limiter::new(cfg.max_connections, cfg.max_connections_per_client);
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(cfg.header_timeout_secs))
-            .max_buf_size(cfg.max_header_bytes.max(8192));
-        loop {
-            let (stream, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "http accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = stopped.changed() => break,
-            };
-            let permit = match limiter.acquire(peer.ip()) {
-                Ok(p) => p,
-                Err(e) => {
-                    app.metrics
-                        .request(Protocol::Http, Kind::Other, Outcome::Refused);
-                    tracing::warn!(client = %peer, error = %e, "http connection refused");
-                    tokio::spawn(refuse(stream, e));
-                    continue;
-                }
-            };
-            let app = app.clone();
-            let policy = policy.clone();
-            let local = stream.local_addr().unwrap_or(local);
-            let svc = hyper::service::service_fn(move |req| {
-                let (app, policy) = (app.clone(), policy.clone());
-                async move { Ok::<_, Infallible>(handle(app, policy, req, peer, local).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = conn.await {
-                    tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("http connections still open after the shutdown grace period");
-        }
-    });
+    let metrics = app.metrics.clone();
+    // A connection over the caps is counted as a refused request (it is answered 503).
+    let refused = move || metrics.request(Protocol::Http, Kind::Other, Outcome::Refused);
+    let server = web::serve(listener, cfg.accept(), refused, move |req, peer, local| {
+        handle(app.clone(), policy.clone(), req, peer, local)
+    })?;
     tracing::info!(%local, "HTTP listening");
-    Ok(HttpServer { local, stop, task })
+    Ok(server)
 }
 
 #[cfg(test)]
@@ -553,17 +420,5 @@ mod tests {
             public.server_for(Some("127.0.0.1:8080"), local).http_url,
             "http://pxe.example"
         );
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("/a%2Fb").as_deref(), Some("/a/b"));
-        assert_eq!(percent_decode("/%2e%2e/etc").as_deref(), Some("/../etc"));
-        assert_eq!(percent_decode("/a%00b"), None);
-        assert_eq!(percent_decode("/a%zz"), None);
-        assert_eq!(percent_decode("/a%4"), None);
-        assert_eq!(percent_decode("/a%+f"), None, "no signs in escapes");
-        assert_eq!(percent_decode("/a%ff"), None);
-        assert_eq!(percent_decode("/plain").as_deref(), Some("/plain"));
     }
 }

@@ -366,27 +366,9 @@ fn token_renew_at(body: &[u8], now: SystemTime) -> Duration {
         .max(Duration::from_secs(60))
 }
 
-/// Parses Keystone's `2026-11-26T10:00:00.000000Z` (UTC) without a date crate.
+/// Parses Keystone's `2026-11-26T10:00:00.000000Z` (UTC; `+00:00` too, no other offset).
 fn httpdate_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.trim().trim_end_matches('Z');
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split(['+', '.']).next()?;
-    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    u64::try_from(secs)
-        .ok()
-        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+    humantime::parse_rfc3339(s.trim()).ok()
 }
 
 #[derive(Deserialize)]

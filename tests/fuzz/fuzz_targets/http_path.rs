@@ -7,7 +7,7 @@
 
 use ironpxe::model::paths::{normalize, PathError};
 use ironpxe::model::resource::{classify, Resource};
-use ironpxe::serving::http::percent_decode;
+use ironpxe::serving::web::percent_decode;
 use ironpxe_fuzz::{check_inside_root, check_resource_paths, fixture};
 use libfuzzer_sys::fuzz_target;
 
