@@ -37,6 +37,7 @@ use crate::model::node::NodeUuid;
 use crate::serving::metrics::Metrics;
 use crate::state::problems::{ProblemKind, Problems};
 use crate::state::Snapshot;
+use crate::support::fs::AtomicFile;
 use fetch::{FetchError, Fetcher};
 use policy::{AllowedPath, FilePolicy, ImagePolicy, Refusal, UrlPolicy, UrlRule};
 
@@ -440,57 +441,53 @@ impl ImageCache {
 
     /// Downloads into a dotfile beside the cached copy, stamps it with the server's
     /// `Last-Modified`, and renames it into place once complete and of the announced length
-    /// (replacing an older copy atomically).
+    /// (replacing an older copy atomically). On any failure the dotfile is removed.
     async fn fetch(&self, key: &str, url: &str) -> Result<u64, FetchError> {
         use tokio::io::AsyncWriteExt;
         let failed = FetchError::Failed;
-        let tmp = self.dir.join(format!(".{key}.part"));
-        let io_err = |e: std::io::Error| failed(format!("{}: {e}", tmp.display()));
         let mut resp = self.fetcher.send(Method::GET, url).await?;
         let announced = resp.content_length();
         let modified = last_modified(&resp);
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
-        let mut got: u64 = 0;
-        let result = async {
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| failed(format!("GET {url}: {e}")))?
-            {
-                got += chunk.len() as u64;
-                // Bytes beyond Content-Length never arrive here (HTTP framing); an image
-                // without a length is bounded by the cache's cap.
-                if got > self.cap_bytes {
-                    return Err(failed(format!(
-                        "GET {url}: larger than the image cache ({} bytes)",
-                        self.cap_bytes
-                    )));
-                }
-                file.write_all(&chunk).await.map_err(io_err)?;
-            }
-            if let Some(a) = announced.filter(|a| *a != got) {
-                return Err(failed(format!("GET {url}: got {got} of {a} bytes")));
-            }
-            file.flush().await.map_err(io_err)?;
-            let std_file = file.into_std().await;
-            tokio::task::spawn_blocking(move || {
-                if let Some(t) = modified {
-                    std_file.set_modified(t)?;
-                }
-                std_file.sync_all()
-            })
+        let dest = self.path(key);
+        let part = tokio::task::spawn_blocking(move || AtomicFile::create(&dest))
             .await
-            .map_err(|e| failed(format!("{}: {e}", tmp.display())))?
-            .map_err(io_err)?;
-            tokio::fs::rename(&tmp, self.path(key))
-                .await
-                .map_err(io_err)
+            .map_err(|e| failed(format!("{}: {e}", self.dir.display())))?
+            .map_err(|e| failed(format!("{}: {e}", self.dir.display())))?;
+        let tmp = part.tmp_path().to_owned();
+        let io_err = |e: std::io::Error| failed(format!("{}: {e}", tmp.display()));
+        let mut file = tokio::fs::File::from_std(part.file().try_clone().map_err(io_err)?);
+        let mut got: u64 = 0;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| failed(format!("GET {url}: {e}")))?
+        {
+            got += chunk.len() as u64;
+            // Bytes beyond Content-Length never arrive here (HTTP framing); an image
+            // without a length is bounded by the cache's cap.
+            if got > self.cap_bytes {
+                return Err(failed(format!(
+                    "GET {url}: larger than the image cache ({} bytes)",
+                    self.cap_bytes
+                )));
+            }
+            file.write_all(&chunk).await.map_err(io_err)?;
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if let Some(a) = announced.filter(|a| *a != got) {
+            return Err(failed(format!("GET {url}: got {got} of {a} bytes")));
         }
-        result.map(|()| got)
+        file.flush().await.map_err(io_err)?;
+        drop(file);
+        tokio::task::spawn_blocking(move || {
+            if let Some(t) = modified {
+                part.file().set_modified(t)?;
+            }
+            part.commit()
+        })
+        .await
+        .map_err(|e| failed(format!("{}: {e}", tmp.display())))?
+        .map_err(io_err)?;
+        Ok(got)
     }
 
     /// Records a fetch's or revalidation's outcome; what waiting requests get.
