@@ -84,18 +84,6 @@ pub struct CacheSettings {
     pub policy: ImagePolicy,
 }
 
-impl CacheSettings {
-    pub fn from_config(cfg: &crate::config::Config) -> CacheSettings {
-        CacheSettings {
-            dir: cfg.image_cache_dir.clone(),
-            cap_bytes: cfg.image_cache_mib << 20,
-            read_timeout: Duration::from_secs(cfg.image_fetch_timeout_secs.max(1)),
-            revalidate: Duration::from_secs(cfg.images.revalidate_secs),
-            policy: ImagePolicy::from_config(cfg),
-        }
-    }
-}
-
 /// The result of looking an image up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
