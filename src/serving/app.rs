@@ -234,7 +234,7 @@ impl App {
             Lookup::Ready { path, len } => Answer::File { path, len },
             Lookup::Pending(p) => Answer::Pending(p),
             Lookup::Unknown => Answer::NotFound("no node needs this image"),
-            Lookup::Failed(e) => Answer::Error(e),
+            Lookup::Failed(e) => Answer::Error(e.to_string()),
             // The reason is the node's problem (/api/v1/problems); the client learns nothing.
             Lookup::Refused(_) => Answer::Refused("image reference refused by [images] policy"),
         }

@@ -251,7 +251,7 @@ async fn route(
     if let Answer::Pending(p) = answer {
         answer = match p.wait().await {
             Ok(()) => app.answer(&res, server, &app.http_roots),
-            Err(e) => Answer::Error(e),
+            Err(e) => Answer::Error(e.to_string()),
         };
     }
     if let Answer::Rendering(r) = answer {
