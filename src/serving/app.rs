@@ -39,7 +39,7 @@ pub struct App {
 /// A rendered config and what decided it.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub body: Arc<str>,
+    pub body: bytestring::ByteString,
     pub format: Format,
     pub action: Action,
     /// `node-uuid (name) port` or `unknown`, for logs.
@@ -170,7 +170,7 @@ impl App {
                 self.config(m.as_ref(), Format::Grub, None, server)
             }
             Resource::GrubMaster => Answer::Config(Config {
-                body: GRUB_MASTER.into(),
+                body: bytestring::ByteString::from_static(GRUB_MASTER),
                 format: Format::Grub,
                 action: Action::LocalBoot,
                 matched: "grub master".into(),

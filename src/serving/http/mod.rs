@@ -261,7 +261,7 @@ async fn route(
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
             who = (c.node, c.port, Some(c.action.name()));
-            let body = bytes::Bytes::copy_from_slice(c.body.as_bytes());
+            let body = c.body.into_bytes();
             (
                 Outcome::Served,
                 files::serve_bytes(body, None, "text/plain; charset=utf-8", method, headers),
