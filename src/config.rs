@@ -5,11 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::model::addr::{client_id_prefix_text, ClientId, MELLANOX_CLIENT_ID_PREFIX};
 use crate::model::boot::{BootConfig, UnknownAction};
+use crate::serving::images::policy::{FilePolicy, ImagePolicy, UrlPolicy, IRONIC_IMAGE_DIR};
+use crate::serving::images::CacheSettings;
 use crate::state::IndexConfig;
 
 /// The whole configuration, as in `ironpxe.toml`.
@@ -411,6 +414,48 @@ impl Config {
         }
     }
 
+    /// The image cache's settings, its policy included.
+    pub fn image_cache_settings(&self) -> CacheSettings {
+        CacheSettings {
+            dir: self.image_cache_dir.clone(),
+            cap_bytes: self.image_cache_mib << 20,
+            read_timeout: Duration::from_secs(self.image_fetch_timeout_secs.max(1)),
+            revalidate: Duration::from_secs(self.images.revalidate_secs),
+            policy: self.image_policy(),
+        }
+    }
+
+    /// The image policy: the `[images]` lists, or their defaults — `/var/lib/ironic` plus
+    /// ironpxe's TFTP roots, HTTP root and image cache; any origin plus ironpxe's own HTTP
+    /// server. The files holding secrets are refused whatever the lists say.
+    pub fn image_policy(&self) -> ImagePolicy {
+        let dirs: Vec<PathBuf> = match &self.images.file_url_allowed_paths {
+            Some(list) => list.iter().map(|p| p.path().to_owned()).collect(),
+            None => std::iter::once(PathBuf::from(IRONIC_IMAGE_DIR))
+                .chain(self.tftp_roots())
+                .chain(self.http_roots())
+                .chain(std::iter::once(self.image_cache_dir.clone()))
+                .collect(),
+        };
+        let rules = match &self.images.allowed_urls {
+            Some(r) => r.clone(),
+            None => UrlPolicy::default_rules(self.http_listen),
+        };
+        let mut files = FilePolicy::new(dirs);
+        let secrets = [
+            &self.admin.token_file,
+            &self.ironic.password_file,
+            &self.ironic.application_credential_secret_file,
+        ];
+        for f in secrets.into_iter().flatten() {
+            files.refuse_file(f);
+        }
+        ImagePolicy {
+            files,
+            urls: UrlPolicy::new(rules, self.admin.listen),
+        }
+    }
+
     /// The client-id vendor prefix as bytes.
     pub fn client_id_prefix(&self) -> [u8; 12] {
         self.index.client_id_prefix.0
@@ -474,5 +519,44 @@ mod tests {
             .contains("boot.ipa_api_url"));
         let typo = toml::from_str::<Config>("stat_dir = \"x\"\n").unwrap_err();
         assert!(typo.to_string().contains("stat_dir"), "{typo}");
+    }
+
+    #[test]
+    fn the_images_section_is_checked_when_the_config_is_read() {
+        let bad = toml::from_str::<Config>("[images]\nfile_url_allowed_paths = [\"srv/img\"]\n")
+            .expect_err("relative");
+        assert!(bad.to_string().contains("file_url_allowed_paths"), "{bad}");
+        let bad = toml::from_str::<Config>(
+            "[images]\nfile_url_allowed_paths = [\"/var/lib/ironic/../../etc\"]\n",
+        )
+        .expect_err("traversal");
+        assert!(bad.to_string().contains("`..`"), "{bad}");
+        let bad = toml::from_str::<Config>("[images]\nallowed_urls = [\"10.0.0.1/8\"]\n")
+            .expect_err("host bits");
+        assert!(bad.to_string().contains("allowed_urls"), "{bad}");
+        let ok: Config = toml::from_str(
+            "[images]\nfile_url_allowed_paths = []\nallowed_urls = [\"https://img.example.net/\"]\n",
+        )
+        .expect("valid");
+        let p = ok.image_policy();
+        assert!(
+            p.files.check("/var/lib/ironic/k").is_err(),
+            "empty list disables files"
+        );
+        assert!(p.urls.check_url("https://img.example.net/k").is_ok());
+
+        let default = Config::default().image_policy();
+        default
+            .urls
+            .check_url("http://127.0.0.1:8080/ipa/ipa.kernel")
+            .expect("the shipped example fetches from ironpxe's own HTTP server");
+        assert!(default
+            .urls
+            .check_url("http://127.0.0.1:8081/api/v1/nodes")
+            .is_err());
+        default
+            .files
+            .check("/var/lib/ironic/images/k")
+            .expect("Ironic's default directory");
     }
 }

@@ -33,7 +33,7 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(r) = &renderer {
         problems.extend(render_problems(&snap, r));
     }
-    let policy = crate::serving::images::policy::ImagePolicy::from_config(&cfg);
+    let policy = cfg.image_policy();
     problems.extend(crate::serving::images::refused_references(
         &snap,
         &cfg.boot_config()?,

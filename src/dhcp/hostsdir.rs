@@ -116,14 +116,7 @@ pub fn sync_and_signal(
 }
 
 fn write_atomic(dir: &Path, name: &str, body: &str) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(body.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(name)).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    crate::support::fs::write_atomic(&dir.join(name), body.as_bytes())
 }
 
 /// Removes a file; `false` when it was already gone.

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use bytestring::ByteString;
 use serde::Serialize;
 use tera::Tera;
 
@@ -29,6 +30,7 @@ use crate::model::node::NodeUuid;
 use crate::state::problems::{ProblemKind, Problems};
 use crate::state::{IndexedNode, IndexedPort, Match, Snapshot};
 use crate::support::watch::{watch_dir, Debounce, WatchHandle};
+use cache::{CacheKey, Claim, RenderCache};
 
 /// The output formats, one template each.
 #[derive(
@@ -173,25 +175,16 @@ impl Default for RenderConfig {
 /// One rendered config with what decided it.
 #[derive(Clone, Debug)]
 pub struct Rendered {
-    pub body: Arc<str>,
+    /// Shared, never copied, by the cache and every transfer that sends it.
+    pub body: ByteString,
     pub action: Action,
     pub reason: Arc<str>,
     /// True when this call rendered it (a cache miss), for the render-time metric.
     pub fresh: bool,
 }
 
-/// Everything that changes a rendered config.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct CacheKey {
-    templates: u64,
-    node: Option<(NodeUuid, u64)>,
-    port: Option<crate::model::addr::Mac>,
-    hw: Option<HwType>,
-    format: Format,
-    server: Server,
-}
-
-/// Cached renders are dropped wholesale beyond this many (a fleet's worth of nodes × formats).
+/// Cached renders kept (a fleet's worth of nodes × formats); beyond it the least recently
+/// used are evicted.
 const CACHE_CAP: usize = 200_000;
 
 /// A loaded, validated set of templates.
@@ -211,14 +204,6 @@ impl Templates {
 type Outcome = Result<Rendered, RenderError>;
 type Slot = tokio::sync::watch::Receiver<Option<Outcome>>;
 
-/// A cache entry: a finished render (failures too) or one still running.
-enum Entry {
-    Done(Outcome),
-    Running(Slot),
-}
-
-type Cache = Arc<Mutex<HashMap<CacheKey, Entry>>>;
-
 /// Where templates are rendered.
 enum Engine {
     /// In this process, unbounded: for tests and tools over trusted templates.
@@ -232,7 +217,7 @@ pub struct Renderer {
     boot: RwLock<Arc<BootConfig>>,
     templates: RwLock<Arc<Templates>>,
     errors: RwLock<Vec<String>>,
-    cache: Cache,
+    cache: Arc<RenderCache>,
     engine: Engine,
     problems: Arc<Problems>,
     reloading: Mutex<()>,
@@ -317,7 +302,7 @@ impl Renderer {
             boot: RwLock::new(Arc::new(boot)),
             templates: RwLock::new(Arc::new(templates)),
             errors: RwLock::new(Vec::new()),
-            cache: Arc::default(),
+            cache: Arc::new(RenderCache::new(CACHE_CAP)),
             engine,
             problems: Arc::default(),
             reloading: Mutex::new(()),
@@ -345,7 +330,7 @@ impl Renderer {
     /// Replaces the boot settings (config reload) and drops every cached render.
     pub fn set_boot_config(&self, boot: BootConfig) {
         *self.boot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(boot);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache.clear();
         self.problems.clear_kind(ProblemKind::Render);
     }
 
@@ -381,7 +366,7 @@ impl Renderer {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .clear();
-                self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.cache.clear();
                 self.problems.clear_kind(ProblemKind::Render);
                 tracing::info!(generation, dir = %self.dir.display(), "templates reloaded");
                 true
@@ -413,9 +398,8 @@ impl Renderer {
 
     /// Drops cached renders of nodes that changed or went away in `snap`.
     pub fn sweep(&self, snap: &Snapshot) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut changed = Vec::new();
-        cache.retain(|k, _| match k.node {
+        self.cache.retain(|k| match k.node {
             None => true,
             Some((uuid, rev)) => {
                 let same = snap.node(&uuid).is_some_and(|n| n.revision == rev);
@@ -425,7 +409,6 @@ impl Renderer {
                 same
             }
         });
-        drop(cache);
         // A changed node gets a fresh chance; a vanished one has no problems any more.
         for uuid in changed {
             self.problems.clear(uuid, ProblemKind::Render);
@@ -464,24 +447,10 @@ impl Renderer {
             format,
             server: server.clone(),
         };
-        let (tx, slot) = {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.get(&key) {
-                Some(Entry::Done(r)) => return Pending::Ready(r.clone()),
-                Some(Entry::Running(slot)) => {
-                    return Pending::Running {
-                        slot: slot.clone(),
-                        owner: false,
-                    }
-                }
-                None => {}
-            }
-            if cache.len() >= CACHE_CAP {
-                cache.clear();
-            }
-            let (tx, slot) = tokio::sync::watch::channel(None);
-            cache.insert(key.clone(), Entry::Running(slot.clone()));
-            (tx, slot)
+        let (tx, slot) = match self.cache.claim(&key) {
+            Claim::Done(r) => return Pending::Ready(r),
+            Claim::Running(slot) => return Pending::Running { slot, owner: false },
+            Claim::Owner(tx, slot) => (tx, slot),
         };
         let done = Completion {
             cache: self.cache.clone(),
@@ -489,6 +458,8 @@ impl Renderer {
             key,
             node,
             tx,
+            slot: slot.clone(),
+            finished: false,
         };
         let boot = self.boot_config();
         let prepared = prepare(&boot, target, format, hw, server);
@@ -512,7 +483,7 @@ impl Renderer {
     }
     /// Number of cached renders (for metrics and tests).
     pub fn cached(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.cache.len()
     }
 }
 
@@ -603,15 +574,18 @@ fn job_error(format: Format, e: &pool::JobError, took: Duration) -> RenderError 
 
 /// Stores a finished render in the cache, tells its waiters, and reports a node's failure.
 struct Completion {
-    cache: Cache,
+    cache: Arc<RenderCache>,
     problems: Arc<Problems>,
     key: CacheKey,
     node: Option<NodeUuid>,
     tx: tokio::sync::watch::Sender<Option<Outcome>>,
+    /// The running entry this render claimed.
+    slot: Slot,
+    finished: bool,
 }
 
 impl Completion {
-    fn finish(self, outcome: Outcome) {
+    fn finish(mut self, outcome: Outcome) {
         if let (Some(node), Err(e)) = (self.node, &outcome) {
             if !matches!(e, RenderError::Unavailable(_)) {
                 self.problems.set(
@@ -621,18 +595,21 @@ impl Completion {
                 );
             }
         }
-        {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            // A busy pool is remembered by nobody: the next request tries again.
-            if matches!(outcome, Err(RenderError::Unavailable(_))) {
-                cache.remove(&self.key);
-            } else if let Some(e) = cache.get_mut(&self.key) {
-                // Whoever finds it cached did not render it.
-                let cached = outcome.clone().map(|r| Rendered { fresh: false, ..r });
-                *e = Entry::Done(cached);
-            }
-        }
+        self.cache.finish(&self.key, &self.slot, &outcome);
         let _ = self.tx.send(Some(outcome));
+        self.finished = true;
+    }
+}
+
+impl Drop for Completion {
+    /// Dropped unfinished (the thread running it died): the running entry, which the cache
+    /// never evicts, goes too — its waiters learn the renderer stopped, and the next request
+    /// renders again instead of joining a render that will never end.
+    fn drop(&mut self) {
+        if !self.finished {
+            let stopped = Err(RenderError::Unavailable("the renderer stopped".into()));
+            self.cache.finish(&self.key, &self.slot, &stopped);
+        }
     }
 }
 
@@ -889,6 +866,7 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime
     v
 }
 
+mod cache;
 mod calls;
 mod grammar;
 pub use grammar::check_token;

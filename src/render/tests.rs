@@ -317,6 +317,11 @@ fn unsafe_parameters_and_urls_are_refused_with_the_field_named() {
     assert!(check_token("k", "a\nb", Format::Pxelinux).is_err());
 }
 
+/// Two bodies are one cached render, not two renders of the same text.
+fn same_buffer(a: &str, b: &str) -> bool {
+    a.as_ptr() == b.as_ptr()
+}
+
 #[test]
 fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let store = parked_store();
@@ -326,7 +331,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let b = render_name(&r, &s1, "01-52-54-00-00-00-02", Format::Ipxe);
     let again = render_name(&r, &s1, "01-52-54-00-00-00-01", Format::Ipxe);
     assert!(
-        Arc::ptr_eq(&a.body, &again.body),
+        same_buffer(&a.body, &again.body),
         "second render is a cache hit"
     );
     assert_eq!(r.cached(), 2);
@@ -346,7 +351,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     assert_eq!(a2.action, Action::LocalBoot);
     let b2 = render_name(&r, &s2, "01-52-54-00-00-00-02", Format::Ipxe);
     assert!(
-        Arc::ptr_eq(&b.body, &b2.body),
+        same_buffer(&b.body, &b2.body),
         "unchanged node still cached"
     );
 
@@ -359,7 +364,7 @@ fn renders_are_cached_per_node_revision_and_swept_precisely() {
     let c = r
         .render(m.as_ref(), Format::Ipxe, Some(HwType::Ethernet), &other)
         .expect("renders");
-    assert!(!Arc::ptr_eq(&b2.body, &c.body));
+    assert!(!same_buffer(&b2.body, &c.body));
 }
 
 fn copy_templates(to: &Path) {
@@ -598,4 +603,46 @@ fn kernel_parameters_too_long_together_are_refused_in_every_format() {
             Ok(out) => panic!("{f} rendered:\n{}", out.body),
         }
     }
+}
+
+/// A render whose thread dies before it finishes (its completion dropped) frees its key:
+/// the waiter learns the renderer stopped, and the next request renders again instead of
+/// joining a render that never ends.
+#[test]
+fn a_render_dropped_unfinished_is_not_joined_forever() {
+    let r = renderer();
+    let key = cache::CacheKey {
+        templates: r.generation(),
+        node: None,
+        port: None,
+        hw: None,
+        format: Format::Ipxe,
+        server: server(),
+    };
+    let Claim::Owner(tx, slot) = r.cache.claim(&key) else {
+        panic!("claimed already");
+    };
+    let Claim::Running(waiter) = r.cache.claim(&key) else {
+        panic!("the second request did not join");
+    };
+    drop(Completion {
+        cache: r.cache.clone(),
+        problems: r.problems(),
+        key: key.clone(),
+        node: None,
+        tx,
+        slot,
+        finished: false,
+    });
+    let got = Pending::Running {
+        slot: waiter,
+        owner: false,
+    }
+    .wait_blocking();
+    assert!(matches!(got, Err(RenderError::Unavailable(_))), "{got:?}");
+    let again = r
+        .begin(None, Format::Ipxe, None, &server())
+        .wait_blocking()
+        .expect("renders");
+    assert!(again.fresh, "rendered again, not joined");
 }

@@ -40,7 +40,7 @@ pub struct App {
 /// `model::boot::BootConfig`).
 #[derive(Debug, Clone)]
 pub struct ServedConfig {
-    pub body: Arc<str>,
+    pub body: bytestring::ByteString,
     pub format: Format,
     pub action: Action,
     /// The match as logs show it (`node <uuid> (<name>) port <address>`) or `unknown machine`.
@@ -153,7 +153,7 @@ impl App {
                 self.config(m.as_ref(), Format::Grub, None, server)
             }
             Resource::GrubMaster => Answer::Config(ServedConfig {
-                body: GRUB_MASTER.into(),
+                body: bytestring::ByteString::from_static(GRUB_MASTER),
                 format: Format::Grub,
                 action: Action::LocalBoot,
                 matched: "grub master".into(),
@@ -217,7 +217,7 @@ impl App {
             Lookup::Ready { path, len } => Answer::File { path, len },
             Lookup::Pending(p) => Answer::Pending(p),
             Lookup::Unknown => Answer::NotFound("no node needs this image"),
-            Lookup::Failed(e) => Answer::Error(e),
+            Lookup::Failed(e) => Answer::Error(e.to_string()),
             // The reason is the node's problem (/api/v1/problems); the client learns nothing.
             Lookup::Refused(_) => Answer::Refused("image reference refused by [images] policy"),
         }

@@ -29,7 +29,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
     let live = Live::start(&cfg)?;
     let metrics = Arc::new(Metrics::default());
     let problems = live.renderer.problems();
-    let mut image_settings = crate::serving::images::CacheSettings::from_config(&cfg);
+    let mut image_settings = cfg.image_cache_settings();
     if let Some(f) = &config_file {
         image_settings.policy.files.refuse_file(f);
     }

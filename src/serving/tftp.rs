@@ -12,22 +12,24 @@
 //! `read_req_open` stays a lookup in prebuilt state: classify the name, look the node up,
 //! take the render from the cache.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
+use bytes::{Buf, Bytes};
 use futures_lite::AsyncRead;
+use quick_cache::sync::Cache;
 
 use crate::model::resource::{classify, Resource};
 use crate::serving::app::{Answer, App, Rendering};
+use crate::serving::images::ImageError;
 use crate::serving::limits::Permit;
 use crate::serving::metrics::{Metrics, Outcome};
 use crate::serving::request::RequestLog;
@@ -101,11 +103,43 @@ impl TftpConfig {
 pub const STREAM_BUFFER: usize = 128 << 10;
 
 /// Small static files (pxelinux.0, ldlinux.c32 …) held in memory, keyed by path and checked
-/// against size and mtime on every open, so an edit on disk is served at once.
-#[derive(Default)]
-struct MemoryFiles {
-    files: HashMap<PathBuf, (u64, SystemTime, Arc<[u8]>)>,
-    bytes: u64,
+/// against size and mtime on every open, so an edit on disk is served at once. Bounded by
+/// `memory_files_total`: beyond it the least recently used files are evicted, and a file
+/// is read outside any lock.
+struct MemoryFiles(Cache<PathBuf, MemoryFile, FileSize>);
+
+#[derive(Clone)]
+struct MemoryFile {
+    len: u64,
+    mtime: SystemTime,
+    data: Bytes,
+}
+
+/// A file weighs its size (an empty one 1: weightless entries are never evicted).
+#[derive(Clone)]
+struct FileSize;
+
+impl quick_cache::Weighter<PathBuf, MemoryFile> for FileSize {
+    fn weight(&self, _: &PathBuf, f: &MemoryFile) -> u64 {
+        f.len.max(1)
+    }
+}
+
+impl MemoryFiles {
+    fn new(cfg: &TftpConfig) -> MemoryFiles {
+        // Each shard holds a share of the total: keep it at least four of the largest
+        // files, or those would never be admitted.
+        let fit = (cfg.memory_files_total / cfg.memory_file_max.max(1) / 4).clamp(1, 16);
+        let cache = quick_cache::OptionsBuilder::new()
+            .shards(1 << fit.ilog2())
+            .estimated_items_capacity(1024)
+            .weight_capacity(cfg.memory_files_total)
+            .build()
+            .map(|o| Cache::with_options(o, FileSize, Default::default(), Default::default()))
+            // Not reached: only an unset capacity fails the build.
+            .unwrap_or_else(|_| Cache::with_weighter(1024, cfg.memory_files_total, FileSize));
+        MemoryFiles(cache)
+    }
 }
 
 /// ironpxe's async-tftp handler; one per listening socket.
@@ -114,7 +148,7 @@ pub struct TftpHandler {
     cfg: TftpConfig,
     local_ip: IpAddr,
     http_port: u16,
-    memory: Arc<Mutex<MemoryFiles>>,
+    memory: Arc<MemoryFiles>,
     limiter: crate::serving::limits::Limiter,
 }
 
@@ -228,7 +262,7 @@ impl TftpHandler {
     /// An image being fetched: the transfer's source, opened when `fetched` is done.
     fn fetching(
         &self,
-        fetched: impl Future<Output = Result<(), String>> + Send + 'static,
+        fetched: impl Future<Output = Result<(), ImageError>> + Send + 'static,
         res: &Resource,
     ) -> Source {
         let dir = self.app.images.as_ref().map(|i| i.dir().to_path_buf());
@@ -255,28 +289,21 @@ impl TftpHandler {
             return Ok((Source::File(Chunked::new(file)), len));
         }
         let mtime = meta.modified()?;
-        let mut mem = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((l, t, data)) = mem.files.get(path) {
-            if *l == len && *t == mtime {
-                return Ok((Source::Memory(data.clone(), 0), len));
-            }
+        let cached = self.memory.0.get(path);
+        if let Some(f) = cached.filter(|f| f.len == len && f.mtime == mtime) {
+            return Ok((Source::Memory(f.data), len));
         }
         let mut bytes = Vec::with_capacity(len as usize);
         file.read_to_end(&mut bytes)?;
-        let data: Arc<[u8]> = bytes.into();
+        let data = Bytes::from(bytes);
         let len = data.len() as u64;
-        if mem.bytes + len > self.cfg.memory_files_total {
-            mem.files.clear();
-            mem.bytes = 0;
-        }
-        mem.bytes += len;
-        if let Some((old, _, _)) = mem
-            .files
-            .insert(path.to_owned(), (len, mtime, data.clone()))
-        {
-            mem.bytes -= old;
-        }
-        Ok((Source::Memory(data, 0), len))
+        let entry = MemoryFile {
+            len,
+            mtime,
+            data: data.clone(),
+        };
+        self.memory.0.insert(path.to_owned(), entry);
+        Ok((Source::Memory(data), len))
     }
 }
 
@@ -289,12 +316,11 @@ fn render_failed() -> packet::Error {
 /// A config to send: counted as served now, with its request line; the transfer is named
 /// after what decided it.
 fn serve_config(log: &mut RequestLog, c: crate::serving::app::ServedConfig) -> (Source, u64) {
-    let data: Arc<[u8]> = Arc::from(c.body.as_bytes());
-    let len = data.len() as u64;
+    let len = c.body.len() as u64;
     log.config(&c);
     log.transfer(format!("{} {}", c.matched, c.action));
-    log.answered(Outcome::Served, c.matched, Some(len));
-    (Source::Memory(data, 0), len)
+    log.answered(Outcome::Served, c.matched.clone(), Some(len));
+    (Source::Memory(c.body.into_bytes()), len)
 }
 
 /// A config whose render is running: the transfer's source until it arrives.
@@ -353,7 +379,8 @@ type RenderFuture =
     Pin<Box<dyn Future<Output = Result<crate::serving::app::ServedConfig, String>> + Send>>;
 
 enum Source {
-    Memory(Arc<[u8]>, usize),
+    /// What is left to send.
+    Memory(Bytes),
     File(Chunked),
     /// An image being fetched: becomes `File` when the fetch completes.
     Waiting(OpenFuture),
@@ -484,11 +511,10 @@ impl AsyncRead for Reader {
         let this = &mut *self;
         loop {
             let n = match &mut this.src {
-                Source::Memory(data, pos) => {
-                    let rest = &data[(*pos).min(data.len())..];
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    *pos += n;
+                Source::Memory(data) => {
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    data.advance(n);
                     n
                 }
                 Source::File(f) => match f.poll_read(cx, buf) {
@@ -605,7 +631,7 @@ pub fn start(
     http_port: u16,
     cfg: &TftpConfig,
 ) -> io::Result<Vec<SocketAddr>> {
-    let memory = Arc::new(Mutex::new(MemoryFiles::default()));
+    let memory = Arc::new(MemoryFiles::new(cfg));
     let limiter =
         crate::serving::limits::Limiter::new(cfg.max_sessions, cfg.max_sessions_per_client);
     let per_address = cfg.sockets_per_address();
@@ -677,7 +703,7 @@ mod tests {
             cfg: TftpConfig::default(),
             local_ip: IpAddr::from([127, 0, 0, 1]),
             http_port: 8080,
-            memory: Arc::default(),
+            memory: Arc::new(MemoryFiles::new(&TftpConfig::default())),
             limiter: crate::serving::limits::Limiter::new(10, 10),
         }
     }
@@ -718,6 +744,35 @@ mod tests {
         assert_eq!(events.len(), 2, "both journaled");
         let outcomes: Vec<&str> = events.iter().map(|e| e.outcome).collect();
         assert_eq!(outcomes, ["not_found", "error"]);
+    }
+
+    /// Past `memory_files_total` the least recently used files leave memory; the others,
+    /// and the file just read, stay (the cache used to be emptied whole).
+    #[test]
+    fn memory_files_evict_past_their_total_instead_of_clearing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = TftpConfig {
+            memory_file_max: 4 << 10,
+            memory_files_total: 64 << 10,
+            ..TftpConfig::default()
+        };
+        let mut h = handler(dir.path());
+        h.memory = Arc::new(MemoryFiles::new(&cfg));
+        h.cfg = cfg;
+        let files = 24; // 96 KiB of 4 KiB files
+        for i in 0..files {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, vec![i as u8; 4 << 10]).expect("write");
+            let (src, len) = h.file_source(&path).expect("open");
+            assert_eq!(len, 4 << 10);
+            assert!(matches!(src, Source::Memory(d) if d.iter().all(|b| *b == i as u8)));
+        }
+        let held = h.memory.0.weight();
+        assert!(held <= 64 << 10, "{held} bytes held: over the total");
+        assert!(held > 32 << 10, "{held} bytes held: the files were cleared");
+        assert!(h.memory.0.len() < files);
+        let last = dir.path().join(format!("f{}", files - 1));
+        assert!(h.memory.0.get(&last).is_some(), "the newest file is held");
     }
 
     #[test]

@@ -214,7 +214,7 @@ async fn route(
     if let Answer::Pending(p) = answer {
         answer = match p.wait().await {
             Ok(()) => app.answer(&res, server, &app.http_roots),
-            Err(e) => Answer::Error(e),
+            Err(e) => Answer::Error(e.to_string()),
         };
     }
     if let Answer::Rendering(r) = answer {
@@ -235,7 +235,7 @@ async fn reply(
     let (outcome, resp) = match answer {
         Answer::Config(c) => {
             log.config(&c);
-            let body = bytes::Bytes::copy_from_slice(c.body.as_bytes());
+            let body = c.body.into_bytes();
             let plain = "text/plain; charset=utf-8";
             let resp = files::serve_bytes(body, None, plain, method, headers);
             (Outcome::Served, resp)

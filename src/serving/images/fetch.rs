@@ -12,21 +12,11 @@ use std::time::Duration;
 
 use reqwest::{Method, Response, StatusCode, Url};
 
+use super::error::ImageError;
 use super::policy::{Refusal, UrlPolicy};
 
 /// Redirects followed before giving up (reqwest's default limit).
 const MAX_REDIRECTS: usize = 10;
-
-/// Why a request did not produce a response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    /// The policy refuses the URL, an address it resolves to, or a redirect target.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// The network or the server failed.
-    #[error("{0}")]
-    Failed(String),
-}
 
 /// Makes policy-checked requests.
 pub struct Fetcher {
@@ -49,7 +39,7 @@ impl Fetcher {
     }
 
     /// Sends `method` to `url`, following redirects; a response other than 2xx is an error.
-    pub async fn send(&self, method: Method, url: &str) -> Result<Response, FetchError> {
+    pub async fn send(&self, method: Method, url: &str) -> Result<Response, ImageError> {
         let mut url = self.policy.check_url(url)?;
         for _ in 0..=MAX_REDIRECTS {
             let client = self.client_for(&url).await?;
@@ -57,22 +47,21 @@ impl Fetcher {
                 .request(method.clone(), url.clone())
                 .send()
                 .await
-                .map_err(|e| FetchError::Failed(format!("{method} {url}: {e}")))?;
+                .map_err(|e| request_error(&method, &url, e))?;
             let status = resp.status();
             if !is_redirect(status) {
                 return resp
                     .error_for_status()
-                    .map_err(|e| FetchError::Failed(format!("{method} {url}: {e}")));
+                    .map_err(|e| request_error(&method, &url, e));
             }
             let next = resp
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| url.join(l).ok())
-                .ok_or_else(|| {
-                    FetchError::Failed(format!(
-                        "{method} {url}: {status} without a usable Location"
-                    ))
+                .ok_or_else(|| ImageError::NoLocation {
+                    request: format!("{method} {url}"),
+                    status: status.to_string(),
                 })?;
             url = self
                 .policy
@@ -82,13 +71,14 @@ impl Fetcher {
                     to: Box::new(r),
                 })?;
         }
-        Err(FetchError::Failed(format!(
-            "{method} {url}: more than {MAX_REDIRECTS} redirects"
-        )))
+        Err(ImageError::TooManyRedirects {
+            request: format!("{method} {url}"),
+            max: MAX_REDIRECTS,
+        })
     }
 
     /// A client that connects to `url`'s host only at addresses the policy allows.
-    async fn client_for(&self, url: &Url) -> Result<reqwest::Client, FetchError> {
+    async fn client_for(&self, url: &Url) -> Result<reqwest::Client, ImageError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout)
@@ -101,18 +91,24 @@ impl Fetcher {
             let addrs = self.resolve(url, host).await?;
             b = b.resolve_to_addrs(host, &addrs);
         }
-        b.build()
-            .map_err(|e| FetchError::Failed(format!("building an HTTP client: {e}")))
+        b.build().map_err(|e| ImageError::Client(e.to_string()))
     }
 
     /// Resolves the host and keeps the addresses the policy allows; none: the first refusal.
-    async fn resolve(&self, url: &Url, host: &str) -> Result<Vec<SocketAddr>, FetchError> {
+    async fn resolve(&self, url: &Url, host: &str) -> Result<Vec<SocketAddr>, ImageError> {
         let port = url.port_or_known_default().unwrap_or(80);
         let found =
             tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((host, port)))
                 .await
-                .map_err(|_| FetchError::Failed(format!("{url}: resolving {host} timed out")))?
-                .map_err(|e| FetchError::Failed(format!("{url}: resolving {host}: {e}")))?;
+                .map_err(|_| ImageError::ResolveTimeout {
+                    url: url.to_string(),
+                    host: host.to_owned(),
+                })?
+                .map_err(|e| ImageError::Resolve {
+                    url: url.to_string(),
+                    host: host.to_owned(),
+                    error: e.to_string(),
+                })?;
         let mut allowed = Vec::new();
         let mut refused = None;
         for a in found {
@@ -127,8 +123,18 @@ impl Fetcher {
         match (allowed.is_empty(), refused) {
             (false, _) => Ok(allowed),
             (true, Some(r)) => Err(r.into()),
-            (true, None) => Err(FetchError::Failed(format!("{url}: {host} has no address"))),
+            (true, None) => Err(ImageError::NoAddress {
+                url: url.to_string(),
+                host: host.to_owned(),
+            }),
         }
+    }
+}
+
+fn request_error(method: &Method, url: &Url, e: reqwest::Error) -> ImageError {
+    ImageError::Request {
+        request: format!("{method} {url}"),
+        error: e.to_string(),
     }
 }
 

@@ -20,8 +20,11 @@
 //! state). A new copy is renamed over the old one: a client mid-transfer holds the old
 //! file open and finishes on the old bytes.
 
+mod error;
 pub mod fetch;
 pub mod policy;
+
+pub use error::ImageError;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,7 +40,8 @@ use crate::model::node::NodeUuid;
 use crate::serving::metrics::Metrics;
 use crate::state::problems::{ProblemKind, Problems};
 use crate::state::Snapshot;
-use fetch::{FetchError, Fetcher};
+use crate::support::fs::AtomicFile;
+use fetch::Fetcher;
 use policy::{AllowedPath, FilePolicy, ImagePolicy, Refusal, UrlPolicy, UrlRule};
 
 /// How long a failed or refused fetch is remembered before a request may try again.
@@ -83,20 +87,8 @@ pub struct CacheSettings {
     pub policy: ImagePolicy,
 }
 
-impl CacheSettings {
-    pub fn from_config(cfg: &crate::config::Config) -> CacheSettings {
-        CacheSettings {
-            dir: cfg.image_cache_dir.clone(),
-            cap_bytes: cfg.image_cache_mib << 20,
-            read_timeout: Duration::from_secs(cfg.image_fetch_timeout_secs.max(1)),
-            revalidate: Duration::from_secs(cfg.images.revalidate_secs),
-            policy: ImagePolicy::from_config(cfg),
-        }
-    }
-}
-
 /// The result of looking an image up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
     /// On disk and complete.
     Ready { path: PathBuf, len: u64 },
@@ -104,32 +96,26 @@ pub enum Lookup {
     Pending(PendingFetch),
     /// No node needs an image with this key, or the name does not match it.
     Unknown,
-    /// The last fetch failed (reported in the log and `/metrics`).
-    Failed(String),
+    /// The last fetch failed (reported in the log and `/metrics`), or a file image cannot
+    /// be read.
+    Failed(ImageError),
     /// The policy refuses the reference (reported as the nodes' problem).
     Refused(String),
 }
 
 /// A fetch in flight: wait with [`PendingFetch::wait`].
 #[derive(Debug, Clone)]
-pub struct PendingFetch(watch::Receiver<Option<Result<(), String>>>);
-
-impl PartialEq for PendingFetch {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for PendingFetch {}
+pub struct PendingFetch(watch::Receiver<Option<Result<(), ImageError>>>);
 
 impl PendingFetch {
     /// Waits for the fetch to end. Works on any executor (no tokio reactor needed).
-    pub async fn wait(mut self) -> Result<(), String> {
+    pub async fn wait(mut self) -> Result<(), ImageError> {
         loop {
             if let Some(r) = self.0.borrow_and_update().clone() {
                 return r;
             }
             if self.0.changed().await.is_err() {
-                return Err("image fetch was abandoned".into());
+                return Err(ImageError::Abandoned);
             }
         }
     }
@@ -152,9 +138,9 @@ enum Entry {
         checked: Option<Instant>,
     },
     /// Fetching, or revalidating the cached copy (requests wait for the outcome).
-    Fetching(watch::Receiver<Option<Result<(), String>>>),
+    Fetching(watch::Receiver<Option<Result<(), ImageError>>>),
     Failed {
-        error: String,
+        error: ImageError,
         at: Instant,
     },
     /// Refused while fetching (an address or redirect); the reason is in `Inner::refusals`.
@@ -385,8 +371,11 @@ impl ImageCache {
             Err(r) => Lookup::Refused(r.to_string()),
             Ok(path) => match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => Lookup::Ready { path, len: m.len() },
-                Ok(_) => Lookup::Failed(format!("{p} is not a regular file")),
-                Err(e) => Lookup::Failed(format!("{p}: {e}")),
+                Ok(_) => Lookup::Failed(ImageError::NotAFile { path: p.to_owned() }),
+                Err(e) => Lookup::Failed(ImageError::Unreadable {
+                    path: p.to_owned(),
+                    error: e.to_string(),
+                }),
             },
         }
     }
@@ -423,7 +412,7 @@ impl ImageCache {
     /// `Last-Modified` that is not newer than the copy's mtime. A failed HEAD leaves the
     /// cached copy in place (Ironic would fail the deploy; a boot server down for its image
     /// server would be worse) and counts as a failed fetch; a refused one removes it.
-    async fn revalidate(&self, key: &str, url: &str) -> Result<Done, FetchError> {
+    async fn revalidate(&self, key: &str, url: &str) -> Result<Done, ImageError> {
         let cached = tokio::fs::metadata(self.path(key))
             .await
             .and_then(|m| m.modified())
@@ -440,57 +429,55 @@ impl ImageCache {
 
     /// Downloads into a dotfile beside the cached copy, stamps it with the server's
     /// `Last-Modified`, and renames it into place once complete and of the announced length
-    /// (replacing an older copy atomically).
-    async fn fetch(&self, key: &str, url: &str) -> Result<u64, FetchError> {
+    /// (replacing an older copy atomically). On any failure the dotfile is removed.
+    async fn fetch(&self, key: &str, url: &str) -> Result<u64, ImageError> {
         use tokio::io::AsyncWriteExt;
-        let failed = FetchError::Failed;
-        let tmp = self.dir.join(format!(".{key}.part"));
-        let io_err = |e: std::io::Error| failed(format!("{}: {e}", tmp.display()));
         let mut resp = self.fetcher.send(Method::GET, url).await?;
         let announced = resp.content_length();
         let modified = last_modified(&resp);
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
-        let mut got: u64 = 0;
-        let result = async {
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| failed(format!("GET {url}: {e}")))?
-            {
-                got += chunk.len() as u64;
-                // Bytes beyond Content-Length never arrive here (HTTP framing); an image
-                // without a length is bounded by the cache's cap.
-                if got > self.cap_bytes {
-                    return Err(failed(format!(
-                        "GET {url}: larger than the image cache ({} bytes)",
-                        self.cap_bytes
-                    )));
-                }
-                file.write_all(&chunk).await.map_err(io_err)?;
-            }
-            if let Some(a) = announced.filter(|a| *a != got) {
-                return Err(failed(format!("GET {url}: got {got} of {a} bytes")));
-            }
-            file.flush().await.map_err(io_err)?;
-            let std_file = file.into_std().await;
-            tokio::task::spawn_blocking(move || {
-                if let Some(t) = modified {
-                    std_file.set_modified(t)?;
-                }
-                std_file.sync_all()
-            })
+        let dest = self.path(key);
+        let part = tokio::task::spawn_blocking(move || AtomicFile::create(&dest))
             .await
-            .map_err(|e| failed(format!("{}: {e}", tmp.display())))?
-            .map_err(io_err)?;
-            tokio::fs::rename(&tmp, self.path(key))
-                .await
-                .map_err(io_err)
+            .map_err(|e| ImageError::store(&self.dir, e))?
+            .map_err(|e| ImageError::store(&self.dir, e))?;
+        let tmp = part.tmp_path().to_owned();
+        let io_err = |e: std::io::Error| ImageError::store(&tmp, e);
+        let mut file = tokio::fs::File::from_std(part.file().try_clone().map_err(io_err)?);
+        let mut got: u64 = 0;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ImageError::Request {
+            request: format!("GET {url}"),
+            error: e.to_string(),
+        })? {
+            got += chunk.len() as u64;
+            // Bytes beyond Content-Length never arrive here (HTTP framing); an image
+            // without a length is bounded by the cache's cap.
+            if got > self.cap_bytes {
+                return Err(ImageError::TooLarge {
+                    url: url.to_owned(),
+                    cap: self.cap_bytes,
+                });
+            }
+            file.write_all(&chunk).await.map_err(io_err)?;
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if let Some(a) = announced.filter(|a| *a != got) {
+            return Err(ImageError::Truncated {
+                url: url.to_owned(),
+                got,
+                announced: a,
+            });
         }
-        result.map(|()| got)
+        file.flush().await.map_err(io_err)?;
+        drop(file);
+        tokio::task::spawn_blocking(move || {
+            if let Some(t) = modified {
+                part.file().set_modified(t)?;
+            }
+            part.commit()
+        })
+        .await
+        .map_err(|e| ImageError::store(&tmp, e))?
+        .map_err(io_err)?;
+        Ok(got)
     }
 
     /// Records a fetch's or revalidation's outcome; what waiting requests get.
@@ -499,8 +486,8 @@ impl ImageCache {
         key: &str,
         url: &str,
         old_len: Option<u64>,
-        done: Result<Done, FetchError>,
-    ) -> Result<(), String> {
+        done: Result<Done, ImageError>,
+    ) -> Result<(), ImageError> {
         let mut inner = self.lock();
         let now = Instant::now();
         let ready = |len| Entry::Ready {
@@ -525,7 +512,20 @@ impl ImageCache {
                 inner.refusals.remove(key);
                 Ok(())
             }
-            Err(FetchError::Failed(e)) => {
+            Err(ImageError::Refused(r)) => {
+                tracing::error!(%url, key, error = %r, "image fetch refused");
+                if let Some(len) = old_len {
+                    // A copy whose source is now refused is not served either.
+                    let _ = std::fs::remove_file(self.path(key));
+                    inner.bytes = inner.bytes.saturating_sub(len);
+                }
+                inner
+                    .entries
+                    .insert(key.to_owned(), Entry::Refused { at: now });
+                inner.refusals.insert(key.to_owned(), r.clone());
+                Err(ImageError::Refused(r))
+            }
+            Err(e) => {
                 self.metrics.image_fetched(false);
                 match old_len {
                     Some(len) => {
@@ -543,19 +543,6 @@ impl ImageCache {
                         Err(e)
                     }
                 }
-            }
-            Err(FetchError::Refused(r)) => {
-                tracing::error!(%url, key, error = %r, "image fetch refused");
-                if let Some(len) = old_len {
-                    // A copy whose source is now refused is not served either.
-                    let _ = std::fs::remove_file(self.path(key));
-                    inner.bytes = inner.bytes.saturating_sub(len);
-                }
-                inner
-                    .entries
-                    .insert(key.to_owned(), Entry::Refused { at: now });
-                inner.refusals.insert(key.to_owned(), r.clone());
-                Err(r.to_string())
             }
         };
         self.sync_problems(&inner);

@@ -609,39 +609,6 @@ pub struct ImagePolicy {
     pub urls: UrlPolicy,
 }
 
-impl ImagePolicy {
-    /// From the configuration: the `[images]` lists, or their defaults — `/var/lib/ironic`
-    /// plus ironpxe's TFTP roots, HTTP root and image cache; any origin plus ironpxe's own
-    /// HTTP server.
-    pub fn from_config(cfg: &crate::config::Config) -> ImagePolicy {
-        let dirs: Vec<PathBuf> = match &cfg.images.file_url_allowed_paths {
-            Some(list) => list.iter().map(|p| p.path().to_owned()).collect(),
-            None => std::iter::once(PathBuf::from(IRONIC_IMAGE_DIR))
-                .chain(cfg.tftp_roots())
-                .chain(cfg.http_roots())
-                .chain(std::iter::once(cfg.image_cache_dir.clone()))
-                .collect(),
-        };
-        let rules = match &cfg.images.allowed_urls {
-            Some(r) => r.clone(),
-            None => UrlPolicy::default_rules(cfg.http_listen),
-        };
-        let mut files = FilePolicy::new(dirs);
-        let secrets = [
-            &cfg.admin.token_file,
-            &cfg.ironic.password_file,
-            &cfg.ironic.application_credential_secret_file,
-        ];
-        for f in secrets.into_iter().flatten() {
-            files.refuse_file(f);
-        }
-        ImagePolicy {
-            files,
-            urls: UrlPolicy::new(rules, cfg.admin.listen),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,45 +894,5 @@ mod tests {
             disabled.check(&s(&allowed.join("k"))),
             Err(Refusal::FileImagesDisabled { .. })
         ));
-    }
-
-    #[test]
-    fn the_images_section_is_checked_when_the_config_is_read() {
-        use crate::config::Config;
-        let bad = toml::from_str::<Config>("[images]\nfile_url_allowed_paths = [\"srv/img\"]\n")
-            .expect_err("relative");
-        assert!(bad.to_string().contains("file_url_allowed_paths"), "{bad}");
-        let bad = toml::from_str::<Config>(
-            "[images]\nfile_url_allowed_paths = [\"/var/lib/ironic/../../etc\"]\n",
-        )
-        .expect_err("traversal");
-        assert!(bad.to_string().contains("`..`"), "{bad}");
-        let bad = toml::from_str::<Config>("[images]\nallowed_urls = [\"10.0.0.1/8\"]\n")
-            .expect_err("host bits");
-        assert!(bad.to_string().contains("allowed_urls"), "{bad}");
-        let ok: Config = toml::from_str(
-            "[images]\nfile_url_allowed_paths = []\nallowed_urls = [\"https://img.example.net/\"]\n",
-        )
-        .expect("valid");
-        let p = ImagePolicy::from_config(&ok);
-        assert!(
-            p.files.check("/var/lib/ironic/k").is_err(),
-            "empty list disables files"
-        );
-        assert!(p.urls.check_url("https://img.example.net/k").is_ok());
-
-        let default = ImagePolicy::from_config(&Config::default());
-        default
-            .urls
-            .check_url("http://127.0.0.1:8080/ipa/ipa.kernel")
-            .expect("the shipped example fetches from ironpxe's own HTTP server");
-        assert!(default
-            .urls
-            .check_url("http://127.0.0.1:8081/api/v1/nodes")
-            .is_err());
-        default
-            .files
-            .check("/var/lib/ironic/images/k")
-            .expect("Ironic's default directory");
     }
 }

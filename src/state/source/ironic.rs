@@ -460,11 +460,6 @@ fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
         nodes: &'a [Arc<Node>],
         ports: &'a [Arc<Port>],
     }
-    let name = cache
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = cache.with_file_name(format!(".{name}.tmp"));
     let data = serde_json::to_vec(&Out {
         nodes: &doc.nodes,
         ports: &doc.ports,
@@ -473,13 +468,7 @@ fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
     if std::fs::read(cache).is_ok_and(|old| old == data) {
         return Ok(());
     }
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, cache)
+    crate::support::fs::write_atomic(cache, &data)
 }
 
 /// Polls forever, feeding the store; returns only when the store's owner goes away.
