@@ -122,6 +122,29 @@ impl Rendering {
     }
 }
 
+#[cfg(test)]
+impl App {
+    /// An app over the shipped templates, an empty store and these static roots, journaling.
+    pub(crate) fn for_tests(roots: Vec<PathBuf>) -> App {
+        use crate::serving::journal::{Journal, JournalConfig};
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let boot = crate::model::boot::BootConfig::default();
+        let roots = crate::serving::roots::Roots::new(roots);
+        App {
+            store: Arc::new(crate::state::Store::new(Default::default())),
+            renderer: Arc::new(crate::render::Renderer::new(templates, boot).expect("templates")),
+            roots: roots.clone(),
+            http_roots: roots,
+            images: None,
+            metrics: Arc::default(),
+            public_url: None,
+            ironic: None,
+            journal: Some(Journal::start(JournalConfig::default())),
+            problems: Arc::default(),
+        }
+    }
+}
+
 impl App {
     /// Answers a classified request. `roots` are the static roots of the asking protocol.
     pub fn answer(&self, res: &Resource, server: &Server, roots: &Roots) -> Answer {

@@ -255,24 +255,9 @@ impl Drop for RequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serving::journal::JournalConfig;
 
     fn app() -> App {
-        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-        let boot = crate::model::boot::BootConfig::default();
-        let roots = crate::serving::roots::Roots::new(Vec::<std::path::PathBuf>::new());
-        App {
-            store: Arc::new(crate::state::Store::new(Default::default())),
-            renderer: Arc::new(crate::render::Renderer::new(templates, boot).expect("templates")),
-            roots: roots.clone(),
-            http_roots: roots,
-            images: None,
-            metrics: Arc::default(),
-            public_url: None,
-            ironic: None,
-            journal: Some(Journal::start(JournalConfig::default())),
-            problems: Arc::default(),
-        }
+        App::for_tests(Vec::new())
     }
 
     /// Whatever path a request takes out, it is counted exactly once; only a request that

@@ -679,25 +679,10 @@ pub fn start(
 mod tests {
     use super::*;
     use crate::model::resource::Kind;
-    use crate::serving::journal::{Journal, JournalConfig};
     use crate::serving::metrics::Protocol;
 
     fn handler(root: &Path) -> TftpHandler {
-        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-        let boot = crate::model::boot::BootConfig::default();
-        let roots = crate::serving::roots::Roots::new(vec![root.to_owned()]);
-        let app = App {
-            store: Arc::new(crate::state::Store::new(Default::default())),
-            renderer: Arc::new(crate::render::Renderer::new(templates, boot).expect("templates")),
-            roots: roots.clone(),
-            http_roots: roots,
-            images: None,
-            metrics: Arc::default(),
-            public_url: None,
-            ironic: None,
-            journal: Some(Journal::start(JournalConfig::default())),
-            problems: Arc::default(),
-        };
+        let app = App::for_tests(vec![root.to_owned()]);
         TftpHandler {
             app: Arc::new(app),
             cfg: TftpConfig::default(),
