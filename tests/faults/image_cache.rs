@@ -58,6 +58,20 @@ fn cache_entries(dir: &Path) -> Vec<(String, u64)> {
     v
 }
 
+/// A whole TFTP transfer within 5 s.
+fn quick() -> ClientOpts {
+    ClientOpts {
+        deadline: Duration::from_secs(5),
+        ..ClientOpts::default()
+    }
+}
+
+/// An image that must be refused at once, over both protocols.
+fn image_refused(s: &Ironpxe, path: &str) {
+    image_refused_over_tftp(s, path, &quick());
+    image_refused_over_http(s, path, Duration::from_secs(5));
+}
+
 /// A TFTP fetch of an image that must fail with an ERROR (never data of the wrong length).
 fn image_refused_over_tftp(s: &Ironpxe, path: &str, opts: &ClientOpts) {
     let f = tftp(s, lo(0, 0, 1), path, opts);
@@ -165,13 +179,8 @@ fn a_stalled_image_fetch_serves_nothing_partial() {
         "nothing partial left: {entries:?}"
     );
     // The failure is remembered for a while: refused at once, over both protocols.
-    let quick = ClientOpts {
-        deadline: Duration::from_secs(5),
-        ..ClientOpts::default()
-    };
-    image_refused_over_tftp(&s, &kpath, &quick);
-    image_refused_over_http(&s, &kpath, Duration::from_secs(5));
-    let got = tftp(&s, lo(0, 0, 1), &ipath, &quick).bytes("the initrd");
+    image_refused(&s, &kpath);
+    let got = tftp(&s, lo(0, 0, 1), &ipath, &quick()).bytes("the initrd");
     assert!(got == initrd, "the other image is fine");
     drop(srv);
 }
@@ -196,17 +205,12 @@ fn an_image_longer_than_the_cache_is_refused_and_excess_bytes_are_not_cached() {
     });
     let entries = cache_entries(&s.work.path().join("images"));
     let errors = metric(&s, "ironpxe_image_fetch_errors_total");
-    let quick = ClientOpts {
-        deadline: Duration::from_secs(5),
-        ..ClientOpts::default()
-    };
     // Longer than the cache, no length announced: refused by the cap.
-    image_refused_over_tftp(&s, &ipath, &quick);
-    image_refused_over_http(&s, &ipath, Duration::from_secs(5));
+    image_refused(&s, &ipath);
     // Longer than announced: by HTTP/1.1 framing (RFC 9112 §6.3) the response is the
     // announced 100 000 bytes; the HTTP stack discards the excess. What is cached and served
     // is exactly that response — never a prefix shorter than what the server announced.
-    let served = tftp(&s, lo(0, 0, 1), &kpath, &quick).result;
+    let served = tftp(&s, lo(0, 0, 1), &kpath, &quick()).result;
     let served = served.unwrap_or_else(|e| panic!("the announced image is served: {e:?}"));
     assert_eq!(served.len(), 100_000, "exactly the announced length");
     assert!(served.iter().all(|b| *b == 1));
@@ -298,13 +302,8 @@ fn a_full_disk_fails_the_image_fetch_cleanly() {
         "the failure was the full disk:\n{}",
         tail(&s.log(), 20)
     );
-    let quick = ClientOpts {
-        deadline: Duration::from_secs(5),
-        ..ClientOpts::default()
-    };
-    image_refused_over_tftp(&s, &kpath, &quick);
-    image_refused_over_http(&s, &kpath, Duration::from_secs(5));
-    let got = tftp(&s, lo(0, 0, 1), &ipath, &quick).bytes("the initrd");
+    image_refused(&s, &kpath);
+    let got = tftp(&s, lo(0, 0, 1), &ipath, &quick()).bytes("the initrd");
     assert!(got == initrd, "the complete image is served");
     let entries = cache_entries(&cache);
     let (ikey, kkey) = (key_of(&ipath), key_of(&kpath));

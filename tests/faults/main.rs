@@ -86,18 +86,10 @@ impl Gate {
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         g.0 += 1;
         self.cv.notify_all();
-        let deadline = Instant::now() + bound;
-        while !g.2 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            g = self
-                .cv
-                .wait_timeout(g, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let _released = self
+            .cv
+            .wait_timeout_while(g, bound, |s| !s.2)
+            .unwrap_or_else(|p| p.into_inner());
     }
 
     /// A client that will never arrive.
@@ -109,19 +101,11 @@ impl Gate {
 
     /// Waits until `n` clients arrived or failed; returns (arrived, failed).
     fn wait_arrived(&self, n: usize, bound: Duration) -> (usize, usize) {
-        let deadline = Instant::now() + bound;
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        while g.0 + g.1 < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            g = self
-                .cv
-                .wait_timeout(g, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, bound, |s| s.0 + s.1 < n)
+            .unwrap_or_else(|p| p.into_inner());
         (g.0, g.1)
     }
 
