@@ -86,7 +86,7 @@ LDLINUX=/usr/lib/syslinux/modules/bios/ldlinux.c32
 # ---------------------------------------------------------------------------------------------
 # Build: ironpxe and the load generator, release, in one cargo invocation.
 mkdir -p "$B"
-log "building ironpxe and benches/loadgen.rs (release)"
+log "building ironpxe and benches/loadgen/ (release)"
 cargo build --release --locked --bin ironpxe --bench loadgen \
     --message-format=json-render-diagnostics >"$B/build.json"
 exe() { grep '"reason":"compiler-artifact"' "$B/build.json" | grep -o '"executable":"[^"]*"' |

@@ -365,7 +365,6 @@ fn admin_reads_see_the_request_just_made_without_a_fixed_sleep() {
 /// all of it for a complete GET.
 #[test]
 fn http_bytes_are_counted_as_sent_for_head_and_aborted_downloads() {
-    use std::io::Read;
     let s = Ironpxe::start();
     let len = 32usize << 20;
     pattern_file(&s.tftp_root().join("big.bin"), len);
@@ -381,13 +380,14 @@ fn http_bytes_are_counted_as_sent_for_head_and_aborted_downloads() {
     let mut since = after_head[0]["id"].as_u64().expect("id");
 
     // Read the head and a little of the body, then close with the rest unread.
-    let mut c = std::net::TcpStream::connect(s.http).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .expect("send");
-    let mut got = vec![0u8; 256 << 10];
-    c.read_exact(&mut got).expect("the start of the body");
+    let opts = http_client::Opts {
+        timeout: Duration::from_secs(10),
+        host: "127.0.0.1".into(),
+        ..http_client::Opts::default()
+    };
+    let mut c = http_client::Conn::open(s.http, &opts).expect("connect");
+    c.send_get("/big.bin").expect("send");
+    c.read_bytes(256 << 10).expect("the start of the body");
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(15);
     let aborted = loop {

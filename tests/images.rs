@@ -7,125 +7,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, SystemTime};
 
+use common::http_client::{self, Conn};
+use common::http_server::{HttpServer, Reply};
 use common::{curl, pxelinux_images, root, Ironpxe, Options};
 use serde_json::Value;
 
-// ---- a small upstream image server whose files can change ----
+// ---- the upstream image server (common::http_server), whose files can change ----
 
-/// What the upstream answers for one path.
-#[derive(Clone)]
-enum Route {
-    /// The body, with `Last-Modified` when given.
-    File(Vec<u8>, Option<SystemTime>),
-    /// A 302 to this location.
-    Redirect(String),
-}
-
-/// An HTTP/1.1 server on 127.0.0.1 answering GET and HEAD, one connection per request,
-/// recording every request as `METHOD /path`.
-struct Upstream {
-    base: String,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Upstream {
-    fn start(routes: &[(&str, Route)]) -> Upstream {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = format!("http://{}", l.local_addr().expect("addr"));
-        let routes: HashMap<String, Route> = routes
-            .iter()
-            .map(|(p, r)| ((*p).to_owned(), r.clone()))
-            .collect();
-        let routes = Arc::new(Mutex::new(routes));
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (r, q) = (routes.clone(), requests.clone());
-        thread::spawn(move || {
-            for c in l.incoming().map_while(Result::ok) {
-                let (r, q) = (r.clone(), q.clone());
-                thread::spawn(move || answer(c, &r, &q));
-            }
-        });
-        Upstream {
-            base,
-            routes,
-            requests,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn set(&self, path: &str, route: Route) {
-        self.routes
-            .lock()
-            .expect("routes")
-            .insert(path.to_owned(), route);
-    }
-
-    /// How many requests `METHOD /path` arrived.
-    fn count(&self, request: &str) -> usize {
-        let q = self.requests.lock().expect("requests");
-        q.iter().filter(|r| *r == request).count()
-    }
-
-    fn total(&self) -> usize {
-        self.requests.lock().expect("requests").len()
-    }
-}
-
-fn answer(mut c: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &Mutex<Vec<String>>) {
-    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut req = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&req).into_owned();
-    let mut words = text.split_whitespace();
-    let (method, path) = (
-        words.next().unwrap_or("").to_owned(),
-        words.next().unwrap_or("/").to_owned(),
-    );
-    log.lock()
-        .expect("requests")
-        .push(format!("{method} {path}"));
-    let route = routes.lock().expect("routes").get(&path).cloned();
-    let (head, body) = match route {
-        None => (
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n".to_owned(),
-            Vec::new(),
-        ),
-        Some(Route::Redirect(to)) => (
-            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n"),
-            Vec::new(),
-        ),
-        Some(Route::File(body, modified)) => {
-            let lm = modified
-                .map(|t| format!("Last-Modified: {}\r\n", httpdate::fmt_http_date(t)))
-                .unwrap_or_default();
-            (
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{lm}", body.len()),
-                body,
-            )
-        }
-    };
-    let _ = c.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
-    if method == "GET" {
-        let _ = c.write_all(&body);
-    }
+/// The upstream's answer for an image: the body, with `Last-Modified` when given.
+fn image(body: Vec<u8>, modified: Option<SystemTime>) -> Reply {
+    Reply::ok(body).last_modified(modified)
 }
 
 // ---- helpers ----
@@ -327,9 +222,9 @@ fn file_images_outside_the_allowed_paths_are_refused_and_shown_as_node_problems(
 #[test]
 fn http_images_on_refused_origins_are_never_fetched() {
     let body = pattern(5_000, 3);
-    let file = Route::File(body.clone(), None);
-    let refused = Upstream::start(&[("/vmlinuz", file.clone()), ("/initrd", file.clone())]);
-    let listed = Upstream::start(&[("/vmlinuz", file.clone()), ("/initrd", file)]);
+    let file = image(body.clone(), None);
+    let refused = HttpServer::routes([("/vmlinuz", file.clone()), ("/initrd", file.clone())]);
+    let listed = HttpServer::routes([("/vmlinuz", file.clone()), ("/initrd", file)]);
     let port = refused.base.rsplit(':').next().expect("port").to_owned();
     let (m1, m2, m3) = (
         "52:54:00:21:00:01",
@@ -388,7 +283,7 @@ fn http_images_on_refused_origins_are_never_fetched() {
         "the name is refused by address: {problems:?}"
     );
     assert!(problems[N2].contains("link-local"), "{problems:?}");
-    assert_eq!(refused.total(), 0, "the refused server was contacted");
+    assert_eq!(refused.hits(), 0, "the refused server was contacted");
     assert_eq!(
         listed.count("GET /vmlinuz") + listed.count("GET /initrd"),
         2
@@ -401,11 +296,11 @@ fn http_images_on_refused_origins_are_never_fetched() {
 #[test]
 fn a_redirect_to_a_refused_origin_is_not_followed() {
     let body = pattern(4_000, 4);
-    let refused = Upstream::start(&[("/vmlinuz", Route::File(body.clone(), None))]);
-    let listed = Upstream::start(&[
-        ("/vmlinuz", Route::Redirect(refused.url("/vmlinuz"))),
-        ("/initrd", Route::Redirect("/real-initrd".into())),
-        ("/real-initrd", Route::File(body.clone(), None)),
+    let refused = HttpServer::routes([("/vmlinuz", image(body.clone(), None))]);
+    let listed = HttpServer::routes([
+        ("/vmlinuz", Reply::redirect(&refused.url("/vmlinuz"))),
+        ("/initrd", Reply::redirect("/real-initrd")),
+        ("/real-initrd", image(body.clone(), None)),
     ]);
     let m1 = "52:54:00:22:00:01";
     let s = Ironpxe::start_with(Options {
@@ -441,7 +336,7 @@ fn a_redirect_to_a_refused_origin_is_not_followed() {
         listed.count("GET /vmlinuz") >= 1,
         "the allowed server was asked"
     );
-    assert_eq!(refused.total(), 0, "the redirect was followed");
+    assert_eq!(refused.hits(), 0, "the redirect was followed");
 }
 
 /// `ironpxe check` names every refused reference and fails.
@@ -499,10 +394,10 @@ fn a_changed_image_is_fetched_again_when_a_node_reenters_and_transfers_in_flight
     let (v1, v2) = (pattern(16 << 20, 5), pattern(16 << 20, 6));
     let initrd = pattern(3_000, 7);
     let (nolm1, nolm2) = (pattern(2_000, 8), pattern(2_100, 9));
-    let up = Upstream::start(&[
-        ("/vmlinuz", Route::File(v1.clone(), Some(t0))),
-        ("/initrd", Route::File(initrd.clone(), Some(t0))),
-        ("/nolm", Route::File(nolm1.clone(), None)),
+    let up = HttpServer::routes([
+        ("/vmlinuz", image(v1.clone(), Some(t0))),
+        ("/initrd", image(initrd.clone(), Some(t0))),
+        ("/nolm", image(nolm1.clone(), None)),
     ]);
     let (m1, m2) = ("52:54:00:24:00:01", "52:54:00:24:00:02");
     let n1 = |state: &str| node(N1, m1, state, &up.url("/vmlinuz"), &up.url("/initrd"));
@@ -525,26 +420,22 @@ fn a_changed_image_is_fetched_again_when_a_node_reenters_and_transfers_in_flight
     assert_eq!(http_get(&s, &i1), (200, initrd.clone()));
 
     // A client that reads slowly: 64 KiB of the old kernel, then it stalls.
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    sock.set_recv_buffer_size(16 << 10).expect("small window");
-    sock.connect(&s.http.into()).expect("connect");
-    let mut slow: TcpStream = sock.into();
-    slow.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        slow,
-        "GET /{k1} HTTP/1.1\r\nHost: ironpxe\r\nConnection: close\r\n\r\n"
+    let opts = http_client::Opts {
+        recv_buffer: Some(16 << 10), // a small window
+        ..http_client::Opts::default()
+    };
+    let mut slow = Conn::open(s.http, &opts).expect("connect");
+    slow.send(
+        format!("GET /{k1} HTTP/1.1\r\nHost: ironpxe\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .expect("send");
-    let mut got = vec![0u8; 64 << 10];
-    slow.read_exact(&mut got).expect("the first bytes");
+    let mut got = slow.read_bytes(64 << 10).expect("the first bytes");
 
     up.set(
         "/vmlinuz",
-        Route::File(v2.clone(), Some(t0 + Duration::from_secs(60))),
+        image(v2.clone(), Some(t0 + Duration::from_secs(60))),
     );
-    up.set("/nolm", Route::File(nolm2.clone(), None));
+    up.set("/nolm", image(nolm2.clone(), None));
     write_state(&s, "n1.json", &n1("available"));
     write_state(&s, "n2.json", &n2("available"));
     for mac in [m1, m2] {
@@ -588,7 +479,7 @@ fn a_changed_image_is_fetched_again_when_a_node_reenters_and_transfers_in_flight
         "an unchanged Last-Modified is not fetched again"
     );
 
-    slow.read_to_end(&mut got).expect("the rest");
+    got.extend(slow.read_to_end().expect("the rest"));
     let body_at = got
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -612,9 +503,9 @@ fn a_restart_revalidates_the_cached_images() {
         pattern(300_000, 11),
         pattern(3_000, 12),
     );
-    let up = Upstream::start(&[
-        ("/vmlinuz", Route::File(v1.clone(), Some(t0))),
-        ("/initrd", Route::File(initrd.clone(), Some(t0))),
+    let up = HttpServer::routes([
+        ("/vmlinuz", image(v1.clone(), Some(t0))),
+        ("/initrd", image(initrd.clone(), Some(t0))),
     ]);
     let cache = tempfile::tempdir().expect("cache dir");
     let m1 = "52:54:00:25:00:01";
@@ -649,7 +540,7 @@ fn a_restart_revalidates_the_cached_images() {
 
     up.set(
         "/vmlinuz",
-        Route::File(v2.clone(), Some(t0 + Duration::from_secs(60))),
+        image(v2.clone(), Some(t0 + Duration::from_secs(60))),
     );
     let s = Ironpxe::start_with(opts());
     assert_eq!(

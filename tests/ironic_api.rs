@@ -2,78 +2,26 @@
 //! polls, HTTP basic and Keystone authentication (no Keystone runs here, so its token
 //! service is scripted too; the real-Ironic test covers noauth end to end).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod common;
+
 use std::sync::{Arc, Mutex};
+
+use common::http_server::{HttpServer, Reply, Request as Seen};
 
 use ironpxe::state::source::ironic::{poll_once, AuthKind, Client, IronicConfig, PollState};
 use ironpxe::state::{IndexConfig, Store};
 
-/// A request as the scripted server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-}
-
 type Script = Arc<dyn Fn(&Seen) -> (u16, Vec<(String, String)>, String) + Send + Sync>;
 
-/// Serves `script`'s answers on a loopback port; returns the base URL and the request log.
-fn scripted_server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", l.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in l.incoming().map_while(Result::ok) {
-            let mut r = BufReader::new(stream);
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or("").to_owned(),
-                parts.next().unwrap_or("").to_owned(),
-            );
-            let mut headers = HashMap::new();
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                }
-            }
-            let len: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
-            let req = Seen {
-                method,
-                path,
-                headers,
-            };
-            let (status, extra, body) = script(&req);
-            log.lock().expect("log").push(req);
-            let mut resp = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in extra {
-                resp.push_str(&format!("{k}: {v}\r\n"));
-            }
-            resp.push_str("\r\n");
-            resp.push_str(&body);
-            let _ = r.get_mut().write_all(resp.as_bytes());
-        }
-    });
-    (base, seen)
+/// Serves `script`'s answers on a loopback port (the tests' one small HTTP server, which
+/// logs every request it saw).
+fn scripted_server(script: Script) -> HttpServer {
+    HttpServer::start(move |req| {
+        let (status, extra, body) = script(req);
+        extra
+            .iter()
+            .fold(Reply::new(status, body), |r, (k, v)| r.header(k, v))
+    })
 }
 
 fn node(i: usize) -> String {
@@ -150,7 +98,8 @@ fn config(url: &str) -> IronicConfig {
 #[tokio::test]
 async fn follows_pagination_and_a_partial_poll_changes_nothing() {
     let fail = Arc::new(Mutex::new(None));
-    let (url, seen) = scripted_server(paged_ironic(fail.clone()));
+    let srv = scripted_server(paged_ironic(fail.clone()));
+    let url = srv.base.clone();
     let client = Client::new(&config(&url)).expect("client");
     let store = Store::new(IndexConfig::default());
     let state = PollState::default();
@@ -167,7 +116,7 @@ async fn follows_pagination_and_a_partial_poll_changes_nothing() {
     assert!(s.errors.is_empty());
     assert_eq!(state.get().polls_ok, 1);
     assert!(cache.exists(), "a good poll is cached");
-    let first = seen.lock().expect("log")[0].clone();
+    let first = srv.requests()[0].clone();
     assert_eq!(
         first
             .headers
@@ -207,7 +156,8 @@ async fn follows_pagination_and_a_partial_poll_changes_nothing() {
 
 #[tokio::test]
 async fn bad_json_and_a_dead_ironic_are_errors_not_empty_states() {
-    let (url, _) = scripted_server(Arc::new(|_: &Seen| (200, vec![], "{\"nodes\": [".into())));
+    let srv = scripted_server(Arc::new(|_: &Seen| (200, vec![], "{\"nodes\": [".into())));
+    let url = srv.base.clone();
     let client = Client::new(&config(&url)).expect("client");
     let store = Store::new(IndexConfig::default());
     let state = PollState::default();
@@ -232,7 +182,7 @@ async fn bad_json_and_a_dead_ironic_are_errors_not_empty_states() {
 
 #[tokio::test]
 async fn http_basic_credentials_are_sent_and_never_logged() {
-    let (url, seen) = scripted_server(Arc::new(|req: &Seen| {
+    let srv = scripted_server(Arc::new(|req: &Seen| {
         // "admin:s3cret" in base64.
         if req.headers.get("authorization").map(String::as_str) == Some("Basic YWRtaW46czNjcmV0") {
             (200, vec![], r#"{"nodes": [], "ports": []}"#.into())
@@ -240,6 +190,7 @@ async fn http_basic_credentials_are_sent_and_never_logged() {
             (401, vec![], "{}".into())
         }
     }));
+    let url = srv.base.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret\n").expect("write");
@@ -254,7 +205,7 @@ async fn http_basic_credentials_are_sent_and_never_logged() {
     let state = PollState::default();
     poll_once(&client, &store, &dir.path().join("c.json"), &state).await;
     assert_eq!(state.get().polls_ok, 1, "{:?}", state.get());
-    assert_eq!(seen.lock().expect("log").len(), 2, "nodes and ports");
+    assert_eq!(srv.requests().len(), 2, "nodes and ports");
     assert!(!format!("{cfg:?}").contains("s3cret"));
 }
 
@@ -264,7 +215,7 @@ async fn http_basic_credentials_are_sent_and_never_logged() {
 async fn keystone_token_is_reused_and_renewed() {
     let issued = Arc::new(Mutex::new(0u32));
     let counter = issued.clone();
-    let (url, seen) = scripted_server(Arc::new(move |req: &Seen| {
+    let srv = scripted_server(Arc::new(move |req: &Seen| {
         if req.path == "/v3/auth/tokens" && req.method == "POST" {
             let mut n = counter.lock().expect("lock");
             *n += 1;
@@ -281,6 +232,7 @@ async fn keystone_token_is_reused_and_renewed() {
             _ => (401, vec![], "{}".into()),
         }
     }));
+    let url = srv.base.clone();
     let cfg = IronicConfig {
         auth: AuthKind::Keystone,
         keystone_url: Some(format!("{url}/v3")),
@@ -305,7 +257,7 @@ async fn keystone_token_is_reused_and_renewed() {
         2,
         "the renewed token is reused"
     );
-    let log = seen.lock().expect("log");
+    let log = srv.requests();
     assert!(log
         .iter()
         .filter(|r| r.path.starts_with("/v1/"))

@@ -7,7 +7,8 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{recv, rrq, Ironpxe, Options};
+use common::tftp::{recv, rrq};
+use common::{Ironpxe, Options};
 
 /// A forged record: a line that would read as a record of its own, and one that would not.
 const FORGED: &str = "\n1999-12-31T23:59:59.000000Z ERROR ironpxe: FORGED\nFAKE ERROR";

@@ -8,6 +8,9 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
+use common::http_server::HttpServer;
+use common::tftp::{self, ack, error_packet, recv, rrq, ClientOpts};
+use common::tftp::{OP_DATA, OP_ERROR, OP_OACK, OP_RRQ, OP_WRQ};
 use common::*;
 use ironpxe::model::addr::{pxelinux_lookup_sequence, Guid, IbHwAddr, PxeHwAddr, SystemUuid};
 
@@ -225,8 +228,11 @@ fn two_hundred_clients_probe_and_fetch_at_once() {
                 assert_eq!(oack.op, OP_OACK);
                 sock.send_to(&error_packet(8, "probe"), oack.from)
                     .expect("send");
-                let got =
-                    raw_get(&sock, server, "ipxe.efi", &[("blksize", "1408")]).expect("fetch");
+                let opts = ClientOpts {
+                    blksize: Some(1408),
+                    ..ClientOpts::one_try()
+                };
+                let got = tftp::get(&sock, server, "ipxe.efi", &opts).bytes("fetch");
                 assert!(
                     got == data,
                     "client {i}: {} of {} bytes, differ",
@@ -350,12 +356,8 @@ fn image_cache_serves_an_http_kernel_over_tftp() {
     let img = tempfile::tempdir().expect("tempdir");
     let kernel = pattern_file(&img.path().join("vmlinuz"), 3_000_000);
     pattern_file(&img.path().join("initrd"), 1000);
-    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", http.local_addr().expect("addr"));
-    let dir = img.path().to_owned();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || serve_files(http, dir, counter));
+    let http = HttpServer::files(img.path());
+    let base = http.base.clone();
 
     let node = format!(
         r#"{{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "img", "provision_state": "clean wait",
@@ -384,49 +386,13 @@ fn image_cache_serves_an_http_kernel_over_tftp() {
             .expect("kernel over tftp");
         assert!(got == kernel, "image differs ({} bytes)", got.len());
     }
-    assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
-        2,
-        "kernel and ramdisk fetched once each"
-    );
+    assert_eq!(http.hits(), 2, "kernel and ramdisk fetched once each");
     assert_eq!(s.get(&format!("/{path}")).0, 200, "same path over HTTP");
     assert_eq!(
         s.tftp_get("images/0123456789abcdef/vmlinuz", &[]),
         Err(68),
         "unknown keys are not fetched"
     );
-}
-
-/// A minimal HTTP/1.0 file server for the image-cache test (counts requests).
-fn serve_files(
-    l: std::net::TcpListener,
-    dir: std::path::PathBuf,
-    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::io::{Read, Write};
-    for stream in l.incoming().map_while(Result::ok) {
-        let mut stream = stream;
-        let mut buf = [0u8; 2048];
-        let n = stream.read(&mut buf).unwrap_or(0);
-        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let name = req
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .trim_start_matches('/')
-            .to_owned();
-        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let resp = match fs::read(dir.join(&name)) {
-            Ok(body) => {
-                let mut r = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-                    .into_bytes();
-                r.extend_from_slice(&body);
-                r
-            }
-            Err(_) => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
-        };
-        let _ = stream.write_all(&resp);
-    }
 }
 
 #[test]
@@ -720,7 +686,10 @@ fn tftp_sockets_share_the_port_and_a_second_server_is_refused() {
         .map(|i| {
             std::thread::spawn(move || {
                 let sock = UdpSocket::bind(format!("127.0.3.{}:0", 1 + i)).expect("bind");
-                raw_get(&sock, server, "pxelinux.cfg/default", &[]).map(|b| b.len())
+                let opts = ClientOpts::one_try();
+                tftp::get(&sock, server, "pxelinux.cfg/default", &opts)
+                    .result
+                    .map(|b| b.len())
             })
         })
         .collect();
@@ -817,7 +786,9 @@ fn the_readme_first_run_is_clean_and_a_pxelinux_client_gets_its_kernel() {
 
     let server = "127.0.0.1:6969".parse().expect("example TFTP address");
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let cfg = raw_get(&sock, server, "pxelinux.cfg/20-7c-fe-90-29-26-52", &[])
+    let one_try = ClientOpts::one_try();
+    let cfg = tftp::get(&sock, server, "pxelinux.cfg/20-7c-fe-90-29-26-52", &one_try)
+        .result
         .unwrap_or_else(|e| panic!("pxelinux config: {e}\n{}", all()));
     let (kernel, initrd) = pxelinux_images(&text(cfg));
     assert!(
@@ -825,8 +796,9 @@ fn the_readme_first_run_is_clean_and_a_pxelinux_client_gets_its_kernel() {
         "{kernel}"
     );
     for (name, placeholder) in [(kernel, "ipa.kernel"), (initrd, "ipa.initramfs")] {
-        let got =
-            raw_get(&sock, server, &name, &[]).unwrap_or_else(|e| panic!("{name}: {e}\n{}", all()));
+        let got = tftp::get(&sock, server, &name, &one_try)
+            .result
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", all()));
         let want = fs::read(root().join("tftp-root/ipa").join(placeholder)).expect("placeholder");
         assert_eq!(got, want, "{name}");
         assert!(text(got).starts_with("placeholder: put the IPA"), "{name}");

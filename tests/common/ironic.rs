@@ -8,22 +8,20 @@
 //! on `stop` and on drop, also when a test fails. `start` after `stop` restarts it on the same
 //! directory and port: nodes, states and written files survive.
 //!
-//! `[deploy] http_url` (`@IMG_PORT@`) is served by a small HTTP server here (GET and HEAD of
-//! files under the scratch directory): Ironic checks with a HEAD request that the instance
+//! `[deploy] http_url` (`@IMG_PORT@`) is served by the tests' small HTTP server (GET and HEAD
+//! of files under the scratch directory): Ironic checks with a HEAD request that the instance
 //! image it copied under `httpboot/agent_images` is reachable before it parks a deploy.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::http_server::HttpServer;
 use super::{require, root};
 
 /// The Ironic version `.ci/ironic-venv` installs.
@@ -78,7 +76,7 @@ pub struct Ironic {
     venv: PathBuf,
     conf: PathBuf,
     child: Option<Child>,
-    images: ImageServer,
+    images: HttpServer,
 }
 
 impl Ironic {
@@ -118,7 +116,7 @@ impl Ironic {
         }
         fs::write(dir.join("img_src/user.img"), vec![0x5a; 4096]).expect("write user image");
 
-        let images = ImageServer::start(&dir);
+        let images = HttpServer::files(&dir);
         let api_port = free_port();
         let template = fs::read_to_string(root().join("tests/fixtures/ironic/ironic-parking.conf"))
             .expect("tests/fixtures/ironic/ironic-parking.conf");
@@ -129,7 +127,7 @@ impl Ironic {
         let conf_text = template
             .replace("@IRONIC_DIR@", &dir.to_string_lossy())
             .replace("@API_PORT@", &api_port.to_string())
-            .replace("@IMG_PORT@", &images.port.to_string())
+            .replace("@IMG_PORT@", &images.addr.port().to_string())
             .replace(
                 "\n[conductor]\n",
                 &format!(
@@ -159,7 +157,7 @@ impl Ironic {
         let mut ironic = Ironic {
             scratch,
             api_port,
-            img_port: images.port,
+            img_port: images.addr.port(),
             venv,
             conf,
             child: None,
@@ -467,93 +465,4 @@ fn group_alive(pgid: u32) -> bool {
         let f: Vec<&str> = rest.split_whitespace().collect();
         f.len() > 2 && f[0] != "Z" && f[0] != "X" && f[2] == pgid.to_string()
     })
-}
-
-/// A minimal HTTP/1.1 file server (GET, HEAD) for `[deploy] http_url`, on its own thread.
-struct ImageServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ImageServer {
-    fn start(root: &Path) -> ImageServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("image server listen");
-        let port = listener.local_addr().expect("image server addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let root = root.to_owned();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Ok(c) = conn {
-                    let _ = serve_one(c, &root);
-                }
-            }
-        });
-        ImageServer {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// `/httpboot/x` is `<root>/httpboot/x`; one request per connection.
-fn serve_one(conn: TcpStream, root: &Path) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let mut parts = request.split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
-    let safe = path.starts_with('/') && !path.split('/').any(|s| s == "..");
-    let file = root.join(path.trim_start_matches('/'));
-    let mut conn = conn;
-    let data = match fs::File::open(&file) {
-        Ok(mut f) if safe && file.is_file() => {
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)?;
-            Some(v)
-        }
-        _ => None,
-    };
-    match (method, data) {
-        ("GET" | "HEAD", Some(v)) => {
-            write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                v.len()
-            )?;
-            if method == "GET" {
-                conn.write_all(&v)?;
-            }
-        }
-        _ => {
-            conn.write_all(
-                b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n\
-                  Content-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
-            )?;
-        }
-    }
-    conn.flush()
 }

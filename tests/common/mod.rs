@@ -1,14 +1,18 @@
-//! Test harness: a real `ironpxe serve` process on loopback with a private state directory,
-//! real client tools, and a raw TFTP client for what the tools cannot send.
+//! Test harness: a real `ironpxe serve` process on loopback with a private state directory
+//! and real client tools. For what the tools cannot send: [`tftp`], the one TFTP client, and
+//! [`http_client`], the one raw HTTP client (both shared with benches/loadgen);
+//! [`http_server`] is the one small HTTP server the tests stand up.
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod guest;
+pub mod http_client;
+pub mod http_server;
 pub mod ironic;
-pub mod tftp_client;
+pub mod tftp;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -284,132 +288,6 @@ pub fn pattern_file(path: &Path, len: usize) -> Vec<u8> {
     let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
     fs::write(path, &data).expect("write pattern");
     data
-}
-
-// ---- a raw TFTP client, for what the tools cannot send ----
-
-pub const OP_RRQ: u16 = 1;
-pub const OP_WRQ: u16 = 2;
-pub const OP_DATA: u16 = 3;
-pub const OP_ACK: u16 = 4;
-pub const OP_ERROR: u16 = 5;
-pub const OP_OACK: u16 = 6;
-
-pub fn rrq(name: &[u8], opts: &[(&str, &str)]) -> Vec<u8> {
-    let mut p = OP_RRQ.to_be_bytes().to_vec();
-    p.extend_from_slice(name);
-    p.push(0);
-    p.extend_from_slice(b"octet\0");
-    for (k, v) in opts {
-        p.extend_from_slice(k.as_bytes());
-        p.push(0);
-        p.extend_from_slice(v.as_bytes());
-        p.push(0);
-    }
-    p
-}
-
-pub fn error_packet(code: u16, msg: &str) -> Vec<u8> {
-    let mut p = OP_ERROR.to_be_bytes().to_vec();
-    p.extend_from_slice(&code.to_be_bytes());
-    p.extend_from_slice(msg.as_bytes());
-    p.push(0);
-    p
-}
-
-pub fn ack(block: u16) -> Vec<u8> {
-    let mut p = OP_ACK.to_be_bytes().to_vec();
-    p.extend_from_slice(&block.to_be_bytes());
-    p
-}
-
-/// One received packet: opcode, the rest, and who sent it.
-pub struct Packet {
-    pub op: u16,
-    pub body: Vec<u8>,
-    pub from: SocketAddr,
-}
-
-impl Packet {
-    pub fn error_code(&self) -> Option<u16> {
-        (self.op == OP_ERROR && self.body.len() >= 2)
-            .then(|| u16::from_be_bytes([self.body[0], self.body[1]]))
-    }
-
-    /// OACK options as key/value pairs.
-    pub fn options(&self) -> Vec<(String, String)> {
-        let parts: Vec<String> = self
-            .body
-            .split(|b| *b == 0)
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect();
-        parts
-            .chunks(2)
-            .filter(|c| c.len() == 2 && !c[0].is_empty())
-            .map(|c| (c[0].clone(), c[1].clone()))
-            .collect()
-    }
-}
-
-pub fn recv(sock: &UdpSocket, timeout: Duration) -> Option<Packet> {
-    sock.set_read_timeout(Some(timeout)).ok()?;
-    let mut buf = vec![0u8; 70000];
-    let (n, from) = sock.recv_from(&mut buf).ok()?;
-    if n < 2 {
-        return None;
-    }
-    Some(Packet {
-        op: u16::from_be_bytes([buf[0], buf[1]]),
-        body: buf[2..n].to_vec(),
-        from,
-    })
-}
-
-/// Reads a whole file with lock-step ACKs (blksize from `opts`, default 512).
-pub fn raw_get(
-    sock: &UdpSocket,
-    server: SocketAddr,
-    name: &str,
-    opts: &[(&str, &str)],
-) -> Result<Vec<u8>, String> {
-    let blksize: usize = opts
-        .iter()
-        .find(|(k, _)| *k == "blksize")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(512);
-    sock.send_to(&rrq(name.as_bytes(), opts), server)
-        .map_err(|e| e.to_string())?;
-    let mut data = Vec::new();
-    let mut expect: u16 = 1;
-    let mut tid = None;
-    loop {
-        let p = recv(sock, Duration::from_secs(5)).ok_or("timeout")?;
-        // Like a real client, lock onto the first transfer ID and refuse others.
-        if *tid.get_or_insert(p.from) != p.from {
-            let _ = sock.send_to(&error_packet(5, "unknown transfer id"), p.from);
-            continue;
-        }
-        match p.op {
-            OP_OACK => {
-                sock.send_to(&ack(0), p.from).map_err(|e| e.to_string())?;
-            }
-            OP_DATA => {
-                let block = u16::from_be_bytes([p.body[0], p.body[1]]);
-                let payload = &p.body[2..];
-                if block == expect {
-                    data.extend_from_slice(payload);
-                    expect = expect.wrapping_add(1);
-                }
-                sock.send_to(&ack(block), p.from)
-                    .map_err(|e| e.to_string())?;
-                if block == expect.wrapping_sub(1) && payload.len() < blksize {
-                    return Ok(data);
-                }
-            }
-            OP_ERROR => return Err(format!("error {:?}", p.error_code())),
-            op => return Err(format!("unexpected opcode {op}")),
-        }
-    }
 }
 
 /// The kernel and initrd references of a PXELINUX config (`kernel …`, `initrd=…`).
