@@ -1,20 +1,15 @@
 //! The `ironpxe` binary's one-shot commands, run as an operator runs them.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::root;
 
 fn ironpxe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ironpxe"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run ironpxe")
+    common::ironpxe_cli(args)
 }
 
 fn stdout(o: &Output) -> String {

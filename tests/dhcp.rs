@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::guest::require_root;
-use common::{require, root};
+use common::require;
 use ironpxe::dhcp::{self, DhcpFormat, DhcpOptions, HttpUrl};
 use ironpxe::state::{IndexConfig, Snapshot};
 
@@ -407,16 +407,21 @@ fn frames(capture: &str) -> Vec<Frame> {
 
 // ---- the DHCP exchanges ----
 
-#[test]
-fn rfc4390_client_id_gets_fixed_address_boot_file_and_next_server() {
-    let (lab, _state) = serving_lab("cid");
-    let lease = lab.rfc4390_client(CID);
+/// The client got a lease; otherwise shows what it and dnsmasq said.
+fn assert_bound(lease: &Lease, lab: &Lab) {
     assert!(
         lease.bound(),
         "no lease:\n{}\n{}",
         lease.output,
         lab.dnsmasq_log()
     );
+}
+
+#[test]
+fn rfc4390_client_id_gets_fixed_address_boot_file_and_next_server() {
+    let (lab, _state) = serving_lab("cid");
+    let lease = lab.rfc4390_client(CID);
+    assert_bound(&lease, &lab);
     assert_eq!(lease.get("ip"), IB_IP);
     assert_eq!(lease.get("boot_file"), "pxelinux.0");
     assert_eq!(lease.get("hostname"), "ib-node-1");
@@ -437,12 +442,7 @@ fn upstream_ipxe_ib_mac_with_broadcast_flag_gets_the_same_address() {
     // (udhcpc's default), broadcast flag set (-B).
     lab.set_client_mac(IB_MAC);
     let lease = lab.udhcpc(&["-B"]);
-    assert!(
-        lease.bound(),
-        "no lease:\n{}\n{}",
-        lease.output,
-        lab.dnsmasq_log()
-    );
+    assert_bound(&lease, &lab);
     assert_eq!(lease.get("ip"), IB_IP);
     assert_eq!(lease.get("hostname"), "ib-node-1");
     assert_eq!(lease.get("boot_file"), "pxelinux.0");
@@ -732,12 +732,7 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
 }
 
 fn ironpxe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ironpxe"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run ironpxe")
+    common::ironpxe_cli(args)
 }
 
 #[test]

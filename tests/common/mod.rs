@@ -22,6 +22,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs a one-shot `ironpxe` command from the checkout, as an operator would.
+pub fn ironpxe_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ironpxe")
+}
+
 /// Fails (never skips) when a client tool is missing, saying how to install it.
 pub fn require(tool: &str, package: &str) {
     let found = Command::new("sh")
