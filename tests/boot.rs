@@ -518,3 +518,115 @@ fn infiniband_client_replay() {
     }
     assert_eq!(s.get("/ipxe/7c:fe:90:03:00:99:99:99").0, 404);
 }
+
+/// Local boot on UEFI: OVMF's boot order is the NIC (PXE, then HTTP Boot), then a disk whose
+/// own loader prints a marker. For an active node each network entry ends in ironpxe's
+/// "leaving network boot", and the firmware must go on to its next boot entry until the disk
+/// boots — not open its boot manager menu (what a success status from iPXE's `exit 0` made
+/// OVMF do: UEFI spec 2.10, 3.1.1).
+#[test]
+fn uefi_local_boot_continues_to_the_next_boot_entry() {
+    guest::require_root("the UEFI local-boot test");
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    let snponly = Path::new("/usr/lib/ipxe/snponly.efi");
+    assert!(
+        code.exists() && vars_template.exists(),
+        "install ovmf (bash .ci/run does)"
+    );
+    assert!(snponly.exists(), "install ipxe (bash .ci/run does)");
+    let img = images();
+    let disk = guest::local_disk(img.dir.path());
+    let vars = img.dir.path().join("OVMF_VARS.fd");
+    fs::copy(vars_template, &vars).expect("copy vars");
+    let mut ns = Netns::new("lboot");
+    let s = start_in_netns(&ns, vec![node(&img, "active", "")]);
+    // HTTP Boot's loader comes from ironpxe's HTTP root.
+    fs::copy(snponly, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
+    ns.dnsmasq(
+        img.dir.path(),
+        &[
+            "--dhcp-match=set:efi,option:client-arch,7",
+            "--dhcp-match=set:efi,option:client-arch,9",
+            "--dhcp-vendorclass=set:efihttp,HTTPClient",
+            "--dhcp-userclass=set:ipxe,iPXE",
+            &format!("--dhcp-boot=tag:efi,tag:!ipxe,snponly.efi,,{HOST_IP}"),
+            "--dhcp-option-force=tag:efihttp,60,HTTPClient",
+            &format!("--dhcp-boot=tag:efihttp,tag:!ipxe,http://{HOST_IP}:8080/snponly.efi"),
+            &format!("--dhcp-boot=tag:ipxe,http://{HOST_IP}:8080/boot.ipxe"),
+        ],
+    );
+    let mut args = vec![
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+        // IPv4 only, as on a fleet provisioned over IPv4: the NIC's entries are PXEv4 and
+        // HTTPv4 (IPv6 ones would each wait out a DHCPv6 timeout here).
+        "-fw_cfg".into(),
+        "name=opt/org.tianocore/IPv6Support,string=no".into(),
+        "-drive".into(),
+        format!("if=none,id=disk0,format=raw,file={}", disk.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0,bootindex=2".into(),
+    ];
+    // romfile= : OVMF's own virtio driver does PXE and HTTP Boot, as on a UEFI server.
+    args.extend(tap_args(MAC, "virtio-net-pci,romfile=,bootindex=1"));
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        Some("UiApp"),
+        QEMU_TIMEOUT,
+    );
+    // The README's excerpt: each line from its first key on (iPXE's progress shares lines).
+    for l in serial.log.lines() {
+        let keys = ["BdsDxe: ", "ironpxe: ", guest::LOCAL_DISK_MARKER];
+        if let Some(at) = keys.iter().filter_map(|k| l.find(k)).min() {
+            let line: String = l[at..].chars().take(100).collect();
+            println!("serial: {line}");
+        }
+    }
+    let log = &serial.log;
+    let ironpxe_log = s.log();
+    assert!(
+        !log.contains("UiApp"),
+        "the firmware opened its boot manager menu instead of the next boot entry:\n{log}"
+    );
+    let leaving = "ironpxe: leaving network boot so the firmware boots the next device";
+    assert!(
+        log.contains("ironpxe: provision state active: local") && log.contains(leaving),
+        "{log}\nironpxe:\n{ironpxe_log}"
+    );
+    // Each network entry returned a failure, so the boot manager went on to the next one.
+    for entry in ["\"UEFI PXEv4", "\"UEFI HTTPv4"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("BdsDxe: failed to start") && l.contains(entry)),
+            "{entry} did not end as a failed boot option:\n{log}"
+        );
+    }
+    let disk_at = log
+        .find(guest::LOCAL_DISK_MARKER)
+        .unwrap_or_else(|| panic!("the disk never booted:\n{log}\nironpxe:\n{ironpxe_log}"));
+    assert!(
+        log.rfind(leaving).is_some_and(|at| at < disk_at),
+        "the disk booted before ironpxe said local boot:\n{log}"
+    );
+    assert!(serial.exited, "the disk's loader powers off:\n{log}");
+    assert!(
+        serial.marker_line().is_none(),
+        "no ramdisk for an active node"
+    );
+    for want in [
+        "path=/snponly.efi status=200",
+        "path=/boot.ipxe status=200",
+        "path=/ipxe/52-54-00-12-34-56 status=200",
+    ] {
+        assert!(ironpxe_log.contains(want), "{want}:\n{ironpxe_log}");
+    }
+    assert!(
+        tftp_names(&s).contains(&"snponly.efi".to_owned()),
+        "{ironpxe_log}"
+    );
+}

@@ -231,3 +231,74 @@ pub fn node_json(
         initrd.display()
     )
 }
+
+/// What the local disk's bootloader prints (see [`local_disk`]).
+pub const LOCAL_DISK_MARKER: &str = "IRONPXE-LOCAL-DISK-BOOTED";
+
+/// A raw disk image `dir/disk.img` as an installed UEFI machine has it: an MBR with one EFI
+/// System Partition whose removable-media loader `EFI/BOOT/BOOTX64.EFI` is a GRUB that prints
+/// [`LOCAL_DISK_MARKER`] and powers off. Built without root or loop mounts (grub-mkimage,
+/// mkfs.vfat, mtools), so the local-boot test can see the firmware reach this disk.
+pub fn local_disk(dir: &Path) -> PathBuf {
+    require("grub-mkimage", "grub-common grub-efi-amd64-bin");
+    require("mkfs.vfat", "dosfstools");
+    require("mcopy", "mtools");
+    assert!(
+        Path::new("/usr/lib/grub/x86_64-efi/normal.mod").exists(),
+        "GRUB's x86_64-efi modules are missing: install grub-efi-amd64-bin (bash .ci/run does)"
+    );
+    let cfg = dir.join("local-disk-grub.cfg");
+    fs::write(&cfg, format!("echo {LOCAL_DISK_MARKER}\nhalt\n")).expect("write grub cfg");
+    let loader = dir.join("local-disk-bootx64.efi");
+    let out = Command::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o"])
+        .arg(&loader)
+        .arg("-c")
+        .arg(&cfg)
+        .args(["echo", "halt"])
+        .output()
+        .expect("run grub-mkimage");
+    assert!(
+        out.status.success(),
+        "grub-mkimage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 1 MiB of MBR and gap, then a 16 MiB partition of type 0xEF (EFI System Partition).
+    const START: u32 = 2048;
+    const SECTORS: u32 = 16 * 2048;
+    let disk = dir.join("disk.img");
+    let mut mbr = vec![0u8; 512];
+    let entry = &mut mbr[446..462];
+    entry[4] = 0xef;
+    entry[8..12].copy_from_slice(&START.to_le_bytes());
+    entry[12..16].copy_from_slice(&SECTORS.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let file = fs::File::create(&disk).expect("create disk image");
+    file.set_len(u64::from(START + SECTORS) * 512)
+        .expect("size disk image");
+    std::io::Write::write_all(&mut &file, &mbr).expect("write MBR");
+    drop(file);
+
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run disk tool");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("mkfs.vfat")
+        .arg("--offset")
+        .arg(START.to_string())
+        .arg(&disk)
+        .arg((SECTORS / 2).to_string()));
+    let part = format!("{}@@{}", disk.display(), u64::from(START) * 512);
+    run(Command::new("mmd").args(["-i", &part, "::/EFI", "::/EFI/BOOT"]));
+    run(Command::new("mcopy")
+        .args(["-i", &part])
+        .arg(&loader)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"));
+    disk
+}
