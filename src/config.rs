@@ -99,6 +99,17 @@ pub struct DhcpSection {
     pub next_server: Option<std::net::Ipv4Addr>,
     pub bios_boot: String,
     pub uefi_boot: String,
+    /// The loader UEFI HTTP Boot clients fetch from `http_root` (`snponly.efi`; a GRUB built
+    /// with `http`, e.g. `grubx64.efi`, for GRUB over HTTP).
+    pub http_boot_loader: String,
+    /// The IPv6 TFTP address in DHCPv6 `tftp://` URLs; its presence (or an IPv6
+    /// `tftp_listen`) turns DHCPv6 output on.
+    pub next_server6: Option<std::net::Ipv6Addr>,
+    /// Base URL for DHCPv6 iPXE and HTTP Boot clients when neither `public_url` nor
+    /// `http_listen` is an IPv6 one they can reach.
+    pub http_url6: Option<String>,
+    /// dnsmasq's stateful DHCPv6 range, `START,END[,PREFIX-LEN]`.
+    pub ipv6_range: Option<crate::dhcp::Ipv6Range>,
 }
 
 impl Default for DhcpSection {
@@ -109,6 +120,10 @@ impl Default for DhcpSection {
             next_server: None,
             bios_boot: "pxelinux.0".into(),
             uefi_boot: "snponly.efi".into(),
+            http_boot_loader: crate::dhcp::DEFAULT_HTTP_BOOT.into(),
+            next_server6: None,
+            http_url6: None,
+            ipv6_range: None,
         }
     }
 }
@@ -411,6 +426,21 @@ impl Config {
             http_listen: self.http_listen,
             tftp_listen: self.tftp_listen.clone(),
             client_id_prefix: self.client_id_prefix(),
+        }
+    }
+
+    /// `[dhcp]`'s boot choices, for `ironpxe dhcp` (whose flags override them).
+    pub fn dhcp_choices(&self) -> crate::dhcp::DhcpChoices {
+        let d = &self.dhcp;
+        crate::dhcp::DhcpChoices {
+            http_url: None,
+            http_url6: d.http_url6.clone(),
+            next_server: d.next_server,
+            next_server6: d.next_server6,
+            bios_boot: Some(d.bios_boot.clone()),
+            uefi_boot: Some(d.uefi_boot.clone()),
+            http_boot: Some(d.http_boot_loader.clone()),
+            ipv6_range: d.ipv6_range,
         }
     }
 

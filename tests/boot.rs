@@ -518,3 +518,148 @@ fn infiniband_client_replay() {
     }
     assert_eq!(s.get("/ipxe/7c:fe:90:03:00:99:99:99").0, 404);
 }
+
+/// OVMF's pflash pair: Debian's code and a private copy of its variable store.
+fn ovmf_pflash(img: &Images) -> Vec<String> {
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    assert!(
+        code.exists() && vars_template.exists(),
+        "install ovmf (bash .ci/run does)"
+    );
+    let vars = img.dir.path().join("OVMF_VARS.fd");
+    fs::copy(vars_template, &vars).expect("copy vars");
+    vec![
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ]
+}
+
+/// UEFI HTTP Boot, fed by the dnsmasq configuration `ironpxe dhcp` generates (nothing
+/// hand-written): OVMF's HttpBootDxe asks with vendor class `HTTPClient:Arch:00016`, gets
+/// option 60 and `http://…/snponly.efi`, fetches iPXE from ironpxe's HTTP server, and iPXE
+/// chains `boot.ipxe` and the node's script into the deploy ramdisk. OVMF tries PXE before
+/// HTTP Boot on each NIC; its fw_cfg switches turn PXE off so only HTTP Boot remains.
+#[test]
+fn uefi_http_boot_from_the_generated_dnsmasq_config() {
+    guest::require_root("the UEFI HTTP Boot test");
+    let loader = Path::new("/usr/lib/ipxe/snponly.efi");
+    assert!(loader.exists(), "install ipxe (bash .ci/run does)");
+    let img = images();
+    let mut ns = Netns::new("httpboot");
+    let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
+    // The loader is served from ironpxe's HTTP root (the TFTP root by default).
+    fs::copy(loader, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
+
+    let state = s.state.path().to_str().expect("utf-8 path");
+    let http_url = format!("http://{HOST_IP}:8080");
+    let out = common::ironpxe_cli(&[
+        "dhcp",
+        "--format",
+        "dnsmasq",
+        "--state-dir",
+        state,
+        "--next-server",
+        HOST_IP,
+        "--http-url",
+        &http_url,
+    ]);
+    let conf_text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ironpxe dhcp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http_line = format!("dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,{http_url}/snponly.efi");
+    assert!(
+        conf_text.lines().any(|l| l == http_line),
+        "{http_line} missing:\n{conf_text}"
+    );
+    let conf = img.dir.path().join("ironpxe-dnsmasq.conf");
+    fs::write(&conf, &conf_text).expect("write dnsmasq conf");
+    let dnsmasq_log = ns.dnsmasq(
+        img.dir.path(),
+        &[&format!("--conf-file={}", conf.display())],
+    );
+
+    let mut args = ovmf_pflash(&img);
+    for knob in ["IPv4PXESupport", "IPv6PXESupport"] {
+        args.push("-fw_cfg".into());
+        args.push(format!("name=opt/org.tianocore/{knob},string=n"));
+    }
+    // romfile= : OVMF's own virtio driver and HTTP Boot, no iPXE option ROM.
+    args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    let dhcp_log = fs::read_to_string(&dnsmasq_log).unwrap_or_default();
+    assert!(
+        serial.exited,
+        "{}\nironpxe:\n{}\ndnsmasq:\n{dhcp_log}",
+        serial.log,
+        s.log()
+    );
+    print_lines(&serial, &["HTTP Boot", "iPXE initialising", "ironpxe"]);
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+
+    // dnsmasq recognised the HTTP Boot client and answered from the generated lines.
+    assert!(
+        dhcp_log.contains("vendor class: HTTPClient:Arch:00016"),
+        "{dhcp_log}"
+    );
+    // The HTTP Boot exchange (its transaction id, from the line with its tags): option 60
+    // back, the absolute URL as boot file, no TFTP server option.
+    let xid = dhcp_log
+        .lines()
+        .find(|l| l.contains("tags:") && l.contains("ironpxe-http"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no ironpxe-http tag:\n{dhcp_log}"));
+    let exchange: Vec<&str> = dhcp_log
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(xid))
+        .collect();
+    for l in &exchange {
+        println!("dnsmasq: {}", l.trim());
+    }
+    let sent = |what: &str| {
+        exchange
+            .iter()
+            .any(|l| l.contains("sent") && l.contains(what))
+    };
+    assert!(
+        sent(&format!("option: 67 bootfile-name  {http_url}/snponly.efi")),
+        "{exchange:#?}"
+    );
+    // dnsmasq logs option 60 as hex: "HTTPClient".
+    let http_client = "48:54:54:50:43:6c:69:65:6e:74";
+    assert!(
+        sent(&format!("option: 60 vendor-class  {http_client}")),
+        "{exchange:#?}"
+    );
+    for opt in ["option: 66 ", "option:150 "] {
+        assert!(!sent(opt), "{opt}: {exchange:#?}");
+    }
+    // iPXE then came back as iPXE and got boot.ipxe.
+    assert!(
+        dhcp_log.contains(&format!("option: 67 bootfile-name  {http_url}/boot.ipxe")),
+        "{dhcp_log}"
+    );
+    let log = s.log();
+    for path in ["/snponly.efi", "/boot.ipxe", "/ipxe/52-54-00-12-34-56"] {
+        assert!(
+            log.contains(&format!("path={path} status=200")),
+            "{path} not served over HTTP:\n{log}"
+        );
+    }
+    assert!(
+        tftp_names(&s).is_empty(),
+        "HTTP Boot uses no TFTP: {:?}",
+        tftp_names(&s)
+    );
+}

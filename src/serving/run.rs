@@ -200,14 +200,12 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>> {
     };
     let d = &cfg.dhcp;
     // Host files carry no boot options; derived only so a bad [dhcp] value fails at start.
-    crate::dhcp::DhcpOptions::derive(
-        &cfg.dhcp_listeners(),
-        None,
-        d.next_server,
-        &d.bios_boot,
-        &d.uefi_boot,
-    )
-    .context("[dhcp]")?;
+    // A URL ironpxe cannot derive matters only to `ironpxe dhcp`, which says so.
+    match crate::dhcp::DhcpOptions::derive(&cfg.dhcp_listeners(), &cfg.dhcp_choices()) {
+        Ok(_) => {}
+        Err(crate::dhcp::DhcpError::Config(why)) => tracing::warn!(%why, "[dhcp] boot URLs"),
+        Err(e) => return Err(anyhow!("[dhcp]: {e}")),
+    }
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("[dhcp] hostsdir {}: {e}", dir.display()))?;
     Ok(Some(Hostsdir {
         dir,
