@@ -153,8 +153,16 @@ pub struct TftpHandler {
 }
 
 impl TftpHandler {
-    fn server(&self) -> crate::render::Server {
-        self.app.default_server(self.local_ip, self.http_port)
+    /// How this client reaches us, for its configs: the listen address, or on a wildcard
+    /// listen address (`[::]`, `0.0.0.0`, where the listening socket cannot say which
+    /// address the request came to) the address the kernel would answer `client` from.
+    fn server(&self, client: SocketAddr) -> crate::render::Server {
+        let local = if self.local_ip.is_unspecified() {
+            reply_source(client).unwrap_or(self.local_ip)
+        } else {
+            self.local_ip
+        };
+        self.app.default_server(local, self.http_port)
     }
 
     /// Answers a read request; `log` was made as it arrived and counts it however it ends.
@@ -179,7 +187,7 @@ impl TftpHandler {
             }
         };
         log.classified(name, &res);
-        let answer = self.app.answer(&res, &self.server(), &self.app.roots);
+        let answer = self.app.answer(&res, &self.server(client), &self.app.roots);
         self.reply(log, &res, answer, permit)
     }
 
@@ -305,6 +313,20 @@ impl TftpHandler {
         self.memory.0.insert(path.to_owned(), entry);
         Ok((Source::Memory(data), len))
     }
+}
+
+/// The source address the kernel picks to reach `client` (a connected UDP socket sends
+/// nothing: `connect` only looks the route up). A link-local client's scope id selects its
+/// link.
+fn reply_source(client: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match client {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let probe = UdpSocket::bind(any).ok()?;
+    probe.connect(client).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The TFTP error a client gets for a config that cannot be rendered (its details are
