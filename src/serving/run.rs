@@ -96,14 +96,14 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
 /// warned about ([`Roots::new`]).
 fn tftp_roots(cfg: &Config) -> Vec<std::path::PathBuf> {
     let defaults = cfg.extra_tftp_roots == Config::default().extra_tftp_roots;
-    let mut roots = vec![cfg.tftp_root.clone()];
-    for r in &cfg.extra_tftp_roots {
-        if defaults && !r.exists() {
+    let mut roots = cfg.tftp_roots();
+    roots.retain(|r| {
+        let absent_default = defaults && *r != cfg.tftp_root && !r.exists();
+        if absent_default {
             tracing::info!(root = %r.display(), "default extra TFTP root not installed; not searched");
-        } else {
-            roots.push(r.clone());
         }
-    }
+        !absent_default
+    });
     roots
 }
 
