@@ -5,7 +5,7 @@ use log::{trace, warn};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,7 +322,10 @@ async fn run_req(
         // A transfer socket that cannot be bound fails every transfer of
         // this server: the operator must see it.
         if let Error::Bind(ref b) = e {
-            warn!("Cannot bind a transfer socket on {} (peer: {}): {}", local, &peer, b);
+            warn!(
+                "Cannot bind a transfer socket on {} (peer: {}): {}",
+                local, &peer, b
+            );
         } else {
             trace!("Request failed (peer: {}, error: {}", &peer, &e);
         }

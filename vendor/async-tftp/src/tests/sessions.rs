@@ -819,7 +819,9 @@ fn link_local_listener_serves_transfers_with_its_scope() {
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
         let listen = SocketAddrV6::new(ll, 0, 0, lo);
         let server = Server::start(UdpSocket::bind(listen).unwrap(), SHORT);
-        let SocketAddr::V6(addr) = server.addr else { panic!("v6") };
+        let SocketAddr::V6(addr) = server.addr else {
+            panic!("v6")
+        };
         assert_eq!(addr.scope_id(), lo, "the listener has its scope");
 
         let sock = UdpSocket::bind(SocketAddrV6::new(ll, 0, 0, lo)).unwrap();
@@ -827,7 +829,9 @@ fn link_local_listener_serves_transfers_with_its_scope() {
         let (first, tid) = recv(&sock, SAFETY)
             .expect("no reply: the transfer socket was not bound");
         assert!(is_oack(&first, &blksize_1024()));
-        let SocketAddr::V6(tid6) = tid else { panic!("v6") };
+        let SocketAddr::V6(tid6) = tid else {
+            panic!("v6")
+        };
         assert_eq!((*tid6.ip(), tid6.scope_id()), (ll, lo));
         assert_ne!(tid.port(), server.addr.port(), "a transfer socket");
         let dl = download(&sock, tid, &first);
