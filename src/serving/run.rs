@@ -124,7 +124,10 @@ async fn start_admin(
         journal,
         token,
         hosts: crate::serving::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
-        preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
+        preview_server: {
+            let shown = crate::model::net::preview_address(cfg.http_listen, &cfg.tftp_listen);
+            app.default_server(shown.ip(), shown.port())
+        },
         client_id_prefix: cfg.client_id_prefix(),
     });
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
