@@ -9,73 +9,8 @@ pub const KEA_LIMITS: &str = "Kea's raw sockets handle Ethernet only: RFC 4390 I
 /// two reservations (client-id, hw-address) with one address, which needs
 /// `ip-reservations-unique: false`.
 pub fn kea(h: &Hosts, opts: &DhcpOptions) -> String {
-    let arch = |arches: &[u16]| {
-        arches
-            .iter()
-            .map(|a| format!("option[93].hex == 0x{a:04x}"))
-            .collect::<Vec<_>>()
-            .join(" or ")
-    };
-    let with_server = |mut class: Value| {
-        if let (Some(ip), Some(c)) = (opts.next_server, class.as_object_mut()) {
-            c.insert("next-server".into(), Value::String(ip.to_string()));
-        }
-        class
-    };
-    let classes = json!([
-        with_server(json!({
-            "name": TAG_IPXE,
-            "test": "substring(option[77].hex,0,4) == 'iPXE' or option[175].exists",
-            "boot-file-name": opts.http_url.boot_script(),
-        })),
-        {
-            "name": TAG_HTTP,
-            "test": format!(
-                "not member('{TAG_IPXE}') and (substring(option[60].hex,0,{}) == '{HTTP_CLIENT}' or {})",
-                HTTP_CLIENT.len(),
-                arch(&HTTP_BOOT_ARCHES)
-            ),
-            "boot-file-name": opts.http_boot_url(),
-            "option-data": [
-                {"name": "vendor-class-identifier", "data": HTTP_CLIENT, "always-send": true}
-            ],
-        },
-        with_server(json!({
-            "name": TAG_EFI,
-            "test": format!("not member('{TAG_IPXE}') and not member('{TAG_HTTP}') and ({})", arch(&UEFI_ARCHES)),
-            "boot-file-name": opts.uefi_boot.as_str(),
-        })),
-        with_server(json!({
-            "name": "ironpxe-bios",
-            "test": format!("not member('{TAG_IPXE}') and not member('{TAG_HTTP}') and not member('{TAG_EFI}')"),
-            "boot-file-name": opts.bios_boot.as_str(),
-        })),
-    ]);
-    let mut reservations = Vec::new();
-    for e in &h.entries {
-        let mut add = |key: &str, value: String| {
-            let mut r = Map::new();
-            r.insert(key.into(), Value::String(value));
-            if let Some(ip) = e.ip {
-                r.insert("ip-address".into(), Value::String(ip.to_string()));
-            }
-            if let Some(name) = &e.hostname {
-                r.insert("hostname".into(), Value::String(name.to_string()));
-            }
-            let mut comment = format!("ironpxe: node {} port {}", e.node, e.port);
-            for n in &e.notes {
-                let _ = write!(comment, "; {n}");
-            }
-            r.insert("comment".into(), Value::String(comment));
-            reservations.push(Value::Object(r));
-        };
-        if let Some(cid) = e.client_id() {
-            add("client-id", cid.to_string());
-        }
-        if let Some(mac) = e.mac() {
-            add("hw-address", mac.to_string());
-        }
-    }
+    let classes = classes(opts);
+    let reservations = reservations(h);
     let mut dhcp4 = Map::new();
     dhcp4.insert(
         "comment".into(),
@@ -165,4 +100,80 @@ pub fn kea6(h: &Hosts, opts: &DhcpOptions) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
     text.push('\n');
     text
+}
+
+/// The boot classes, most specific first: iPXE, UEFI HTTP Boot, UEFI PXE, BIOS PXE.
+fn classes(opts: &DhcpOptions) -> Value {
+    let arch = |arches: &[u16]| {
+        arches
+            .iter()
+            .map(|a| format!("option[93].hex == 0x{a:04x}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let with_server = |mut class: Value| {
+        if let (Some(ip), Some(c)) = (opts.next_server, class.as_object_mut()) {
+            c.insert("next-server".into(), Value::String(ip.to_string()));
+        }
+        class
+    };
+    json!([
+        with_server(json!({
+            "name": TAG_IPXE,
+            "test": "substring(option[77].hex,0,4) == 'iPXE' or option[175].exists",
+            "boot-file-name": opts.http_url.boot_script(),
+        })),
+        {
+            "name": TAG_HTTP,
+            "test": format!(
+                "not member('{TAG_IPXE}') and (substring(option[60].hex,0,{}) == '{HTTP_CLIENT}' or {})",
+                HTTP_CLIENT.len(),
+                arch(&HTTP_BOOT_ARCHES)
+            ),
+            "boot-file-name": opts.http_boot_url(),
+            "option-data": [
+                {"name": "vendor-class-identifier", "data": HTTP_CLIENT, "always-send": true}
+            ],
+        },
+        with_server(json!({
+            "name": TAG_EFI,
+            "test": format!("not member('{TAG_IPXE}') and not member('{TAG_HTTP}') and ({})", arch(&UEFI_ARCHES)),
+            "boot-file-name": opts.uefi_boot.as_str(),
+        })),
+        with_server(json!({
+            "name": "ironpxe-bios",
+            "test": format!("not member('{TAG_IPXE}') and not member('{TAG_HTTP}') and not member('{TAG_EFI}')"),
+            "boot-file-name": opts.bios_boot.as_str(),
+        })),
+    ])
+}
+
+/// One reservation per identity: an IB port's client-id and its IB MAC share one address.
+fn reservations(h: &Hosts) -> Vec<Value> {
+    let mut reservations = Vec::new();
+    for e in &h.entries {
+        let mut add = |key: &str, value: String| {
+            let mut r = Map::new();
+            r.insert(key.into(), Value::String(value));
+            if let Some(ip) = e.ip {
+                r.insert("ip-address".into(), Value::String(ip.to_string()));
+            }
+            if let Some(name) = &e.hostname {
+                r.insert("hostname".into(), Value::String(name.to_string()));
+            }
+            let mut comment = format!("ironpxe: node {} port {}", e.node, e.port);
+            for n in &e.notes {
+                let _ = write!(comment, "; {n}");
+            }
+            r.insert("comment".into(), Value::String(comment));
+            reservations.push(Value::Object(r));
+        };
+        if let Some(cid) = e.client_id() {
+            add("client-id", cid.to_string());
+        }
+        if let Some(mac) = e.mac() {
+            add("hw-address", mac.to_string());
+        }
+    }
+    reservations
 }
