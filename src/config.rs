@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::model::addr::{client_id_prefix_text, ClientId, MELLANOX_CLIENT_ID_PREFIX};
 use crate::model::boot::{BootConfig, UnknownAction};
+use crate::model::net::{InterfaceName, ListenSpec};
 use crate::serving::images::policy::{FilePolicy, ImagePolicy, UrlPolicy, IRONIC_IMAGE_DIR};
 use crate::serving::images::CacheSettings;
 use crate::state::IndexConfig;
@@ -25,13 +26,16 @@ pub struct Config {
     pub templates: PathBuf,
     /// Static boot files served over TFTP (pxelinux.0, ldlinux.c32, undionly.kpxe …).
     pub tftp_root: PathBuf,
-    /// TFTP listen addresses, one per provisioning interface address.
+    /// TFTP listen addresses, one per provisioning interface address; a link-local IPv6 one
+    /// with its interface (`[fe80::1%eth1]:69`, see [`parse_listen`]).
+    #[serde(deserialize_with = "listen::many")]
     pub tftp_listen: Vec<SocketAddr>,
     /// More static roots searched after `tftp_root`, in order (e.g. Debian's
     /// `/usr/lib/PXELINUX`, `/usr/lib/syslinux/modules/bios`, `/usr/lib/ipxe`, the default).
     /// `serve` warns about a missing one, unless the list is the default.
     pub extra_tftp_roots: Vec<PathBuf>,
-    /// HTTP listen address.
+    /// HTTP listen address (written as `tftp_listen`'s).
+    #[serde(deserialize_with = "listen::one")]
     pub http_listen: SocketAddr,
     /// Static files served over HTTP (kernels, ramdisks, images); defaults to `tftp_root`.
     pub http_root: Option<PathBuf>,
@@ -61,6 +65,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
     /// Listen address; the boot ports stay anonymous, this one is for operators.
+    #[serde(deserialize_with = "listen::optional")]
     pub listen: Option<SocketAddr>,
     /// A file holding a bearer token the admin API and page require (`Authorization:
     /// Bearer <token>`, or `?token=` for a browser).
@@ -99,6 +104,17 @@ pub struct DhcpSection {
     pub next_server: Option<std::net::Ipv4Addr>,
     pub bios_boot: String,
     pub uefi_boot: String,
+    /// The loader UEFI HTTP Boot clients fetch from `http_root` (`snponly.efi`; a GRUB built
+    /// with `http`, e.g. `grubx64.efi`, for GRUB over HTTP).
+    pub http_boot_loader: String,
+    /// The IPv6 TFTP address in DHCPv6 `tftp://` URLs; its presence (or an IPv6
+    /// `tftp_listen`) turns DHCPv6 output on.
+    pub next_server6: Option<std::net::Ipv6Addr>,
+    /// Base URL for DHCPv6 iPXE and HTTP Boot clients when neither `public_url` nor
+    /// `http_listen` is an IPv6 one they can reach.
+    pub http_url6: Option<String>,
+    /// dnsmasq's stateful DHCPv6 range, `START,END[,PREFIX-LEN]`.
+    pub ipv6_range: Option<crate::dhcp::Ipv6Range>,
 }
 
 impl Default for DhcpSection {
@@ -109,6 +125,10 @@ impl Default for DhcpSection {
             next_server: None,
             bios_boot: "pxelinux.0".into(),
             uefi_boot: "snponly.efi".into(),
+            http_boot_loader: crate::dhcp::DEFAULT_HTTP_BOOT.into(),
+            next_server6: None,
+            http_url6: None,
+            ipv6_range: None,
         }
     }
 }
@@ -168,6 +188,74 @@ impl std::str::FromStr for ExtraField {
             .filter(|k| !k.is_empty())
             .map(|k| ExtraField(k.to_owned()))
             .ok_or_else(|| format!("{path:?}: only fields of `extra` are supported (extra.<key>)"))
+    }
+}
+
+/// A listen address as written in the file or a flag (`192.0.2.1:69`, `[2001:db8::1]:69`,
+/// `[fe80::1%2]:69`, `[fe80::1%eth1]:69`), an interface name resolved to its scope id now —
+/// ironpxe binds what it read at start, and an interface that does not exist is named then,
+/// not met as `EINVAL` when binding.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let spec: ListenSpec = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    let Some(name) = &spec.interface else {
+        return Ok(spec.addr);
+    };
+    let index = interface_index(name).map_err(|e| format!("{text:?}: {e}"))?;
+    let mut addr = spec.addr;
+    if let SocketAddr::V6(v6) = &mut addr {
+        v6.set_scope_id(index);
+    }
+    Ok(addr)
+}
+
+/// An interface that cannot be used as a zone.
+#[derive(Debug, thiserror::Error)]
+pub enum InterfaceError {
+    #[error("no network interface {0:?} on this host (`ip link` lists them)")]
+    Missing(String),
+    #[error("cannot look up network interface {name:?}: {source}")]
+    Lookup {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// The scope id (interface index) of a network interface (`if_nametoindex`).
+pub fn interface_index(name: &InterfaceName) -> Result<u32, InterfaceError> {
+    use rustix::net::{netdevice, socket, AddressFamily, SocketType};
+    let lookup = |source: std::io::Error| InterfaceError::Lookup {
+        name: name.to_string(),
+        source,
+    };
+    let fd = socket(AddressFamily::INET, SocketType::DGRAM, None).map_err(|e| lookup(e.into()))?;
+    match netdevice::name_to_index(&fd, name.as_str()) {
+        Ok(i) => Ok(i),
+        Err(rustix::io::Errno::NODEV) => Err(InterfaceError::Missing(name.to_string())),
+        Err(e) => Err(lookup(e.into())),
+    }
+}
+
+/// Serde adapters reading listen addresses with [`parse_listen`].
+mod listen {
+    use super::parse_listen;
+    use serde::{de::Error, Deserialize, Deserializer};
+    use std::net::SocketAddr;
+
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parse_listen(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    pub fn many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| parse_listen(t).map_err(D::Error::custom))
+            .collect()
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| parse_listen(&t).map_err(D::Error::custom))
+            .transpose()
     }
 }
 
@@ -414,6 +502,21 @@ impl Config {
         }
     }
 
+    /// `[dhcp]`'s boot choices, for `ironpxe dhcp` (whose flags override them).
+    pub fn dhcp_choices(&self) -> crate::dhcp::DhcpChoices {
+        let d = &self.dhcp;
+        crate::dhcp::DhcpChoices {
+            http_url: None,
+            http_url6: d.http_url6.clone(),
+            next_server: d.next_server,
+            next_server6: d.next_server6,
+            bios_boot: Some(d.bios_boot.clone()),
+            uefi_boot: Some(d.uefi_boot.clone()),
+            http_boot: Some(d.http_boot_loader.clone()),
+            ipv6_range: d.ipv6_range,
+        }
+    }
+
     /// The image cache's settings, its policy included.
     pub fn image_cache_settings(&self) -> CacheSettings {
         CacheSettings {
@@ -519,6 +622,48 @@ mod tests {
             .contains("boot.ipa_api_url"));
         let typo = toml::from_str::<Config>("stat_dir = \"x\"\n").unwrap_err();
         assert!(typo.to_string().contains("stat_dir"), "{typo}");
+    }
+
+    /// An interface-name zone becomes that interface's scope id when the file is read; an
+    /// interface that does not exist, or a link-local address without a zone, is refused
+    /// naming the key and what to write.
+    #[test]
+    fn listen_addresses_take_interface_zones_and_name_a_missing_interface() {
+        let lo = interface_index(&"lo".parse().expect("name")).expect("lo exists");
+        let c: Config = toml::from_str(
+            "tftp_listen = [\"[fe80::1%lo]:69\", \"[fe80::2%7]:69\", \"[2001:db8::1]:69\", \"192.0.2.1:69\"]\n\
+             http_listen = \"[fe80::1%lo]:8080\"\n[admin]\nlisten = \"[::1]:8081\"\n",
+        )
+        .expect("valid");
+        let scope = |a: &SocketAddr| match a {
+            SocketAddr::V6(v6) => v6.scope_id(),
+            SocketAddr::V4(_) => 0,
+        };
+        let scopes: Vec<u32> = c.tftp_listen.iter().map(scope).collect();
+        assert_eq!(scopes, [lo, 7, 0, 0]);
+        assert_eq!(c.tftp_listen[0].port(), 69);
+        assert_eq!(scope(&c.http_listen), lo);
+        assert_eq!(c.admin.listen, Some("[::1]:8081".parse().expect("addr")));
+
+        let missing = toml::from_str::<Config>("tftp_listen = [\"[fe80::1%ironpxe-no0]:69\"]\n")
+            .expect_err("no such interface")
+            .to_string();
+        assert!(
+            missing.contains("tftp_listen")
+                && missing.contains("no network interface \"ironpxe-no0\"")
+                && missing.contains("ip link"),
+            "{missing}"
+        );
+        let bare = toml::from_str::<Config>("http_listen = \"[fe80::1]:80\"\n")
+            .expect_err("link-local without a zone")
+            .to_string();
+        assert!(
+            bare.contains("http_listen") && bare.contains("[fe80::1%eth1]:69"),
+            "{bare}"
+        );
+        assert!(parse_listen("[fe80::1%lo]:69").is_ok());
+        let flag = parse_listen("[fe80::1%ironpxe-no0]:69").expect_err("missing");
+        assert!(flag.contains("ironpxe-no0"), "{flag}");
     }
 
     #[test]

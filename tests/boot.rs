@@ -7,10 +7,11 @@
 mod common;
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::guest::{self, Netns, HOST_IP, MARKER};
+use common::guest::{self, Netns, HOST_IP, HOST_IP6, HOST_LL6, MARKER};
 use common::{Ironpxe, Options};
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(240);
@@ -519,57 +520,333 @@ fn infiniband_client_replay() {
     assert_eq!(s.get("/ipxe/7c:fe:90:03:00:99:99:99").0, 404);
 }
 
-/// Local boot on UEFI: OVMF's boot order is the NIC (PXE, then HTTP Boot), then a disk whose
-/// own loader prints a marker. For an active node each network entry ends in ironpxe's
-/// "leaving network boot", and the firmware must go on to its next boot entry until the disk
-/// boots — not open its boot manager menu (what a success status from iPXE's `exit 0` made
-/// OVMF do: UEFI spec 2.10, 3.1.1).
-#[test]
-fn uefi_local_boot_continues_to_the_next_boot_entry() {
-    guest::require_root("the UEFI local-boot test");
+/// OVMF's pflash pair: Debian's code and a private copy of its variable store.
+fn ovmf_pflash(img: &Images) -> Vec<String> {
     let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
     let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
-    let snponly = Path::new("/usr/lib/ipxe/snponly.efi");
     assert!(
         code.exists() && vars_template.exists(),
         "install ovmf (bash .ci/run does)"
     );
-    assert!(snponly.exists(), "install ipxe (bash .ci/run does)");
-    let img = images();
-    let disk = guest::local_disk(img.dir.path());
     let vars = img.dir.path().join("OVMF_VARS.fd");
     fs::copy(vars_template, &vars).expect("copy vars");
-    let mut ns = Netns::new("lboot");
-    let s = start_in_netns(&ns, vec![node(&img, "active", "")]);
-    // HTTP Boot's loader comes from ironpxe's HTTP root.
-    fs::copy(snponly, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
-    ns.dnsmasq(
-        img.dir.path(),
-        &[
-            "--dhcp-match=set:efi,option:client-arch,7",
-            "--dhcp-match=set:efi,option:client-arch,9",
-            "--dhcp-vendorclass=set:efihttp,HTTPClient",
-            "--dhcp-userclass=set:ipxe,iPXE",
-            &format!("--dhcp-boot=tag:efi,tag:!ipxe,snponly.efi,,{HOST_IP}"),
-            "--dhcp-option-force=tag:efihttp,60,HTTPClient",
-            &format!("--dhcp-boot=tag:efihttp,tag:!ipxe,http://{HOST_IP}:8080/snponly.efi"),
-            &format!("--dhcp-boot=tag:ipxe,http://{HOST_IP}:8080/boot.ipxe"),
-        ],
+    vec![
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ]
+}
+
+/// UEFI HTTP Boot, fed by the dnsmasq configuration `ironpxe dhcp` generates (nothing
+/// hand-written): OVMF's HttpBootDxe asks with vendor class `HTTPClient:Arch:00016`, gets
+/// option 60 and `http://…/snponly.efi`, fetches iPXE from ironpxe's HTTP server, and iPXE
+/// chains `boot.ipxe` and the node's script into the deploy ramdisk. OVMF tries PXE before
+/// HTTP Boot on each NIC; its fw_cfg switches turn PXE off so only HTTP Boot remains.
+#[test]
+fn uefi_http_boot_from_the_generated_dnsmasq_config() {
+    guest::require_root("the UEFI HTTP Boot test");
+    let loader = Path::new("/usr/lib/ipxe/snponly.efi");
+    assert!(loader.exists(), "install ipxe (bash .ci/run does)");
+    let img = images();
+    let mut ns = Netns::new("httpboot");
+    let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
+    // The loader is served from ironpxe's HTTP root (the TFTP root by default).
+    fs::copy(loader, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
+
+    let state = s.state.path().to_str().expect("utf-8 path");
+    let http_url = format!("http://{HOST_IP}:8080");
+    let out = common::ironpxe_cli(&[
+        "dhcp",
+        "--format",
+        "dnsmasq",
+        "--state-dir",
+        state,
+        "--next-server",
+        HOST_IP,
+        "--http-url",
+        &http_url,
+    ]);
+    let conf_text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ironpxe dhcp: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let http_line = format!("dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,{http_url}/snponly.efi");
+    assert!(
+        conf_text.lines().any(|l| l == http_line),
+        "{http_line} missing:\n{conf_text}"
+    );
+    let conf = img.dir.path().join("ironpxe-dnsmasq.conf");
+    fs::write(&conf, &conf_text).expect("write dnsmasq conf");
+    let dnsmasq_log = ns.dnsmasq(
+        img.dir.path(),
+        &[&format!("--conf-file={}", conf.display())],
+    );
+
+    let mut args = ovmf_pflash(&img);
+    for knob in ["IPv4PXESupport", "IPv6PXESupport"] {
+        args.push("-fw_cfg".into());
+        args.push(format!("name=opt/org.tianocore/{knob},string=n"));
+    }
+    // romfile= : OVMF's own virtio driver and HTTP Boot, no iPXE option ROM.
+    args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
+    let serial = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    let dhcp_log = fs::read_to_string(&dnsmasq_log).unwrap_or_default();
+    assert!(
+        serial.exited,
+        "{}\nironpxe:\n{}\ndnsmasq:\n{dhcp_log}",
+        serial.log,
+        s.log()
+    );
+    print_lines(&serial, &["HTTP Boot", "iPXE initialising", "ironpxe"]);
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+
+    // dnsmasq recognised the HTTP Boot client and answered from the generated lines.
+    assert!(
+        dhcp_log.contains("vendor class: HTTPClient:Arch:00016"),
+        "{dhcp_log}"
+    );
+    // The HTTP Boot exchange (its transaction id, from the line with its tags): option 60
+    // back, the absolute URL as boot file, no TFTP server option.
+    let xid = dhcp_log
+        .lines()
+        .find(|l| l.contains("tags:") && l.contains("ironpxe-http"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no ironpxe-http tag:\n{dhcp_log}"));
+    let exchange: Vec<&str> = dhcp_log
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(xid))
+        .collect();
+    for l in &exchange {
+        println!("dnsmasq: {}", l.trim());
+    }
+    let sent = |what: &str| {
+        exchange
+            .iter()
+            .any(|l| l.contains("sent") && l.contains(what))
+    };
+    assert!(
+        sent(&format!("option: 67 bootfile-name  {http_url}/snponly.efi")),
+        "{exchange:#?}"
+    );
+    // dnsmasq logs option 60 as hex: "HTTPClient".
+    let http_client = "48:54:54:50:43:6c:69:65:6e:74";
+    assert!(
+        sent(&format!("option: 60 vendor-class  {http_client}")),
+        "{exchange:#?}"
+    );
+    for opt in ["option: 66 ", "option:150 "] {
+        assert!(!sent(opt), "{opt}: {exchange:#?}");
+    }
+    // iPXE then came back as iPXE and got boot.ipxe.
+    assert!(
+        dhcp_log.contains(&format!("option: 67 bootfile-name  {http_url}/boot.ipxe")),
+        "{dhcp_log}"
+    );
+    let log = s.log();
+    for path in ["/snponly.efi", "/boot.ipxe", "/ipxe/52-54-00-12-34-56"] {
+        assert!(
+            log.contains(&format!("path={path} status=200")),
+            "{path} not served over HTTP:\n{log}"
+        );
+    }
+    assert!(
+        tftp_names(&s).is_empty(),
+        "HTTP Boot uses no TFTP: {:?}",
+        tftp_names(&s)
+    );
+}
+
+/// IPv6 only (no DHCPv4 anywhere): dnsmasq sends router advertisements and leases stateful
+/// DHCPv6 addresses with option 59 (bootfile-url). One namespace, one ironpxe — TFTP on the
+/// link-local `[fe80::1%tap0]:69` (an interface-name zone), HTTP on the wildcard `[::]:8080`
+/// — and two guests in turn:
+/// 1. SeaBIOS with virtio-net's iPXE ROM: DHCPv6 → `http://[fd00:1b::1]:8080/boot.ipxe`;
+/// 2. OVMF's own PXEv6 (PXEv4 switched off in its fw_cfg): DHCPv6 →
+///    `tftp://[fe80::1]/snponly.efi` from the link-local listener, then iPXE as in 1.
+///
+/// Both boot the deploy ramdisk, and every URL in the scripts names the address the client
+/// reached, bracketed — never `[::]`.
+#[test]
+fn ipv6_only_bios_ipxe_and_ovmf_pxev6_boot_with_link_local_tftp() {
+    guest::require_root("the IPv6 boot test");
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
+    assert!(
+        code.exists() && vars_template.exists(),
+        "install ovmf (bash .ci/run does)"
+    );
+    assert!(
+        Path::new("/usr/lib/ipxe/snponly.efi").exists(),
+        "install ipxe (bash .ci/run does)"
+    );
+    let img = images();
+    let mut ns = Netns::new("v6");
+    ns.add_ipv6();
+    let s = Ironpxe::start_with(Options {
+        toml: boot_toml(),
+        state: vec![node(&img, "deploying", "")],
+        tftp_listen: vec![format!("[{HOST_LL6}%tap0]:69")],
+        http_listen: "[::]:8080".into(),
+        netns: Some(ns.name.clone()),
+    });
+    let SocketAddr::V6(tftp) = s.tftp else {
+        panic!("TFTP on IPv6: {}", s.tftp)
+    };
+    assert!(
+        tftp.scope_id() != 0 && tftp.ip().to_string() == HOST_LL6,
+        "the zone became tap0's scope id: {tftp}"
+    );
+    // Hand-written until `ironpxe dhcp --format dnsmasq` emits DHCPv6 (branch s-httpboot):
+    // then this is its output for this network.
+    let http_boot =
+        format!("--dhcp-option=tag:ipxe,option6:bootfile-url,http://[{HOST_IP6}]:8080/boot.ipxe");
+    let pxe_boot =
+        format!("--dhcp-option=tag:!ipxe,option6:bootfile-url,tftp://[{HOST_LL6}]/snponly.efi");
+    ns.dnsmasq_v6(
+        img.dir.path(),
+        &["--dhcp-userclass=set:ipxe,iPXE", &http_boot, &pxe_boot],
+    );
+
+    // 1. BIOS iPXE.
+    let bios = guest::run_qemu(
+        Some(&ns.name),
+        &tap_args(MAC, "virtio-net-pci"),
+        &img.dir.path().join("serial-bios.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(bios.exited, "{}\nironpxe:\n{}", bios.log, s.log());
+    print_lines(&bios, &["http://["]);
+    assert_booted(&bios, "01-52-54-00-12-34-56");
+
+    // 2. OVMF PXEv6 → snponly.efi over link-local TFTP → iPXE.
+    let vars = img.dir.path().join("OVMF_VARS.fd");
+    fs::copy(vars_template, &vars).expect("copy vars");
     let mut args = vec![
         "-drive".to_owned(),
         format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
         "-drive".into(),
         format!("if=pflash,format=raw,file={}", vars.display()),
-        // IPv4 only, as on a fleet provisioned over IPv4: the NIC's entries are PXEv4 and
-        // HTTPv4 (IPv6 ones would each wait out a DHCPv6 timeout here).
+        "-fw_cfg".into(),
+        "name=opt/org.tianocore/IPv4PXESupport,string=n".into(),
+    ];
+    args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
+    let uefi = guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join("serial-uefi.log"),
+        None,
+        QEMU_TIMEOUT,
+    );
+    assert!(uefi.exited, "{}\nironpxe:\n{}", uefi.log, s.log());
+    print_lines(&uefi, &["PXE", "http://["]);
+    assert_booted(&uefi, "01-52-54-00-12-34-56");
+
+    let log = s.log();
+    let lines = |what: &str| -> Vec<&str> { log.lines().filter(|l| l.contains(what)).collect() };
+    // ironpxe's only TFTP listener is the link-local one: OVMF reached it (from its leased
+    // ULA address) and got the whole file from a transfer socket bound with the zone.
+    let size = fs::metadata("/usr/lib/ipxe/snponly.efi")
+        .expect("snponly.efi")
+        .len();
+    let snponly = lines("name=snponly.efi");
+    println!("ironpxe: {}", snponly.join("\nironpxe: "));
+    assert!(
+        snponly
+            .iter()
+            .any(|l| l.contains("tftp transfer ended") && l.contains(&format!("bytes={size} "))),
+        "snponly.efi sent whole over link-local TFTP:\n{log}"
+    );
+    let entry = lines("path=/boot.ipxe status=200");
+    println!("ironpxe: {}", entry.join("\nironpxe: "));
+    assert_eq!(
+        entry.len(),
+        2,
+        "both guests' iPXE fetched boot.ipxe:\n{log}"
+    );
+    assert!(
+        entry.iter().all(|l| l.contains("client=[fd00:1b::")),
+        "over the ULA address:\n{log}"
+    );
+    for serial in [&bios, &uefi] {
+        assert!(
+            serial.log.contains(&format!("http://[{HOST_IP6}]:8080/")),
+            "iPXE fetched by the bracketed address:\n{}",
+            serial.log
+        );
+        assert!(!serial.log.contains("[::]"), "{}", serial.log);
+    }
+}
+
+/// `ironpxe dhcp --format dnsmasq` for `s`'s state, written to `dir`: dnsmasq's arguments.
+fn generated_dnsmasq(s: &Ironpxe, dir: &Path) -> Vec<String> {
+    let state = s.state.path().to_str().expect("utf-8 path");
+    let out = common::ironpxe_cli(&[
+        "dhcp",
+        "--format",
+        "dnsmasq",
+        "--state-dir",
+        state,
+        "--next-server",
+        HOST_IP,
+        "--http-url",
+        &format!("http://{HOST_IP}:8080"),
+    ]);
+    assert!(
+        out.status.success(),
+        "ironpxe dhcp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = dir.join("ironpxe-dnsmasq.conf");
+    fs::write(&conf, &out.stdout).expect("write dnsmasq conf");
+    vec![format!("--conf-file={}", conf.display())]
+}
+
+/// An active node's UEFI guest: OVMF with the NIC first (bootindex 1; IPv6 off, so its
+/// entries are PXEv4 then HTTPv4) and [`guest::local_disk`] second; ironpxe in a namespace
+/// with `loaders` (name, source) in its TFTP/HTTP root, dnsmasq with the arguments `dhcp`
+/// returns. Stops early if OVMF opens its boot manager menu (UiApp). Asserts the disk booted
+/// after ironpxe said local boot; returns the serial log and ironpxe.
+fn uefi_local_boot(
+    tag: &str,
+    loaders: &[(&str, &str)],
+    dhcp: impl FnOnce(&Ironpxe, &Path) -> Vec<String>,
+) -> (guest::Serial, Ironpxe) {
+    guest::require_root("the UEFI local-boot tests");
+    let img = images();
+    let disk = guest::local_disk(img.dir.path());
+    let mut ns = Netns::new(tag);
+    let s = start_in_netns(&ns, vec![node(&img, "active", "")]);
+    for (name, from) in loaders {
+        assert!(
+            Path::new(from).exists(),
+            "{from} is missing: install ipxe, shim-signed and grub-efi-amd64-signed (bash .ci/run does)"
+        );
+        fs::copy(from, s.tftp_root().join(name)).expect("copy loader");
+    }
+    let dhcp_args = dhcp(&s, img.dir.path());
+    let dhcp_args: Vec<&str> = dhcp_args.iter().map(String::as_str).collect();
+    ns.dnsmasq(img.dir.path(), &dhcp_args);
+    let mut args = ovmf_pflash(&img);
+    args.extend([
+        // IPv4 only, as on a fleet provisioned over IPv4 (each IPv6 entry would wait out a
+        // DHCPv6 timeout here).
         "-fw_cfg".into(),
         "name=opt/org.tianocore/IPv6Support,string=no".into(),
         "-drive".into(),
         format!("if=none,id=disk0,format=raw,file={}", disk.display()),
         "-device".into(),
         "virtio-blk-pci,drive=disk0,bootindex=2".into(),
-    ];
+    ]);
     // romfile= : OVMF's own virtio driver does PXE and HTTP Boot, as on a UEFI server.
     args.extend(tap_args(MAC, "virtio-net-pci,romfile=,bootindex=1"));
     let serial = guest::run_qemu(
@@ -588,17 +865,40 @@ fn uefi_local_boot_continues_to_the_next_boot_entry() {
         }
     }
     let log = &serial.log;
-    let ironpxe_log = s.log();
     assert!(
         !log.contains("UiApp"),
-        "the firmware opened its boot manager menu instead of the next boot entry:\n{log}"
+        "the firmware opened its boot manager menu instead of the next boot entry:\n{log}\nironpxe:\n{}",
+        s.log()
     );
-    let leaving = "ironpxe: leaving network boot so the firmware boots the next device";
+    let disk_at = log
+        .find(guest::LOCAL_DISK_MARKER)
+        .unwrap_or_else(|| panic!("the disk never booted:\n{log}\nironpxe:\n{}", s.log()));
+    assert!(serial.exited, "the disk's loader powers off:\n{log}");
     assert!(
-        log.contains("ironpxe: provision state active: local") && log.contains(leaving),
-        "{log}\nironpxe:\n{ironpxe_log}"
+        serial.marker_line().is_none(),
+        "no ramdisk for an active node"
     );
-    // Each network entry returned a failure, so the boot manager went on to the next one.
+    assert!(
+        log[..disk_at].contains("ironpxe: provision state active: local"),
+        "the disk booted before ironpxe said local boot:\n{log}"
+    );
+    (serial, s)
+}
+
+/// Local boot on UEFI through iPXE, DHCP from `ironpxe dhcp`'s own dnsmasq config: each
+/// network entry (PXEv4 → snponly.efi over TFTP, HTTPv4 → snponly.efi over HTTP) ends in
+/// ironpxe's "leaving network boot" and a failure status, so the firmware goes on to its next
+/// boot entry until the disk boots — not to its boot manager menu, where a success status
+/// (iPXE's `exit 0`) puts OVMF: UEFI spec 2.10, 3.1.1.
+#[test]
+fn uefi_local_boot_continues_to_the_next_boot_entry() {
+    let (serial, s) = uefi_local_boot(
+        "lboot",
+        &[("snponly.efi", "/usr/lib/ipxe/snponly.efi")],
+        generated_dnsmasq,
+    );
+    let log = &serial.log;
+    let leaving = "ironpxe: leaving network boot so the firmware boots the next device";
     for entry in ["\"UEFI PXEv4", "\"UEFI HTTPv4"] {
         assert!(
             log.lines()
@@ -606,18 +906,12 @@ fn uefi_local_boot_continues_to_the_next_boot_entry() {
             "{entry} did not end as a failed boot option:\n{log}"
         );
     }
-    let disk_at = log
-        .find(guest::LOCAL_DISK_MARKER)
-        .unwrap_or_else(|| panic!("the disk never booted:\n{log}\nironpxe:\n{ironpxe_log}"));
-    assert!(
-        log.rfind(leaving).is_some_and(|at| at < disk_at),
-        "the disk booted before ironpxe said local boot:\n{log}"
+    assert_eq!(
+        log.matches(leaving).count(),
+        2,
+        "once per network entry:\n{log}"
     );
-    assert!(serial.exited, "the disk's loader powers off:\n{log}");
-    assert!(
-        serial.marker_line().is_none(),
-        "no ramdisk for an active node"
-    );
+    let ironpxe_log = s.log();
     for want in [
         "path=/snponly.efi status=200",
         "path=/boot.ipxe status=200",
@@ -629,4 +923,41 @@ fn uefi_local_boot_continues_to_the_next_boot_entry() {
         tftp_names(&s).contains(&"snponly.efi".to_owned()),
         "{ironpxe_log}"
     );
+}
+
+/// Local boot on UEFI through Ironic's default path, Debian's signed shim and GRUB over TFTP:
+/// GRUB's `exit` would hand OVMF success (its menu), so the node's GRUB config starts the
+/// disk's removable-media loader itself.
+#[test]
+fn uefi_grub_local_boot_starts_the_disks_loader() {
+    let (serial, s) = uefi_local_boot(
+        "lgrub",
+        &[
+            ("shimx64.efi", "/usr/lib/shim/shimx64.efi.signed"),
+            (
+                "grubx64.efi",
+                "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+            ),
+        ],
+        |_, _| {
+            vec![
+                "--dhcp-match=set:efi,option:client-arch,7".into(),
+                format!("--dhcp-boot=tag:efi,shimx64.efi,,{HOST_IP}"),
+            ]
+        },
+    );
+    let log = &serial.log;
+    assert!(
+        log.contains("ironpxe: starting /EFI/BOOT/BOOTX64.EFI from a local disk"),
+        "{log}"
+    );
+    let names = tftp_names(&s);
+    println!("tftp names asked: {names:?}");
+    for want in ["shimx64.efi", "grubx64.efi", "52:54:00:12:34:56.conf"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(want)),
+            "{want} not asked: {names:?}\n{}",
+            s.log()
+        );
+    }
 }

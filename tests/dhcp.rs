@@ -74,6 +74,17 @@ fn opts() -> DhcpOptions {
     o
 }
 
+/// [`opts`] with DHCPv6 on (TFTP and HTTP on 2001:db8::7, a stateful range).
+fn opts6() -> DhcpOptions {
+    let mut o = opts();
+    o.v6 = Some(dhcp::Dhcp6Options {
+        tftp_server: "2001:db8::7".parse().expect("ip"),
+        http_url: HttpUrl::new("http://[2001:db8::7]:8080").expect("url"),
+        range: Some("2001:db8::100,2001:db8::1ff".parse().expect("range")),
+    });
+    o
+}
+
 // ---- the lab: two namespaces joined by a veth pair ----
 
 /// `srv` holds dnsmasq on `vs` (192.0.2.1/24), `cli` the client side `vc`. Dropping the lab
@@ -547,20 +558,38 @@ fn ib_reply_is_broadcast_and_ethernet_reply_is_unicast_on_the_wire() {
 fn boot_file_follows_client_type_and_next_server_is_the_configured_one() {
     let (lab, _state) = serving_lab("boot");
     lab.set_client_mac(ETH_MAC);
-    let cases: [(&[&str], String); 4] = [
+    let cases: [(&[&str], String); 6] = [
         (&[], "pxelinux.0".into()),
         (&["-x", "93:0007"], "snponly.efi".into()),
         (&["-x", "93:0009"], "snponly.efi".into()),
+        (&["-x", "93:000b"], "snponly.efi".into()),
         (&["-x", "77:\"iPXE\""], format!("{HTTP_URL}/boot.ipxe")),
+        // UEFI HTTP Boot, as OVMF asks: an absolute URL.
+        (
+            &["-V", "HTTPClient:Arch:00016:UNDI:003000", "-x", "93:0010"],
+            format!("{HTTP_URL}/snponly.efi"),
+        ),
     ];
     for (args, boot_file) in cases {
         let lease = lab.udhcpc(args);
         assert_eq!(lease.get("ip"), ETH_IP, "{args:?}: {}", lease.output);
         assert_eq!(lease.get("boot_file"), boot_file, "{args:?}");
-        // dnsmasq would put its own address here; the dhcp-boot server field overrides it.
-        assert_eq!(lease.get("siaddr"), NEXT_SERVER.to_string(), "{args:?}");
+        // dnsmasq would put its own address here; the dhcp-boot server field overrides it,
+        // except for HTTP Boot, which is given no TFTP server.
+        let http = boot_file.starts_with("http://192.0.2.1:8080/snponly");
+        assert_eq!(
+            lease.get("siaddr") == NEXT_SERVER.to_string(),
+            !http,
+            "{args:?}: siaddr {}",
+            lease.get("siaddr")
+        );
         assert_eq!(lease.get("serverid"), SERVER_IP);
     }
+    let log = lab.dnsmasq_log();
+    assert!(
+        log.contains("tags: known, ironpxe-http"),
+        "HTTP Boot client tagged:\n{log}"
+    );
 }
 
 #[test]
@@ -670,7 +699,8 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
     let w = work.path();
 
     let dnsmasq_conf = w.join("dnsmasq.conf");
-    let out = dhcp::generate(DhcpFormat::Dnsmasq, &snap, &opts());
+    let out = dhcp::generate(DhcpFormat::Dnsmasq, &snap, &opts6());
+    assert!(out.text.contains("option6:bootfile-url"), "{}", out.text);
     assert_eq!(
         out.warnings.len(),
         1,
@@ -731,6 +761,60 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
     );
 }
 
+/// The DHCPv6 halves: `dhcpd -t -6` and `kea-dhcp6 -t` accept them (dnsmasq's is checked with
+/// the DHCPv4 one above: one configuration), and each check does fail on a broken file.
+#[test]
+fn generated_dhcpv6_configs_pass_dhcpd6_and_kea6_checks() {
+    require("dhcpd", "isc-dhcp-server");
+    require("kea-dhcp6", "kea-dhcp6-server");
+    let state = varied_state();
+    let snap = load(state.path());
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+
+    let isc6 = dhcp::generate(DhcpFormat::Isc6, &snap, &opts6()).text;
+    assert!(isc6.contains("dhcp6.bootfile-url"), "{isc6}");
+    let conf = w.join("dhcpd6.conf");
+    let subnet = "subnet6 2001:db8::/64 { range6 2001:db8::100 2001:db8::1ff; }\n";
+    fs::write(&conf, format!("{subnet}{isc6}")).expect("write");
+    let o = run(Command::new("dhcpd").args(["-t", "-6", "-cf"]).arg(&conf));
+    assert!(o.status.success(), "dhcpd -t -6: {}\n{isc6}", text(&o));
+    fs::write(
+        &conf,
+        format!(
+            "{subnet}{}",
+            isc6.replace("option dhcp6.bootfile-url", "option dhcp6.no-such-url")
+        ),
+    )
+    .expect("write");
+    assert!(
+        !run(Command::new("dhcpd").args(["-t", "-6", "-cf"]).arg(&conf))
+            .status
+            .success(),
+        "dhcpd -t -6 checks options"
+    );
+
+    let kea_text = dhcp::generate(DhcpFormat::Kea6, &snap, &opts6()).text;
+    let mut kea: serde_json::Value = serde_json::from_str(&kea_text).expect("kea6 json");
+    kea["Dhcp6"]["subnet6"] = serde_json::json!([{
+        "id": 1, "subnet": "2001:db8::/64", "pools": [{"pool": "2001:db8::100-2001:db8::1ff"}]
+    }]);
+    kea["Dhcp6"]["interfaces-config"] = serde_json::json!({"interfaces": []});
+    let kea_file = w.join("kea6.json");
+    fs::write(&kea_file, kea.to_string()).expect("write");
+    let o = run(Command::new("kea-dhcp6").arg("-t").arg(&kea_file));
+    assert!(o.status.success(), "kea-dhcp6 -t: {}\n{kea_text}", text(&o));
+    kea["Dhcp6"]["client-classes"][0]["option-data"][0]["name"] =
+        serde_json::json!("no-such-option");
+    fs::write(&kea_file, kea.to_string()).expect("write");
+    assert!(
+        !run(Command::new("kea-dhcp6").arg("-t").arg(&kea_file))
+            .status
+            .success(),
+        "kea-dhcp6 -t checks option names"
+    );
+}
+
 fn ironpxe(args: &[&str]) -> Output {
     common::ironpxe_cli(args)
 }
@@ -746,11 +830,24 @@ fn cli_prints_every_format_and_syncs_a_hostsdir() {
         HTTP_URL,
         "--next-server",
         "192.0.2.7",
+        "--http-boot-loader",
+        "grubx64.efi",
+        "--next-server6",
+        "2001:db8::7",
+        "--http-url6",
+        "http://[2001:db8::7]:8080",
+        "--ipv6-range",
+        "2001:db8::100,2001:db8::1ff",
     ];
     let expect = [
-        ("dnsmasq", "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-efi,pxelinux.0,,192.0.2.7"),
+        ("dnsmasq", "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-http,tag:!ironpxe-efi,pxelinux.0,,192.0.2.7"),
+        ("dnsmasq", "dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,http://192.0.2.1:8080/grubx64.efi"),
+        ("dnsmasq", "dhcp-range=2001:db8::100,2001:db8::1ff,64,1h"),
+        ("dnsmasq", "option6:bootfile-url,tftp://[2001:db8::7]/snponly.efi"),
         ("isc", "option dhcp-client-identifier ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52;"),
+        ("isc6", "option dhcp6.bootfile-url \"http://[2001:db8::7]:8080/grubx64.efi\";"),
         ("kea", "\"ip-reservations-unique\": false"),
+        ("kea6", "\"data\": \"http://[2001:db8::7]:8080/boot.ipxe\""),
         ("neutron", "\"opt_name\": \"tag:ipxe,67\""),
     ];
     for (format, line) in expect {
@@ -768,6 +865,31 @@ fn cli_prints_every_format_and_syncs_a_hostsdir() {
     }
     let o = ironpxe(&["dhcp", "--format", "bogus"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // A DHCPv6-only format without an IPv6 TFTP address says what to give.
+    let o = ironpxe(&["dhcp", "--format", "isc6", "--state-dir", sd]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--next-server6"), "{}", text(&o));
+    // A typed range: a bad one is refused by the parser, naming the problem.
+    let o = ironpxe(&[
+        "dhcp",
+        "--format",
+        "dnsmasq",
+        "--ipv6-range",
+        "fe80::1,fe80::2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("link-local"), "{}", text(&o));
+    // An IPv6 URL is refused for DHCPv4 clients.
+    let o = ironpxe(&[
+        "dhcp",
+        "--format",
+        "dnsmasq",
+        "--state-dir",
+        sd,
+        "--http-url",
+        "http://[2001:db8::7]:8080",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let o = ironpxe(&["dhcp", "--format", "dnsmasq", "--dnsmasq-pid-file", "/x"]);
     assert_eq!(
         o.status.code(),

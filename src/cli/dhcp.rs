@@ -11,7 +11,8 @@ use anyhow::{anyhow, Context, Result};
 
 #[derive(Args, Debug)]
 pub struct DhcpArgs {
-    /// dnsmasq, isc, kea or neutron (read-only: what Ironic would set on Neutron ports).
+    /// dnsmasq (DHCPv4, and DHCPv6 when on), isc, isc6 (dhcpd -6), kea, kea6 (Dhcp6) or
+    /// neutron (read-only: what Ironic would set on Neutron ports).
     #[arg(long)]
     pub format: crate::dhcp::DhcpFormat,
     /// TOML configuration file (flags override it).
@@ -19,18 +20,37 @@ pub struct DhcpArgs {
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// TFTP server for boot files (siaddr); default: the first routable IPv4 tftp_listen.
+    /// TFTP server for boot files (siaddr); default: [dhcp] next_server, else the first
+    /// routable IPv4 tftp_listen.
     #[arg(long)]
     pub next_server: Option<std::net::Ipv4Addr>,
-    /// Base URL of ironpxe's HTTP server for iPXE clients; default: public_url, else http_listen.
+    /// Base URL of ironpxe's HTTP server for DHCPv4 iPXE and HTTP Boot clients; default:
+    /// public_url, else http_listen.
     #[arg(long)]
     pub http_url: Option<String>,
-    /// Boot file for BIOS PXE clients (e.g. undionly.kpxe to chain into iPXE).
-    #[arg(long, default_value = crate::dhcp::DEFAULT_BIOS_BOOT)]
-    pub bios_boot: String,
-    /// Boot file for UEFI clients (client architecture 7 or 9).
-    #[arg(long, default_value = crate::dhcp::DEFAULT_UEFI_BOOT)]
-    pub uefi_boot: String,
+    /// Boot file for BIOS PXE clients (e.g. undionly.kpxe to chain into iPXE); default
+    /// [dhcp] bios_boot (pxelinux.0).
+    #[arg(long)]
+    pub bios_boot: Option<String>,
+    /// Boot file for UEFI PXE clients (client architecture 7, 9, 11); default [dhcp]
+    /// uefi_boot (snponly.efi).
+    #[arg(long)]
+    pub uefi_boot: Option<String>,
+    /// Loader UEFI HTTP Boot clients (architecture 15, 16, 19) fetch as <http-url>/<loader>;
+    /// default [dhcp] http_boot_loader (snponly.efi; grubx64.efi for GRUB over HTTP).
+    #[arg(long)]
+    pub http_boot_loader: Option<String>,
+    /// IPv6 TFTP address for DHCPv6 tftp:// URLs; turns DHCPv6 output on. Default: [dhcp]
+    /// next_server6, else the first global or unique-local tftp_listen.
+    #[arg(long)]
+    pub next_server6: Option<std::net::Ipv6Addr>,
+    /// Base URL for DHCPv6 iPXE and HTTP Boot clients (e.g. http://[2001:db8::1]:8080);
+    /// default: [dhcp] http_url6, else an IPv6 public_url or http_listen.
+    #[arg(long)]
+    pub http_url6: Option<String>,
+    /// dnsmasq's stateful DHCPv6 range START,END[,PREFIX-LEN], announced with enable-ra.
+    #[arg(long)]
+    pub ipv6_range: Option<crate::dhcp::Ipv6Range>,
     /// Instead of printing, sync this dnsmasq --dhcp-hostsdir (one file per node).
     #[arg(long)]
     pub hostsdir: Option<PathBuf>,
@@ -50,13 +70,26 @@ pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<()> {
     .config()?;
     let store = load_state(&cfg.state_dir, cfg.index_config())?;
     let snap = store.current();
-    let (opts, option_warnings) = DhcpOptions::derive(
-        &cfg.dhcp_listeners(),
-        args.http_url.as_deref(),
-        args.next_server,
-        &args.bios_boot,
-        &args.uefi_boot,
-    )?;
+    let mut choices = cfg.dhcp_choices();
+    let flags = [
+        (&mut choices.http_url, &args.http_url),
+        (&mut choices.http_url6, &args.http_url6),
+        (&mut choices.bios_boot, &args.bios_boot),
+        (&mut choices.uefi_boot, &args.uefi_boot),
+        (&mut choices.http_boot, &args.http_boot_loader),
+    ];
+    for (choice, flag) in flags {
+        if flag.is_some() {
+            choice.clone_from(flag);
+        }
+    }
+    choices.next_server = args.next_server.or(choices.next_server);
+    choices.next_server6 = args.next_server6.or(choices.next_server6);
+    choices.ipv6_range = args.ipv6_range.or(choices.ipv6_range);
+    let (opts, option_warnings) = DhcpOptions::derive(&cfg.dhcp_listeners(), &choices)?;
+    if args.format.is_v6_only() && opts.v6.is_none() && args.hostsdir.is_none() {
+        return Err(anyhow!("--format {}: {}", args.format, dhcp::NO_V6));
+    }
     // Host entries use no boot option: warnings about those matter only when printing.
     let mut warnings = match args.hostsdir {
         Some(_) => Vec::new(),

@@ -79,14 +79,19 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     };
     let snap = store.current();
     let r = resolve(&snap, &args.client, smbios.as_ref())?;
+    // No client connection says which address it reached: a specific one of ours, never
+    // the wildcard (`[::]` in a URL reaches nothing).
+    let shown = crate::model::net::preview_address(cfg.http_listen, &cfg.tftp_listen);
     let server = Server {
         http_url: args
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.http_listen))
+            .or_else(|| crate::model::net::http_base_url(shown))
+            .unwrap_or_else(|| format!("http://{shown}"))
             .trim_end_matches('/')
             .to_owned(),
-        tftp_server: cfg.http_listen.ip().to_string(),
+        tftp_server: crate::model::net::server_name(shown.ip())
+            .unwrap_or_else(|| shown.ip().to_string()),
     };
     let rendered = renderer.render(r.found.as_ref(), args.format, r.hw, &server)?;
     let what = match r.found {

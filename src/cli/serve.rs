@@ -17,10 +17,11 @@ pub struct ServeArgs {
     pub state: StateArgs,
     #[arg(long)]
     pub tftp_root: Option<PathBuf>,
-    /// May be given once per provisioning interface address.
-    #[arg(long)]
+    /// May be given once per provisioning interface address; a link-local IPv6 address
+    /// with its interface: `[fe80::1%eth1]:69`.
+    #[arg(long, value_parser = crate::config::parse_listen)]
     pub tftp_listen: Vec<SocketAddr>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::parse_listen)]
     pub http_listen: Option<SocketAddr>,
     /// Poll this Ironic API for nodes and ports (besides the state directory).
     #[arg(long)]

@@ -30,22 +30,87 @@ pub fn dnsmasq_main(h: &Hosts, opts: &DhcpOptions) -> String {
     for arch in UEFI_ARCHES {
         let _ = writeln!(s, "dhcp-match=set:{TAG_EFI},option:client-arch,{arch}");
     }
+    // UEFI HTTP Boot: a vendor class starting HTTPClient, or an HTTP client architecture.
+    let _ = writeln!(s, "dhcp-vendorclass=set:{TAG_HTTP},{HTTP_CLIENT}");
+    for arch in HTTP_BOOT_ARCHES {
+        let _ = writeln!(s, "dhcp-match=set:{TAG_HTTP},option:client-arch,{arch}");
+    }
     let _ = writeln!(
         s,
         "dhcp-boot=tag:{TAG_IPXE},{}{server}",
         opts.http_url.boot_script()
     );
+    // An absolute URL and no TFTP server: HTTP Boot ignores siaddr, 66 and 150.
     let _ = writeln!(
         s,
-        "dhcp-boot=tag:!{TAG_IPXE},tag:{TAG_EFI},{}{server}",
+        "dhcp-boot=tag:!{TAG_IPXE},tag:{TAG_HTTP},{}",
+        opts.http_boot_url()
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-option-force=tag:!{TAG_IPXE},tag:{TAG_HTTP},option:vendor-class,{HTTP_CLIENT}"
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-boot=tag:!{TAG_IPXE},tag:!{TAG_HTTP},tag:{TAG_EFI},{}{server}",
         opts.uefi_boot
     );
     let _ = writeln!(
         s,
-        "dhcp-boot=tag:!{TAG_IPXE},tag:!{TAG_EFI},{}{server}",
+        "dhcp-boot=tag:!{TAG_IPXE},tag:!{TAG_HTTP},tag:!{TAG_EFI},{}{server}",
         opts.bios_boot
     );
+    if let Some(v6) = &opts.v6 {
+        dnsmasq_v6(&mut s, opts, v6);
+    }
     s
+}
+
+/// DHCPv6: router advertisements and a stateful range (PXEv6 firmware needs an address, not
+/// SLAAC), then option 59 by client: iPXE, HTTP Boot (vendor class, enterprise 343, sent
+/// back), PXEv6.
+fn dnsmasq_v6(s: &mut String, opts: &DhcpOptions, v6: &Dhcp6Options) {
+    let _ = writeln!(
+        s,
+        "\n# ironpxe: DHCPv6 (option 59 URLs only; the dhcp-host lines below apply where dnsmasq\n\
+         # learns a client's MAC: DUID-LL/LLT, the same link, or a relay sending option 79)"
+    );
+    match &v6.range {
+        Some(r) => {
+            let _ = writeln!(s, "enable-ra");
+            let _ = writeln!(s, "dhcp-range={},{},{},1h", r.start, r.end, r.prefix_len);
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "# no ipv6_range: add a stateful dhcp-range=<start>,<end>,64 and enable-ra"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "dhcp-vendorclass=set:{TAG_HTTP},enterprise:{HTTP_CLIENT_ENTERPRISE},{HTTP_CLIENT}"
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-option=tag:{TAG_IPXE},option6:bootfile-url,{}",
+        v6.http_url.boot_script()
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-option=tag:!{TAG_IPXE},tag:{TAG_HTTP},option6:bootfile-url,{}",
+        http_file_url(&v6.http_url, &opts.http_boot)
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-option-force=tag:!{TAG_IPXE},tag:{TAG_HTTP},option6:16,{}",
+        hex_colon(&vendor_class6())
+    );
+    let _ = writeln!(
+        s,
+        "dhcp-option=tag:!{TAG_IPXE},tag:!{TAG_HTTP},option6:bootfile-url,{}",
+        v6.tftp_url(&opts.uefi_boot)
+    );
 }
 
 fn all_prefixes(h: &Hosts, opts: &DhcpOptions) -> BTreeSet<[u8; 12]> {

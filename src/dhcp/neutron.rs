@@ -2,14 +2,18 @@
 
 use super::*;
 
-/// Whether Ironic's boot interface for `node` hands out the iPXE (`tag:ipxe`) options, the
-/// PXE ones, or none. A node without `boot_interface` counts as iPXE (Ironic's default).
-fn neutron_boot(node: &Node) -> Option<bool> {
-    match node.boot_interface.as_deref() {
-        None => Some(true),
-        Some(bi) if bi.contains("ipxe") => Some(true),
-        Some(bi) if bi.contains("pxe") => Some(false),
-        Some(_) => None,
+/// Which options Ironic's boot interface for `node` hands out: iPXE (`tag:ipxe`), PXE, or
+/// none; and whether over UEFI HTTP Boot (`http`, `http-ipxe`: option 60 and a URL, no TFTP
+/// server). A node without `boot_interface` counts as iPXE (Ironic's default).
+fn neutron_boot(node: &Node) -> Option<(bool, bool)> {
+    let bi = node.boot_interface.as_deref().unwrap_or("ipxe");
+    let http = bi == "http" || bi == "http-ipxe";
+    if bi.contains("ipxe") {
+        Some((true, http))
+    } else if bi.contains("pxe") || bi == "http" {
+        Some((false, http))
+    } else {
+        None
     }
 }
 
@@ -42,22 +46,27 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         if let Some(cid) = e.client_id() {
             dhcp_opts.push(json!({"opt_name": "61", "opt_value": cid.to_string()}));
         }
-        let boot_file = if uefi(node) {
-            &opts.uefi_boot
-        } else {
-            &opts.bios_boot
+        let boot = neutron_boot(node);
+        let boot_file = match boot {
+            Some((_, true)) => opts.http_boot_url(),
+            _ if uefi(node) => opts.uefi_boot.to_string(),
+            _ => opts.bios_boot.to_string(),
         };
-        match neutron_boot(node) {
-            Some(true) => {
-                dhcp_opts.push(opt("tag:!ipxe,67", boot_file.to_string()));
+        match boot {
+            Some((true, _)) => {
+                dhcp_opts.push(opt("tag:!ipxe,67", boot_file));
                 dhcp_opts.push(opt("tag:ipxe,67", opts.http_url.boot_script()));
             }
-            Some(false) => dhcp_opts.push(opt("67", boot_file.to_string())),
+            Some((false, _)) => dhcp_opts.push(opt("67", boot_file)),
             None => notes.push(
                 "boot interface does not boot from the network: Ironic sets no boot options".into(),
             ),
         }
-        match (neutron_boot(node), opts.next_server) {
+        if let Some((_, true)) = boot {
+            dhcp_opts.push(opt("60", HTTP_CLIENT.into()));
+        }
+        match (boot, opts.next_server) {
+            (Some((_, true)), _) => {}
             (Some(_), Some(tftp)) => {
                 for name in ["66", "150", "server-ip-address"] {
                     dhcp_opts.push(opt(name, tftp.to_string()));

@@ -62,6 +62,17 @@ fn opts() -> DhcpOptions {
     o
 }
 
+/// [`opts`] with DHCPv6 on: TFTP and HTTP on 2001:db8::7, a stateful range.
+fn opts6() -> DhcpOptions {
+    let mut o = opts();
+    o.v6 = Some(Dhcp6Options {
+        tftp_server: "2001:db8::7".parse().expect("ip"),
+        http_url: HttpUrl::new("http://[2001:db8::7]:8080").expect("url"),
+        range: Some("2001:db8::100,2001:db8::1ff".parse().expect("range")),
+    });
+    o
+}
+
 fn mac(s: &str) -> Mac {
     Mac::parse(s).expect("mac")
 }
@@ -332,9 +343,16 @@ fn dnsmasq_main_tags_ib_by_prefix_and_boots_by_client_type() {
         "dhcp-match=set:ironpxe-ipxe,175",
         "dhcp-match=set:ironpxe-efi,option:client-arch,7",
         "dhcp-match=set:ironpxe-efi,option:client-arch,9",
+        "dhcp-match=set:ironpxe-efi,option:client-arch,11",
+        "dhcp-vendorclass=set:ironpxe-http,HTTPClient",
+        "dhcp-match=set:ironpxe-http,option:client-arch,15",
+        "dhcp-match=set:ironpxe-http,option:client-arch,16",
+        "dhcp-match=set:ironpxe-http,option:client-arch,19",
         "dhcp-boot=tag:ironpxe-ipxe,http://192.0.2.1:8080/boot.ipxe,,192.0.2.7",
-        "dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-efi,snponly.efi,,192.0.2.7",
-        "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-efi,pxelinux.0,,192.0.2.7",
+        "dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,http://192.0.2.1:8080/snponly.efi",
+        "dhcp-option-force=tag:!ironpxe-ipxe,tag:ironpxe-http,option:vendor-class,HTTPClient",
+        "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-http,tag:ironpxe-efi,snponly.efi,,192.0.2.7",
+        "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-http,tag:!ironpxe-efi,pxelinux.0,,192.0.2.7",
     ] {
         assert!(main.lines().any(|l| l == line), "{line} missing:\n{main}");
     }
@@ -342,9 +360,9 @@ fn dnsmasq_main_tags_ib_by_prefix_and_boots_by_client_type() {
     o.next_server = None;
     o.bios_boot = BootFile::new("undionly.kpxe").expect("file");
     let main = dnsmasq_main(&h, &o);
-    assert!(main
-        .lines()
-        .any(|l| l == "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-efi,undionly.kpxe"));
+    assert!(main.lines().any(
+        |l| l == "dhcp-boot=tag:!ironpxe-ipxe,tag:!ironpxe-http,tag:!ironpxe-efi,undionly.kpxe"
+    ));
     assert!(!main.contains(",,"), "{main}");
 }
 
@@ -374,10 +392,19 @@ fn isc_declares_one_host_per_identity() {
         "if exists user-class and option user-class = \"iPXE\" {\n  filename \"http://192.0.2.1:8080/boot.ipxe\";"
     ));
     assert!(text.contains(
-        "} elsif option ironpxe-client-arch = 00:07 or option ironpxe-client-arch = 00:09 {\n  filename \"snponly.efi\";"
-    ));
-    assert!(text.contains("} else {\n  filename \"pxelinux.0\";\n}"));
-    assert!(text.contains("next-server 192.0.2.7;"));
+        "} elsif option ironpxe-client-arch = 00:07 or option ironpxe-client-arch = 00:09 or option ironpxe-client-arch = 00:0b {\n  filename \"snponly.efi\";\n  next-server 192.0.2.7;\n}"
+    ), "{text}");
+    assert!(text.contains("} else {\n  filename \"pxelinux.0\";\n  next-server 192.0.2.7;\n}"));
+    assert!(text.contains(
+        "} elsif substring(option vendor-class-identifier, 0, 10) = \"HTTPClient\" or option ironpxe-client-arch = 00:0f or option ironpxe-client-arch = 00:10 or option ironpxe-client-arch = 00:13 {\n  option vendor-class-identifier \"HTTPClient\";\n"
+    ), "{text}");
+    let http_branch = text
+        .split("option vendor-class-identifier \"HTTPClient\";")
+        .nth(1)
+        .and_then(|b| b.split("} elsif").next())
+        .expect("HTTP branch");
+    assert!(http_branch.contains("filename \"http://192.0.2.1:8080/snponly.efi\";"));
+    assert!(!http_branch.contains("next-server"), "{http_branch}");
     let cid_host = format!(
         "host ironpxe-7cfe90292652-cid {{\n  # node {IB_UUID} port {IB_MAC} (InfiniBand: RFC 4390 client-id and upstream-iPXE IB MAC)\n  option dhcp-client-identifier {CID};\n  always-broadcast on;\n  fixed-address 192.0.2.10;\n  option host-name \"ib-node-1\";\n}}"
     );
@@ -398,7 +425,10 @@ fn kea_reserves_both_ib_identities_with_one_address() {
     let v: Value = serde_json::from_str(&kea(&h, &opts())).expect("json");
     let d = &v["Dhcp4"];
     assert_eq!(d["ip-reservations-unique"], false);
-    assert_eq!(d["next-server"], "192.0.2.7");
+    assert!(
+        d.get("next-server").is_none(),
+        "only PXE classes get a TFTP server"
+    );
     assert!(d["comment"]
         .as_str()
         .expect("comment")
@@ -415,8 +445,28 @@ fn kea_reserves_both_ib_identities_with_one_address() {
         classes[0]["boot-file-name"],
         "http://192.0.2.1:8080/boot.ipxe"
     );
-    assert_eq!(classes[1]["boot-file-name"], "snponly.efi");
-    assert_eq!(classes[2]["boot-file-name"], "pxelinux.0");
+    assert_eq!(classes[1]["name"], "ironpxe-http");
+    assert_eq!(
+        classes[1]["boot-file-name"],
+        "http://192.0.2.1:8080/snponly.efi"
+    );
+    assert_eq!(
+        classes[1]["option-data"],
+        json!([{"name": "vendor-class-identifier", "data": "HTTPClient", "always-send": true}])
+    );
+    assert!(classes[1].get("next-server").is_none());
+    assert!(classes[1]["test"]
+        .as_str()
+        .expect("test")
+        .contains("option[93].hex == 0x0010"));
+    assert_eq!(classes[2]["boot-file-name"], "snponly.efi");
+    assert!(classes[2]["test"].as_str().expect("test").ends_with(
+        "(option[93].hex == 0x0007 or option[93].hex == 0x0009 or option[93].hex == 0x000b)"
+    ));
+    assert_eq!(classes[3]["boot-file-name"], "pxelinux.0");
+    for i in [0, 2, 3] {
+        assert_eq!(classes[i]["next-server"], "192.0.2.7", "class {i}");
+    }
     let r = generate(DhcpFormat::Kea, &two_nodes(), &opts());
     assert!(r.warnings.iter().any(|w| w.starts_with("kea: ")));
 }
@@ -511,7 +561,7 @@ fn hostile_node_names_never_inject_in_any_format() {
         )]);
         let want = Hostname::sanitize(name).expect("some name survives");
         for f in DhcpFormat::ALL {
-            let text = generate(f, &s, &opts()).text;
+            let text = generate(f, &s, &opts6()).text;
             // The name's words appear only inside the sanitized host name.
             let rest = text.replace(want.as_str(), "");
             assert!(
@@ -530,7 +580,10 @@ fn hostile_node_names_never_inject_in_any_format() {
                     );
                     for l in text.lines() {
                         assert!(
-                            l.is_empty() || l.starts_with('#') || l.starts_with("dhcp-"),
+                            l.is_empty()
+                                || l.starts_with('#')
+                                || l.starts_with("dhcp-")
+                                || l == "enable-ra",
                             "{l:?}"
                         );
                     }
@@ -543,6 +596,14 @@ fn hostile_node_names_never_inject_in_any_format() {
                         2
                     );
                     assert_eq!(text.matches('"').count() % 2, 0);
+                }
+                DhcpFormat::Isc6 => {
+                    assert_eq!(text.matches("\nhost ").count(), 1, "{text}");
+                    assert_eq!(text.matches('"').count() % 2, 0);
+                }
+                DhcpFormat::Kea6 => {
+                    let v: Value = serde_json::from_str(&text).expect("json");
+                    assert!(text.contains(&format!("\"hostname\": \"{want}\"")), "{v}");
                 }
                 DhcpFormat::Kea | DhcpFormat::Neutron => {
                     let v: Value = serde_json::from_str(&text).expect("json");
@@ -649,19 +710,25 @@ fn sighup_refuses_anything_but_one_real_pid() {
     assert!(sighup(&f).is_err());
 }
 
+fn listeners(http: &str, tftp: &[&str]) -> Listeners {
+    Listeners {
+        public_url: None,
+        http_listen: http.parse().expect("addr"),
+        tftp_listen: tftp.iter().map(|a| a.parse().expect("addr")).collect(),
+        client_id_prefix: MELLANOX_CLIENT_ID_PREFIX,
+    }
+}
+
 #[test]
 fn options_default_from_config() {
     // The settings file's defaults.
-    let mut cfg = Listeners {
-        public_url: None,
-        http_listen: "127.0.0.1:8080".parse().expect("addr"),
-        tftp_listen: vec!["127.0.0.1:6969".parse().expect("addr")],
-        client_id_prefix: MELLANOX_CLIENT_ID_PREFIX,
-    };
-    let (o, warnings) = DhcpOptions::derive(&cfg, None, None, DEFAULT_BIOS_BOOT, DEFAULT_UEFI_BOOT)
-        .expect("defaults");
+    let mut cfg = listeners("127.0.0.1:8080", &["127.0.0.1:6969"]);
+    let none = DhcpChoices::default();
+    let (o, warnings) = DhcpOptions::derive(&cfg, &none).expect("defaults");
     assert_eq!(o.http_url.as_str(), "http://127.0.0.1:8080");
+    assert_eq!(o.http_boot_url(), "http://127.0.0.1:8080/snponly.efi");
     assert_eq!(o.next_server, None);
+    assert_eq!(o.v6, None);
     assert_eq!(o.client_id_prefixes, vec![MELLANOX_CLIENT_ID_PREFIX]);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     cfg.public_url = Some("http://pxe.example:8080".into());
@@ -669,25 +736,347 @@ fn options_default_from_config() {
         "127.0.0.1:69".parse().expect("addr"),
         "192.0.2.5:69".parse().expect("addr"),
     ];
-    let (o, warnings) =
-        DhcpOptions::derive(&cfg, None, None, "undionly.kpxe", DEFAULT_UEFI_BOOT).expect("config");
+    let undi = DhcpChoices {
+        bios_boot: Some("undionly.kpxe".into()),
+        http_boot: Some("grubx64.efi".into()),
+        ..DhcpChoices::default()
+    };
+    let (o, warnings) = DhcpOptions::derive(&cfg, &undi).expect("config");
     assert_eq!(
         o.http_url.boot_script(),
         "http://pxe.example:8080/boot.ipxe"
     );
+    assert_eq!(o.http_boot_url(), "http://pxe.example:8080/grubx64.efi");
     assert_eq!(o.next_server, Some(Ipv4Addr::new(192, 0, 2, 5)));
     assert_eq!(o.bios_boot.as_str(), "undionly.kpxe");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let (o, _) = DhcpOptions::derive(
-        &cfg,
-        Some("http://192.0.2.9"),
-        Some(Ipv4Addr::new(192, 0, 2, 8)),
-        DEFAULT_BIOS_BOOT,
-        DEFAULT_UEFI_BOOT,
-    )
-    .expect("flags win");
+    let flags = DhcpChoices {
+        http_url: Some("http://192.0.2.9".into()),
+        next_server: Some(Ipv4Addr::new(192, 0, 2, 8)),
+        ..DhcpChoices::default()
+    };
+    let (o, _) = DhcpOptions::derive(&cfg, &flags).expect("flags win");
     assert_eq!(o.http_url.as_str(), "http://192.0.2.9");
     assert_eq!(o.next_server, Some(Ipv4Addr::new(192, 0, 2, 8)));
-    assert!(DhcpOptions::derive(&cfg, Some("http://a b"), None, "x", "y").is_err());
-    assert!(DhcpOptions::derive(&cfg, None, None, "a,b", "y").is_err());
+    for bad in [
+        DhcpChoices {
+            http_url: Some("http://a b".into()),
+            ..DhcpChoices::default()
+        },
+        DhcpChoices {
+            bios_boot: Some("a,b".into()),
+            ..DhcpChoices::default()
+        },
+        DhcpChoices {
+            http_boot: Some("x;reboot".into()),
+            ..DhcpChoices::default()
+        },
+        DhcpChoices {
+            http_boot: Some("a".repeat(110)),
+            ..DhcpChoices::default()
+        },
+        // An IPv6 URL never goes into a DHCPv4 line.
+        DhcpChoices {
+            http_url: Some("http://[2001:db8::1]:8080".into()),
+            ..DhcpChoices::default()
+        },
+    ] {
+        assert!(DhcpOptions::derive(&cfg, &bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn unspecified_listeners_never_become_urls() {
+    // 0.0.0.0: the HTTP port on the routable TFTP address, with a warning.
+    let cfg = listeners("0.0.0.0:8080", &["192.0.2.5:69"]);
+    let (o, warnings) = DhcpOptions::derive(&cfg, &DhcpChoices::default()).expect("derive");
+    assert_eq!(o.http_url.as_str(), "http://192.0.2.5:8080");
+    assert!(
+        warnings.iter().any(|w| w.contains("0.0.0.0:8080")),
+        "{warnings:?}"
+    );
+    // Nothing routable to assume: an error naming the flag.
+    let cfg = listeners("[::]:8080", &["0.0.0.0:69"]);
+    let e = DhcpOptions::derive(&cfg, &DhcpChoices::default()).expect_err("no address");
+    assert!(e.to_string().contains("--http-url"), "{e}");
+    // [::] serves both families: each gets its own TFTP address, bracketed for IPv6.
+    let cfg = listeners("[::]:8080", &["192.0.2.5:69", "[2001:db8::5]:69"]);
+    let (o, _) = DhcpOptions::derive(&cfg, &DhcpChoices::default()).expect("derive");
+    assert_eq!(o.http_url.as_str(), "http://192.0.2.5:8080");
+    let v6 = o.v6.expect("v6 on: an IPv6 tftp_listen");
+    assert_eq!(v6.http_url.as_str(), "http://[2001:db8::5]:8080");
+    assert_eq!(
+        v6.tftp_server,
+        "2001:db8::5".parse::<Ipv6Addr>().expect("ip")
+    );
+    for url in ["http://0.0.0.0:8080", "http://[::]:8080", "http://[0:0::0]"] {
+        assert!(HttpUrl::new(url).is_err(), "{url}");
+    }
+}
+
+#[test]
+fn url_hosts_are_typed_by_ip_version() {
+    let cases = [
+        (
+            "http://192.0.2.1:8080",
+            UrlHost::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        ),
+        (
+            "http://[2001:db8::1]:8080/x",
+            UrlHost::V6("2001:db8::1".parse().expect("ip")),
+        ),
+        (
+            "http://[fe80::1%25eth0]:8080",
+            UrlHost::V6("fe80::1".parse().expect("ip")),
+        ),
+        ("https://user@pxe.example", UrlHost::Name),
+        ("http://pxe.example:80/a?b=1", UrlHost::Name),
+    ];
+    for (url, host) in cases {
+        assert_eq!(HttpUrl::new(url).expect(url).host(), host, "{url}");
+    }
+    assert!(UrlHost::Name.fits(false) && UrlHost::Name.fits(true));
+    assert!(cases[0].1.fits(false) && !cases[0].1.fits(true));
+    assert!(!cases[1].1.fits(false) && cases[1].1.fits(true));
+    for bad in [
+        "http://2001:db8::1/",
+        "http://[2001:db8::1",
+        "http://[nothex]/",
+        "http://[2001:db8::1]x/",
+        "http://:8080",
+    ] {
+        assert!(HttpUrl::new(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn ipv6_ranges_parse_typed() {
+    let r: Ipv6Range = "2001:db8::100,2001:db8::1ff".parse().expect("range");
+    assert_eq!(r.prefix_len, 64);
+    assert_eq!(r.subnet(), "2001:db8::/64");
+    assert_eq!(r.to_string(), "2001:db8::100,2001:db8::1ff,64");
+    let r: Ipv6Range = " fd00:1:2:3::10 , fd00:1:2:3::20 ,120"
+        .parse()
+        .expect("ula");
+    assert_eq!(r.subnet(), "fd00:1:2:3::/120");
+    let full: Ipv6Range = "2001:db8::1,2001:db8::1,128".parse().expect("one");
+    assert_eq!(full.subnet(), "2001:db8::1/128");
+    for bad in [
+        "",
+        "2001:db8::1",
+        "2001:db8::200,2001:db8::100",
+        "2001:db8::1,2001:db8:1::1",
+        "2001:db8::1,2001:db8::2,63",
+        "2001:db8::1,2001:db8::2,129",
+        "2001:db8::1,2001:db8::2,64,1h",
+        "fe80::1,fe80::2",
+        "::,::1",
+        "ff02::1,ff02::2",
+        "192.0.2.1,192.0.2.2",
+        "2001:db8::1\ndhcp-option=3,2001:db8::2",
+    ] {
+        assert!(bad.parse::<Ipv6Range>().is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn dhcpv6_is_on_only_with_an_ipv6_tftp_address() {
+    let v4 = listeners("192.0.2.5:8080", &["192.0.2.5:69"]);
+    let (o, _) = DhcpOptions::derive(&v4, &DhcpChoices::default()).expect("v4");
+    assert_eq!(o.v6, None);
+    // Link-local listeners are not put into URLs: warned, DHCPv6 stays off.
+    let ll = listeners("192.0.2.5:8080", &["192.0.2.5:69", "[fe80::1]:69"]);
+    let (o, w) = DhcpOptions::derive(&ll, &DhcpChoices::default()).expect("ll");
+    assert_eq!(o.v6, None);
+    assert!(w.iter().any(|w| w.contains("link-local")), "{w:?}");
+    // An IPv4-only HTTP listener cannot serve DHCPv6 iPXE clients: say which flag to give.
+    let c = DhcpChoices {
+        next_server6: Some("2001:db8::5".parse().expect("ip")),
+        ..DhcpChoices::default()
+    };
+    let e = DhcpOptions::derive(&v4, &c).expect_err("no v6 url");
+    assert!(e.to_string().contains("--http-url6"), "{e}");
+    // An IPv4 URL never goes into a DHCPv6 line.
+    let c4 = DhcpChoices {
+        http_url6: Some("http://192.0.2.5:8080".into()),
+        ..c.clone()
+    };
+    assert!(DhcpOptions::derive(&v4, &c4).is_err());
+    let c6 = DhcpChoices {
+        http_url6: Some("http://[2001:db8::5]:8080".into()),
+        ipv6_range: Some("2001:db8::100,2001:db8::1ff".parse().expect("range")),
+        ..c
+    };
+    let (o, w) = DhcpOptions::derive(&v4, &c6).expect("v6");
+    assert!(w.is_empty(), "{w:?}");
+    let v6 = o.v6.as_ref().expect("v6");
+    assert_eq!(
+        v6.tftp_url(&o.uefi_boot),
+        "tftp://[2001:db8::5]/snponly.efi"
+    );
+    assert_eq!(o.http_url.as_str(), "http://192.0.2.5:8080");
+    // A DNS-name public_url serves both.
+    let mut named = listeners("[2001:db8::5]:8080", &["[2001:db8::5]:69"]);
+    named.public_url = Some("http://pxe.example".into());
+    let c = DhcpChoices {
+        next_server: Some(Ipv4Addr::new(192, 0, 2, 5)),
+        ..DhcpChoices::default()
+    };
+    let (o, _) = DhcpOptions::derive(&named, &c).expect("named");
+    assert_eq!(o.http_url.as_str(), "http://pxe.example");
+    assert_eq!(o.v6.expect("v6").http_url.as_str(), "http://pxe.example");
+    // An IPv6 public_url is skipped for DHCPv4, which then needs its own address.
+    named.public_url = Some("http://[2001:db8::5]:8080".into());
+    let e = DhcpOptions::derive(&named, &c).expect_err("no v4 url");
+    assert!(e.to_string().contains("--http-url"), "{e}");
+}
+
+/// The lines of `text` that hand out a boot file or URL.
+fn boot_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.contains("boot") || l.contains("filename") || l.contains("option6:"))
+        .collect()
+}
+
+#[test]
+fn http_boot_lines_carry_option_60_and_an_absolute_url_but_no_tftp_server() {
+    let h = hosts(&two_nodes());
+    let o = opts();
+    let main = dnsmasq_main(&h, &o);
+    let http: Vec<&str> = main
+        .lines()
+        .filter(|l| l.contains("tag:ironpxe-http"))
+        .collect();
+    assert_eq!(http.len(), 2, "{main}");
+    for l in &http {
+        assert!(l.starts_with("dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,") || l.starts_with("dhcp-option-force=tag:!ironpxe-ipxe,tag:ironpxe-http,option:vendor-class,HTTPClient"), "{l}");
+        // No siaddr field, no option 66 / 150, never the TFTP server.
+        assert!(!l.contains(",,") && !l.contains("192.0.2.7"), "{l}");
+    }
+    for opt in ["66", "150", "tftp-server", "server-ip-address"] {
+        assert!(
+            !main.contains(&format!("option:{opt}")) && !main.contains(&format!(",{opt},")),
+            "{opt}: {main}"
+        );
+    }
+    let text = isc(&h, &o);
+    assert!(!text.contains("option tftp-server-name") && !text.contains("code 150"));
+    // Only one HTTP Boot URL per format, and it is absolute.
+    for f in [DhcpFormat::Dnsmasq, DhcpFormat::Isc, DhcpFormat::Kea] {
+        let t = generate(f, &two_nodes(), &o).text;
+        assert_eq!(
+            t.matches("http://192.0.2.1:8080/snponly.efi").count(),
+            1,
+            "{f}: {t}"
+        );
+    }
+}
+
+#[test]
+fn dnsmasq_v6_announces_a_stateful_range_and_urls_by_client() {
+    let main = dnsmasq_main(&hosts(&two_nodes()), &opts6());
+    let (v4, v6) = main.split_once("# ironpxe: DHCPv6").expect("v6 section");
+    for line in [
+        "enable-ra",
+        "dhcp-range=2001:db8::100,2001:db8::1ff,64,1h",
+        "dhcp-vendorclass=set:ironpxe-http,enterprise:343,HTTPClient",
+        "dhcp-option=tag:ironpxe-ipxe,option6:bootfile-url,http://[2001:db8::7]:8080/boot.ipxe",
+        "dhcp-option=tag:!ironpxe-ipxe,tag:ironpxe-http,option6:bootfile-url,http://[2001:db8::7]:8080/snponly.efi",
+        "dhcp-option-force=tag:!ironpxe-ipxe,tag:ironpxe-http,option6:16,00:00:01:57:00:0a:48:54:54:50:43:6c:69:65:6e:74",
+        "dhcp-option=tag:!ironpxe-ipxe,tag:!ironpxe-http,option6:bootfile-url,tftp://[2001:db8::7]/snponly.efi",
+    ] {
+        assert!(v6.lines().any(|l| l == line), "{line} missing:\n{v6}");
+    }
+    // Never mixed: DHCPv4 lines name no IPv6 address, DHCPv6 lines no IPv4 one.
+    for l in boot_lines(v4) {
+        assert!(!l.contains('['), "IPv6 in a DHCPv4 line: {l}");
+    }
+    for l in boot_lines(v6) {
+        assert!(!l.contains("192.0.2."), "IPv4 in a DHCPv6 line: {l}");
+    }
+    assert_eq!(
+        dnsmasq_main(&hosts(&two_nodes()), &opts())
+            .matches("DHCPv6")
+            .count(),
+        0,
+        "IPv4 only without v6 options"
+    );
+    // Without a range: a comment saying what to add, no enable-ra.
+    let mut o = opts6();
+    if let Some(v6) = o.v6.as_mut() {
+        v6.range = None;
+    }
+    let main = dnsmasq_main(&hosts(&two_nodes()), &o);
+    assert!(!main.lines().any(|l| l == "enable-ra") && main.contains("# no ipv6_range"));
+}
+
+#[test]
+fn isc6_and_kea6_hand_out_option_59_by_client() {
+    let h = hosts(&two_nodes());
+    let text = isc6(&h, &opts6());
+    for want in [
+        "if substring(option dhcp6.ironpxe-user-class, 2, 4) = \"iPXE\" {\n  option dhcp6.bootfile-url \"http://[2001:db8::7]:8080/boot.ipxe\";",
+        "} elsif substring(option dhcp6.ironpxe-vendor-class, 6, 10) = \"HTTPClient\" {\n  option dhcp6.bootfile-url \"http://[2001:db8::7]:8080/snponly.efi\";\n  option dhcp6.ironpxe-vendor-class 343 10 \"HTTPClient\";",
+        "} else {\n  option dhcp6.bootfile-url \"tftp://[2001:db8::7]/snponly.efi\";\n}",
+        "host ironpxe-525400123456-v6 {",
+        "  hardware ethernet 7c:fe:90:29:26:52;",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains("192.0.2."), "{text}");
+    assert!(
+        !text.contains("dhcp-client-identifier"),
+        "no RFC 4390 host over v6"
+    );
+    assert!(isc6(&h, &opts()).starts_with("# ironpxe: no IPv6"));
+
+    let v: Value = serde_json::from_str(&kea6(&h, &opts6())).expect("json");
+    let d = &v["Dhcp6"];
+    let classes = d["client-classes"].as_array().expect("classes");
+    let url = |i: usize| classes[i]["option-data"][0]["data"].clone();
+    assert_eq!(url(0), "http://[2001:db8::7]:8080/boot.ipxe");
+    assert_eq!(url(1), "http://[2001:db8::7]:8080/snponly.efi");
+    assert_eq!(
+        classes[1]["option-data"][1]["data"],
+        "000001570 00A48545450436C69656E74".replace(' ', "")
+    );
+    assert_eq!(url(2), "tftp://[2001:db8::7]/snponly.efi");
+    assert_eq!(d["reservations"].as_array().expect("r").len(), 2);
+    assert!(!d.to_string().contains("192.0.2."), "{d}");
+    let r = generate(DhcpFormat::Kea6, &two_nodes(), &opts());
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("no IPv6 TFTP address")));
+}
+
+#[test]
+fn neutron_http_boot_interfaces_get_option_60_and_a_url_without_tftp_servers() {
+    for (bi, ipxe) in [("http", false), ("http-ipxe", true)] {
+        let s = listing(&[node(
+            ETH_UUID,
+            r#""n""#,
+            &format!("{bi:?}"),
+            &[port(ETH_MAC, "")],
+        )]);
+        let v: Value =
+            serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
+        let o = v[0]["extra_dhcp_opts"].as_array().expect("opts");
+        let get = |name: &str| {
+            o.iter()
+                .find(|x| x["opt_name"] == name)
+                .map(|x| x["opt_value"].clone())
+        };
+        let file = if ipxe { "tag:!ipxe,67" } else { "67" };
+        assert_eq!(
+            get(file),
+            Some(json!("http://192.0.2.1:8080/snponly.efi")),
+            "{bi}"
+        );
+        assert_eq!(get("60"), Some(json!("HTTPClient")), "{bi}");
+        assert_eq!(get("tag:ipxe,67").is_some(), ipxe, "{bi}");
+        for n in ["66", "150", "server-ip-address"] {
+            assert_eq!(get(n), None, "{bi}: {n}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! What both servers share: the live state, the renderer, the served roots, the image cache
 //! and the counters — and the one function that turns a classified request into an answer.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -269,18 +269,19 @@ impl App {
     }
 
     /// The server description used when a request carries none better: the configured public
-    /// URL, else the address the client reached us at.
+    /// URL, else the address the client reached us at (callers resolve a wildcard listen
+    /// address first: `[::]` or `0.0.0.0` in a URL reaches nothing; should one come here,
+    /// loopback is written, never the wildcard).
     pub fn default_server(&self, local_ip: IpAddr, http_port: u16) -> Server {
-        let host = match local_ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
+        let local = SocketAddr::new(local_ip, http_port);
+        let local = crate::model::net::preview_address(local, &[]);
+        let http_url = self.public_url.clone().unwrap_or_else(|| {
+            crate::model::net::http_base_url(local).unwrap_or_else(|| format!("http://{local}"))
+        });
         Server {
-            http_url: self
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{host}:{http_port}")),
-            tftp_server: local_ip.to_string(),
+            http_url,
+            tftp_server: crate::model::net::server_name(local.ip())
+                .unwrap_or_else(|| local.ip().to_string()),
         }
     }
 }

@@ -225,7 +225,7 @@ impl Journal {
     /// Waits until every record handed over before this call is filed, so a reader sees what
     /// was just recorded (the admin API after a boot request). Exact: it waits for that
     /// count, not for a guessed quiet time, and returns at once when nothing is pending;
-    /// bounded by [`FLUSH_BOUND`] should the recorder be stuck.
+    /// bounded by `FLUSH_BOUND` should the recorder be stuck.
     pub fn flush(&self) {
         let target = self.sent.load(Acquire);
         let mut s = self.lock();

@@ -96,14 +96,14 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
 /// warned about ([`Roots::new`]).
 fn tftp_roots(cfg: &Config) -> Vec<std::path::PathBuf> {
     let defaults = cfg.extra_tftp_roots == Config::default().extra_tftp_roots;
-    let mut roots = vec![cfg.tftp_root.clone()];
-    for r in &cfg.extra_tftp_roots {
-        if defaults && !r.exists() {
+    let mut roots = cfg.tftp_roots();
+    roots.retain(|r| {
+        let absent_default = defaults && *r != cfg.tftp_root && !r.exists();
+        if absent_default {
             tracing::info!(root = %r.display(), "default extra TFTP root not installed; not searched");
-        } else {
-            roots.push(r.clone());
         }
-    }
+        !absent_default
+    });
     roots
 }
 
@@ -124,7 +124,10 @@ async fn start_admin(
         journal,
         token,
         hosts: crate::serving::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
-        preview_server: app.default_server(cfg.http_listen.ip(), cfg.http_listen.port()),
+        preview_server: {
+            let shown = crate::model::net::preview_address(cfg.http_listen, &cfg.tftp_listen);
+            app.default_server(shown.ip(), shown.port())
+        },
         client_id_prefix: cfg.client_id_prefix(),
     });
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
@@ -200,14 +203,12 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>> {
     };
     let d = &cfg.dhcp;
     // Host files carry no boot options; derived only so a bad [dhcp] value fails at start.
-    crate::dhcp::DhcpOptions::derive(
-        &cfg.dhcp_listeners(),
-        None,
-        d.next_server,
-        &d.bios_boot,
-        &d.uefi_boot,
-    )
-    .context("[dhcp]")?;
+    // A URL ironpxe cannot derive matters only to `ironpxe dhcp`, which says so.
+    match crate::dhcp::DhcpOptions::derive(&cfg.dhcp_listeners(), &cfg.dhcp_choices()) {
+        Ok(_) => {}
+        Err(crate::dhcp::DhcpError::Config(why)) => tracing::warn!(%why, "[dhcp] boot URLs"),
+        Err(e) => return Err(anyhow!("[dhcp]: {e}")),
+    }
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("[dhcp] hostsdir {}: {e}", dir.display()))?;
     Ok(Some(Hostsdir {
         dir,

@@ -153,8 +153,16 @@ pub struct TftpHandler {
 }
 
 impl TftpHandler {
-    fn server(&self) -> crate::render::Server {
-        self.app.default_server(self.local_ip, self.http_port)
+    /// How this client reaches us, for its configs: the listen address, or on a wildcard
+    /// listen address (`[::]`, `0.0.0.0`, where the listening socket cannot say which
+    /// address the request came to) the address the kernel would answer `client` from.
+    fn server(&self, client: SocketAddr) -> crate::render::Server {
+        let local = if self.local_ip.is_unspecified() {
+            reply_source(client).unwrap_or(self.local_ip)
+        } else {
+            self.local_ip
+        };
+        self.app.default_server(local, self.http_port)
     }
 
     /// Answers a read request; `log` was made as it arrived and counts it however it ends.
@@ -179,7 +187,7 @@ impl TftpHandler {
             }
         };
         log.classified(name, &res);
-        let answer = self.app.answer(&res, &self.server(), &self.app.roots);
+        let answer = self.app.answer(&res, &self.server(client), &self.app.roots);
         self.reply(log, &res, answer, permit)
     }
 
@@ -305,6 +313,21 @@ impl TftpHandler {
         self.memory.0.insert(path.to_owned(), entry);
         Ok((Source::Memory(data), len))
     }
+}
+
+/// The source address the kernel picks to reach `client` (a connected UDP socket sends
+/// nothing: `connect` only looks the route up). A link-local client's scope id selects its
+/// link. With several addresses on one link this is the route's preferred source, which
+/// may not be the one the client asked: the reason to list specific listen addresses.
+fn reply_source(client: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match client {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let probe = UdpSocket::bind(any).ok()?;
+    probe.connect(client).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The TFTP error a client gets for a config that cannot be rendered (its details are
@@ -691,6 +714,34 @@ mod tests {
             memory: Arc::new(MemoryFiles::new(&TftpConfig::default())),
             limiter: crate::serving::limits::Limiter::new(10, 10),
         }
+    }
+
+    /// On a wildcard listener a client's configs name the address the kernel answers it
+    /// from, never `0.0.0.0` or `[::]`.
+    #[test]
+    fn a_wildcard_listener_names_the_address_that_reaches_the_client() {
+        let mut h = handler(Path::new("/nonexistent"));
+        h.local_ip = IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+        let s = h.server("[::1]:4011".parse().expect("addr"));
+        assert_eq!(
+            (s.http_url.as_str(), s.tftp_server.as_str()),
+            ("http://[::1]:8080", "::1")
+        );
+        h.local_ip = IpAddr::from([0, 0, 0, 0]);
+        let s = h.server("127.0.0.1:4011".parse().expect("addr"));
+        assert_eq!(s.http_url, "http://127.0.0.1:8080");
+        // The route's preferred source, not necessarily the address the client asked (a
+        // known limit of wildcard listeners; specific listen addresses have none).
+        assert_eq!(
+            reply_source("127.0.0.2:9".parse().expect("addr")),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        h.local_ip = IpAddr::from([192, 0, 2, 1]);
+        let s = h.server("127.0.0.1:4011".parse().expect("addr"));
+        assert_eq!(
+            s.http_url, "http://192.0.2.1:8080",
+            "a specific listener is used as is"
+        );
     }
 
     /// A file the lookup found but that cannot be opened when the transfer starts (gone: not

@@ -67,6 +67,10 @@ pub struct Netns {
 }
 
 pub const HOST_IP: &str = "192.0.2.1";
+/// The namespace's IPv6 addresses on `tap0` (after [`Netns::add_ipv6`]): a ULA one and a
+/// link-local one.
+pub const HOST_IP6: &str = "fd00:1b::1";
+pub const HOST_LL6: &str = "fe80::1";
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
@@ -98,6 +102,32 @@ impl Netns {
 
     /// Starts dnsmasq as DHCP server only (no DNS), with extra options; logs to `log`.
     pub fn dnsmasq(&mut self, dir: &Path, extra: &[&str]) -> PathBuf {
+        let range = ["--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0"];
+        self.spawn_dnsmasq(dir, &range, extra)
+    }
+
+    /// Adds IPv6 to `tap0`: [`HOST_IP6`]/64 and the link-local [`HOST_LL6`]/64, both without
+    /// duplicate detection so they can be bound before QEMU brings the link up.
+    pub fn add_ipv6(&self) {
+        for addr in [format!("{HOST_IP6}/64"), format!("{HOST_LL6}/64")] {
+            let ok = Command::new("ip")
+                .args(["-n", &self.name, "-6", "addr", "add", &addr])
+                .args(["dev", "tap0", "nodad"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "ip -6 addr add {addr} failed");
+        }
+    }
+
+    /// dnsmasq for IPv6 only (no DHCPv4): router advertisements and a stateful DHCPv6 range
+    /// in [`HOST_IP6`]'s /64 (OVMF's PXEv6 needs an address), with extra options.
+    pub fn dnsmasq_v6(&mut self, dir: &Path, extra: &[&str]) -> PathBuf {
+        let range = ["--enable-ra", "--dhcp-range=fd00:1b::10,fd00:1b::100,64,1h"];
+        self.spawn_dnsmasq(dir, &range, extra)
+    }
+
+    fn spawn_dnsmasq(&mut self, dir: &Path, ranges: &[&str], extra: &[&str]) -> PathBuf {
         let log = dir.join("dnsmasq.log");
         let out = fs::File::create(&log).expect("dnsmasq log");
         let child = Command::new("ip")
@@ -110,11 +140,8 @@ impl Netns {
                 "--port=0",
                 "--interface=tap0",
             ])
-            .args([
-                "--bind-interfaces",
-                "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0",
-                "--log-dhcp",
-            ])
+            .args(["--bind-interfaces", "--log-dhcp"])
+            .args(ranges)
             .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
             .arg("--conf-file=/dev/null")
             .args(extra)

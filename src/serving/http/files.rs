@@ -5,7 +5,7 @@
 //! Conditional requests (`If-Modified-Since`) and single byte ranges (`Range`, `If-Range`) are
 //! honoured because iPXE, curl and image downloaders use them to resume interrupted transfers.
 //!
-//! Every header decision is made by small pure functions ([`parse_range`] and friends) so they
+//! Every header decision is made by small pure functions (`parse_range` and friends) so they
 //! can be tested without touching the filesystem; only [`serve_file`] does I/O.
 
 use std::io;
@@ -47,7 +47,7 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 /// served roots; this function only turns it into a response. Size and mtime are taken from the
 /// *opened* handle, so a file swapped between check and open is still served consistently.
 ///
-/// Memory per response is bounded by one [`CHUNK`] (64 KiB) read buffer in the stream plus the
+/// Memory per response is bounded by one `CHUNK` (64 KiB) read buffer in the stream plus the
 /// same bound on `tokio::fs::File`'s internal buffer, whatever the file size. HEAD opens the
 /// file (so its status matches what GET would return) but never reads it.
 pub async fn serve_file(path: &Path, method: &Method, headers: &HeaderMap) -> Response<Body> {

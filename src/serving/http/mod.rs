@@ -67,7 +67,9 @@ impl HostPolicy {
     /// is a bare `host[:port]` naming this server (it is client text that lands inside boot
     /// scripts); else the address the client connected to.
     pub fn server_for(&self, host: Option<&str>, local: SocketAddr) -> Server {
-        let tftp_server = local.ip().to_string();
+        // `local` is the accepted connection's own address: never a wildcard.
+        let tftp_server =
+            crate::model::net::server_name(local.ip()).unwrap_or_else(|| local.ip().to_string());
         if let Some(url) = &self.public_url {
             return Server {
                 http_url: url.clone(),
@@ -76,7 +78,11 @@ impl HostPolicy {
         }
         let http_url = match host.and_then(|h| self.accept_host(h, local)) {
             Some(h) => format!("http://{h}"),
-            None => format!("http://{local}"),
+            // Bracketed, without the zone (which names the link on this side only) and, for
+            // a v4 client on a dual-stack socket, as the IPv4 address it reached.
+            None => {
+                crate::model::net::http_base_url(local).unwrap_or_else(|| format!("http://{local}"))
+            }
         };
         Server {
             http_url,
@@ -412,6 +418,46 @@ mod tests {
                 .http_url,
             "http://192.0.2.7:8080"
         );
+        // IPv6: bracketed, the zone of a link-local connection left out, a v4-mapped one as
+        // IPv4; an IPv6 Host header naming the server is kept, one with a zone is not.
+        let v6 = HostPolicy {
+            listen: Some(sa("[::]:8080")),
+            ..HostPolicy::default()
+        };
+        for (host, local, want, tftp) in [
+            (
+                None,
+                "[2001:db8::1]:8080",
+                "http://[2001:db8::1]:8080",
+                "2001:db8::1",
+            ),
+            (None, "[fe80::1%3]:8080", "http://[fe80::1]:8080", "fe80::1"),
+            (
+                None,
+                "[::ffff:192.0.2.7]:8080",
+                "http://192.0.2.7:8080",
+                "192.0.2.7",
+            ),
+            (
+                Some("[fd00::7]:8080"),
+                "[fd00::7]:8080",
+                "http://[fd00::7]:8080",
+                "fd00::7",
+            ),
+            (
+                Some("[fe80::1%25eth0]:8080"),
+                "[fe80::1%3]:8080",
+                "http://[fe80::1]:8080",
+                "fe80::1",
+            ),
+        ] {
+            let s = v6.server_for(host, sa(local));
+            assert_eq!(
+                (s.http_url.as_str(), s.tftp_server.as_str()),
+                (want, tftp),
+                "{host:?} {local}"
+            );
+        }
         let public = HostPolicy {
             public_url: Some("http://pxe.example".into()),
             ..HostPolicy::default()

@@ -234,14 +234,23 @@ impl<H: Handler> TftpServerBuilder<H> {
             ignore_client_window_size: self.ignore_client_window_size,
         };
 
-        let local_ip = socket.as_ref().local_addr()?.ip();
+        let transfer_addr = transfer_addr(socket.as_ref().local_addr()?);
         Ok(TftpServer {
             socket,
             handler: Arc::new(Mutex::new(self.handle)),
             reqs_in_progress: Arc::new(Mutex::new(ReqsInProgress::default())),
             ex: Executor::new(),
             config,
-            local_ip,
+            transfer_addr,
         })
     }
+}
+
+/// The address transfer sockets bind: the listening address with port 0. It
+/// keeps the IPv6 scope id (and flow info): `SocketAddr::new(ip, 0)` would drop
+/// it, and a link-local address without its scope cannot be bound (`EINVAL`).
+pub(crate) fn transfer_addr(listening: SocketAddr) -> SocketAddr {
+    let mut addr = listening;
+    addr.set_port(0);
+    addr
 }

@@ -5,7 +5,7 @@ use log::trace;
 use std::cmp;
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ where
         peer: SocketAddr,
         req: &RwReq,
         config: ServerConfig,
-        local_ip: IpAddr,
+        local: SocketAddr,
         peer_replied: Arc<AtomicBool>,
     ) -> Result<ReadRequest<'r, R>> {
         let oack_opts = build_oack_opts(&config, req, file_size);
@@ -75,8 +75,7 @@ where
             .map(|t| Duration::from_secs(u64::from(t)))
             .unwrap_or(config.timeout);
 
-        let addr = SocketAddr::new(local_ip, 0);
-        let socket = Async::<UdpSocket>::bind(addr).map_err(Error::Bind)?;
+        let socket = Async::<UdpSocket>::bind(local).map_err(Error::Bind)?;
         // A connected socket spares the kernel a route lookup per datagram
         // and drops datagrams from other peers itself. Not fatal: an
         // unconnected socket works the same, a little slower.

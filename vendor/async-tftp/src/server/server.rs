@@ -5,7 +5,7 @@ use log::{trace, warn};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,10 @@ where
     pub(crate) reqs_in_progress: Arc<Mutex<ReqsInProgress>>,
     pub(crate) ex: Executor<'static>,
     pub(crate) config: ServerConfig,
-    pub(crate) local_ip: IpAddr,
+    /// Where transfer sockets are bound: the listening address with port 0,
+    /// its IPv6 scope id kept (a link-local address cannot be bound without
+    /// it).
+    pub(crate) transfer_addr: SocketAddr,
 }
 
 #[derive(Clone)]
@@ -215,7 +218,7 @@ where
 
         let handler = Arc::clone(&self.handler);
         let config = self.config.clone();
-        let local_ip = self.local_ip;
+        let local = self.transfer_addr;
         let peer_replied = Arc::clone(peer_replied);
 
         // Prepare request future
@@ -233,7 +236,7 @@ where
                 peer,
                 &req,
                 config,
-                local_ip,
+                local,
                 peer_replied,
             )
             .await?;
@@ -244,7 +247,7 @@ where
         };
 
         // Run request future in a new task
-        self.ex.spawn(run_req(req_fut, peer, id, reqs_in_progress, local_ip))
+        self.ex.spawn(run_req(req_fut, peer, id, reqs_in_progress, local))
     }
 
     fn handle_wrq(
@@ -259,7 +262,7 @@ where
 
         let handler = Arc::clone(&self.handler);
         let config = self.config.clone();
-        let local_ip = self.local_ip;
+        let local = self.transfer_addr;
         let peer_replied = Arc::clone(peer_replied);
 
         // Prepare request future
@@ -280,7 +283,7 @@ where
                 peer,
                 &req,
                 config,
-                local_ip,
+                local,
                 peer_replied,
             )
             .await?;
@@ -291,17 +294,16 @@ where
         };
 
         // Run request future in a new task
-        self.ex.spawn(run_req(req_fut, peer, id, reqs_in_progress, local_ip))
+        self.ex.spawn(run_req(req_fut, peer, id, reqs_in_progress, local))
     }
 }
 
 async fn send_error(
     error: Error,
     peer: SocketAddr,
-    local_ip: IpAddr,
+    local: SocketAddr,
 ) -> Result<()> {
-    let addr: SocketAddr = SocketAddr::new(local_ip, 0);
-    let socket = Async::<UdpSocket>::bind(addr).map_err(Error::Bind)?;
+    let socket = Async::<UdpSocket>::bind(local).map_err(Error::Bind)?;
 
     let data = Packet::Error(error.into()).to_bytes();
     socket.send_to(&data[..], peer).await?;
@@ -314,12 +316,21 @@ async fn run_req(
     peer: SocketAddr,
     id: u64,
     reqs_in_progress: Arc<Mutex<ReqsInProgress>>,
-    local_ip: IpAddr,
+    local: SocketAddr,
 ) {
     if let Err(e) = req_fut.await {
-        trace!("Request failed (peer: {}, error: {}", &peer, &e);
+        // A transfer socket that cannot be bound fails every transfer of
+        // this server: the operator must see it.
+        if let Error::Bind(ref b) = e {
+            warn!(
+                "Cannot bind a transfer socket on {} (peer: {}): {}",
+                local, &peer, b
+            );
+        } else {
+            trace!("Request failed (peer: {}, error: {}", &peer, &e);
+        }
 
-        if let Err(e) = send_error(e, peer, local_ip).await {
+        if let Err(e) = send_error(e, peer, local).await {
             trace!("Failed to send error to peer {}: {}", &peer, &e);
         }
     }

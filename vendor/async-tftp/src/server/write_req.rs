@@ -4,7 +4,7 @@ use futures_lite::{AsyncWrite, AsyncWriteExt};
 use log::trace;
 use std::cmp;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +45,7 @@ where
         peer: SocketAddr,
         req: &RwReq,
         config: ServerConfig,
-        local_ip: IpAddr,
+        local: SocketAddr,
         peer_replied: Arc<AtomicBool>,
     ) -> Result<WriteRequest<'w, W>> {
         let oack_opts = build_oack_opts(&config, req);
@@ -62,8 +62,7 @@ where
             .map(|t| Duration::from_secs(u64::from(t)))
             .unwrap_or(config.timeout);
 
-        let addr = SocketAddr::new(local_ip, 0);
-        let socket = Async::<UdpSocket>::bind(addr).map_err(Error::Bind)?;
+        let socket = Async::<UdpSocket>::bind(local).map_err(Error::Bind)?;
 
         Ok(WriteRequest {
             peer,

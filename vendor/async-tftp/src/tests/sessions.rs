@@ -780,3 +780,82 @@ fn reader_is_handed_initialised_memory() {
     drop(stop);
     let _ = thread.join();
 }
+
+/// Patch 10: a transfer from a listener on an IPv6 link-local address keeps
+/// the listener's scope id. Without it the transfer socket is bound to
+/// `fe80::1` with no scope (`EINVAL`) and the client gets nothing.
+///
+/// Runs in a network namespace of its own (this thread only, `unshare`), with
+/// `fe80::1` on its `lo`: needs root and `ip` (Debian: iproute2). It fails,
+/// never skips, without them.
+#[cfg(target_os = "linux")]
+#[test]
+fn link_local_listener_serves_transfers_with_its_scope() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    use std::process::Command;
+
+    let t = std::thread::spawn(|| {
+        // SAFETY: unshare takes a flag and changes only this thread's
+        // namespaces; threads and children it starts inherit them.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) needs root: {}",
+            io::Error::last_os_error()
+        );
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"][..],
+        ] {
+            let st = Command::new("ip").args(args).status().expect(
+                "running `ip` (Debian package iproute2) in a new namespace",
+            );
+            assert!(st.success(), "ip {args:?}: {st}");
+        }
+        // SAFETY: a NUL-terminated constant name.
+        let lo = unsafe { libc::if_nametoindex(b"lo\0".as_ptr().cast()) };
+        assert_ne!(lo, 0, "lo has an index");
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let listen = SocketAddrV6::new(ll, 0, 0, lo);
+        let server = Server::start(UdpSocket::bind(listen).unwrap(), SHORT);
+        let SocketAddr::V6(addr) = server.addr else {
+            panic!("v6")
+        };
+        assert_eq!(addr.scope_id(), lo, "the listener has its scope");
+
+        let sock = UdpSocket::bind(SocketAddrV6::new(ll, 0, 0, lo)).unwrap();
+        sock.send_to(&rrq("a.bin", blksize_1024()), server.addr).unwrap();
+        let (first, tid) = recv(&sock, SAFETY)
+            .expect("no reply: the transfer socket was not bound");
+        assert!(is_oack(&first, &blksize_1024()));
+        let SocketAddr::V6(tid6) = tid else {
+            panic!("v6")
+        };
+        assert_eq!((*tid6.ip(), tid6.scope_id()), (ll, lo));
+        assert_ne!(tid.port(), server.addr.port(), "a transfer socket");
+        let dl = download(&sock, tid, &first);
+        assert_eq!(dl.data, server.file("a.bin"));
+        assert_eq!(server.wait_idle(), 0);
+    });
+    if let Err(panic) = t.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn transfer_address_keeps_the_scope_and_takes_port_0() {
+    use crate::server::transfer_addr;
+    for (listen, want) in [
+        ("[fe80::1%7]:69", "[fe80::1%7]:0"),
+        ("[2001:db8::1]:6969", "[2001:db8::1]:0"),
+        ("192.0.2.1:69", "192.0.2.1:0"),
+    ] {
+        let got = transfer_addr(listen.parse().unwrap());
+        let want: SocketAddr = want.parse().unwrap();
+        assert_eq!(got, want);
+        if let (SocketAddr::V6(g), SocketAddr::V6(w)) = (got, want) {
+            assert_eq!(g.scope_id(), w.scope_id());
+        }
+    }
+}
