@@ -220,6 +220,24 @@ fn local_boot_and_unknown_machines() {
         .body
         .contains("chain --autofree http://10.0.2.2:8080/ipxe/${net${netid}/mac:hexhyp}"));
     assert!(entry.body.contains("http://10.0.2.2:8080/ipxe/unknown"));
+    // UEFI boot managers open their menu when a boot option returns success: only a
+    // failure makes them try the next entry, so the entry script leaves with one there.
+    assert!(
+        entry
+            .body
+            .contains("iseq ${platform} efi && exit 1 ||\nexit 0\n"),
+        "{}",
+        entry.body
+    );
+    let grub = render_name(&r, &s, "01-52-54-00-00-00-06", Format::Grub);
+    assert_eq!(grub.action, Action::LocalBoot);
+    for want in [
+        "set default=local",
+        "chainloader ($ironpxe_esp)/EFI/BOOT/$ironpxe_loader",
+        "    exit 1\n}",
+    ] {
+        assert!(grub.body.contains(want), "{want}: {}", grub.body);
+    }
 }
 
 /// A node name or extra field full of script syntax changes no line of the output.
