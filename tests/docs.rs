@@ -115,6 +115,40 @@ fn every_documented_command_prints_what_the_document_shows() {
     );
 }
 
+/// Every guide in docs/ shows at least one command the test above runs, and the README links
+/// it: a guide with nothing runnable, or one nobody can find, goes stale unnoticed.
+#[test]
+fn every_guide_runs_an_example_and_is_linked_from_the_readme() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let mut guides = 0;
+    for entry in std::fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "md") {
+            continue;
+        }
+        guides += 1;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            !examples(&path).is_empty(),
+            "docs/{name} shows no `$ ironpxe …` example in a console block"
+        );
+        assert!(
+            readme.contains(&format!("(docs/{name})")),
+            "README.md does not link docs/{name}"
+        );
+    }
+    assert!(
+        guides >= 4,
+        "infiniband, http-boot, ipv6, grub: found {guides}"
+    );
+}
+
 #[test]
 fn the_matcher_itself() {
     let e = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
