@@ -27,7 +27,7 @@ use bytes::{Buf, Bytes};
 use futures_lite::AsyncRead;
 use quick_cache::sync::Cache;
 
-use crate::model::resource::{classify, Resource};
+use crate::model::resource::{classify_with, Resource};
 use crate::serving::app::{Answer, App, Rendering};
 use crate::serving::images::ImageError;
 use crate::serving::limits::Permit;
@@ -171,7 +171,7 @@ impl TftpHandler {
                 return Err(packet::Error::Msg(format!("ironpxe: {e}; retry later")));
             }
         };
-        let res = match classify(name) {
+        let res = match classify_with(name, &self.app.grub_prefixes) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%client, name, error = %e, "tftp request refused");
