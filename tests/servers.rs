@@ -579,6 +579,36 @@ fn grub_names_under_a_distro_prefix_over_both_protocols() {
     assert_eq!(s.get("/EFI/redhat/grub.cfg"), (200, own));
 }
 
+/// GRUB reads exactly the size an OACK announces and nothing of a file without `tsize`: a
+/// GRUB config asked for the first time (its render still running in a worker) must
+/// announce its size all the same. (PXELINUX and iPXE do without: theirs stream at once.)
+#[test]
+fn a_grub_config_rendered_on_request_announces_its_size_over_tftp() {
+    let s = Ironpxe::start();
+    for name in [
+        "grub.cfg-01-7c-fe-90-29-26-52",
+        "EFI/centos/grub.cfg-01-52-54-00-ab-cd-01",
+        "52:54:00:ab:cd:01.conf",
+    ] {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let opts = [("tsize", "0"), ("blksize", "1024")];
+        sock.send_to(&rrq(name.as_bytes(), &opts), s.tftp)
+            .expect("send");
+        let oack = recv(&sock, Duration::from_secs(10)).expect("OACK");
+        assert_eq!(oack.op, OP_OACK, "{name}");
+        sock.send_to(&error_packet(0, "size known"), oack.from)
+            .expect("send error");
+        let body = s.tftp_get(name, &[]).expect(name);
+        let tsize = body.len().to_string();
+        assert!(
+            oack.options().contains(&("tsize".into(), tsize)),
+            "{name}: {:?}, body of {} bytes",
+            oack.options(),
+            body.len()
+        );
+    }
+}
+
 /// Header names go out in their canonical case: GRUB 2.06's HTTP client matches
 /// `Content-Length: ` byte for byte and, without it, waits for the server to close (~34 s
 /// a file). Every kind of response, from the boot and the admin server, read raw.
