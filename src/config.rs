@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::model::addr::{client_id_prefix_text, ClientId, MELLANOX_CLIENT_ID_PREFIX};
 use crate::model::boot::{BootConfig, UnknownAction};
 use crate::model::net::{InterfaceName, ListenSpec};
+use crate::model::resource::GrubPrefixes;
 use crate::serving::images::policy::{FilePolicy, ImagePolicy, UrlPolicy, IRONIC_IMAGE_DIR};
 use crate::serving::images::CacheSettings;
 use crate::state::IndexConfig;
@@ -58,6 +59,23 @@ pub struct Config {
     pub admin: AdminSection,
     pub render: crate::render::RenderConfig,
     pub images: crate::serving::images::ImagesConfig,
+    pub grub: GrubSection,
+}
+
+/// `[grub]`: where GRUB's own config names are answered.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrubSection {
+    /// Directories (GRUB's `-p` prefix, e.g. `"/EFI/centos"`) under which `grub.cfg`,
+    /// `grub.cfg-01-<mac>` and `grub.cfg-<hex-ip>` are answered; `["*"]` (the default): any.
+    /// The root and `grub/` (Ironic's layout) always are.
+    pub prefixes: GrubPrefixes,
+}
+
+impl<'de> Deserialize<'de> for GrubPrefixes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        GrubPrefixes::parse(&Vec::<String>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[admin]`: the operator's API and status page, on its own address (never the boot port).
@@ -329,6 +347,7 @@ impl Default for Config {
             admin: Default::default(),
             render: Default::default(),
             images: Default::default(),
+            grub: Default::default(),
         }
     }
 }
@@ -664,6 +683,24 @@ mod tests {
         assert!(parse_listen("[fe80::1%lo]:69").is_ok());
         let flag = parse_listen("[fe80::1%ironpxe-no0]:69").expect_err("missing");
         assert!(flag.contains("ironpxe-no0"), "{flag}");
+    }
+
+    #[test]
+    fn grub_prefixes_are_checked_when_the_config_is_read() {
+        assert_eq!(Config::default().grub.prefixes, GrubPrefixes::Any);
+        let c: Config = toml::from_str("[grub]\nprefixes = [\"/EFI/centos/\"]\n").expect("valid");
+        assert_eq!(
+            c.grub.prefixes,
+            GrubPrefixes::Only(["EFI/centos".to_owned()].into())
+        );
+        let bad = toml::from_str::<Config>("[grub]\nprefixes = [\"/EFI/../x\"]\n")
+            .expect_err("traversal")
+            .to_string();
+        assert!(bad.contains("prefixes") && bad.contains("`..`"), "{bad}");
+        let bad = toml::from_str::<Config>("[grub]\nprefixes = \"/EFI/centos\"\n")
+            .expect_err("not a list")
+            .to_string();
+        assert!(bad.contains("prefixes"), "{bad}");
     }
 
     #[test]

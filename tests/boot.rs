@@ -1,5 +1,6 @@
 //! Boot proof: real QEMU guests (software emulation) network-boot through ironpxe — iPXE over
-//! HTTP, PXELINUX over TFTP, UEFI — and an InfiniBand client replayed step by step.
+//! HTTP, PXELINUX over TFTP, UEFI PXE and HTTP Boot, GRUB (shim, distro prefix, HTTP), IPv6
+//! only — and an InfiniBand client replayed step by step.
 //!
 //! The guest is Debian's kernel with a busybox initramfs whose `/init` prints a marker line
 //! with `/proc/cmdline` and powers off. Tests that need a network namespace need root.
@@ -965,4 +966,248 @@ fn uefi_grub_local_boot_starts_the_disks_loader() {
             s.log()
         );
     }
+}
+
+/// Guests of the GRUB boots, one per path, each its own node.
+const SHIM_MAC: &str = "52:54:00:12:34:56";
+const CENTOS_MAC: &str = "52:54:00:12:34:57";
+const HTTP_MAC: &str = "52:54:00:12:34:58";
+/// The address dnsmasq pins for the `/EFI/centos` guest: GRUB asks `grub.cfg-C000026F`.
+const CENTOS_IP: &str = "192.0.2.111";
+
+/// A file a Debian package ships, or a failure naming the package.
+fn packaged(path: &str, package: &str) -> std::path::PathBuf {
+    let p = Path::new(path);
+    assert!(
+        p.exists(),
+        "{path} missing: install {package} (bash .ci/run does)"
+    );
+    p.to_owned()
+}
+
+/// An unsigned x86_64-efi GRUB with `prefix` built in and the network modules (TFTP and HTTP).
+fn grub_mkimage(out: &Path, prefix: &str) {
+    common::require("grub-mkimage", "grub-common");
+    let modules = packaged("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin");
+    let status = std::process::Command::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-d"])
+        .arg(&modules)
+        .args(["-p", prefix, "-o"])
+        .arg(out)
+        .args([
+            "normal",
+            "configfile",
+            "linux",
+            "echo",
+            "test",
+            "net",
+            "efinet",
+            "tftp",
+            "http",
+        ])
+        .status()
+        .expect("run grub-mkimage");
+    assert!(status.success(), "grub-mkimage -p {prefix} failed");
+}
+
+/// `(name, outcome)` of every TFTP request in ironpxe's log, names without a leading `/`.
+fn tftp_outcomes(s: &Ironpxe) -> Vec<(String, String)> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("tftp request"))
+        .filter_map(|l| {
+            let name = l.split("name=\"").nth(1)?.split('"').next()?;
+            let outcome = l.split("outcome=").nth(1)?.split(' ').next()?;
+            Some((name.trim_start_matches('/').to_owned(), outcome.to_owned()))
+        })
+        .collect()
+}
+
+/// `path status` of every HTTP request in ironpxe's log.
+fn http_requests(s: &Ironpxe) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("http request"))
+        .filter_map(|l| Some(format!("path={}", l.split("path=").nth(1)?)))
+        .collect()
+}
+
+/// An OVMF guest (Secure Boot off: no keys enrolled) that PXE-boots from `mac` through its
+/// own virtio driver; 512 MiB, as GRUB loading the kernel runs out of memory in 256.
+fn boot_ovmf(ns: &Netns, img: &Images, tag: &str, mac: &str) -> guest::Serial {
+    let code = packaged("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf");
+    let vars = img.dir.path().join(format!("OVMF_VARS-{tag}.fd"));
+    fs::copy(packaged("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"), &vars).expect("copy vars");
+    let mut args = vec![
+        "-m".to_owned(),
+        "512".into(),
+        "-drive".into(),
+        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ];
+    args.extend(tap_args(mac, "virtio-net-pci,romfile="));
+    guest::run_qemu(
+        Some(&ns.name),
+        &args,
+        &img.dir.path().join(format!("serial-{tag}.log")),
+        None,
+        QEMU_TIMEOUT,
+    )
+}
+
+/// GRUB three ways, sharing one namespace, dnsmasq and ironpxe (HTTP on port 80, the port
+/// GRUB's `(http,<host>)` device speaks to), each guest booting its own node's deploy ramdisk:
+///
+/// 1. Ironic's default UEFI path: PXE → Debian's signed shim → signed `grubnetx64.efi`
+///    (`/grub` built in) → `grub/grub.cfg` → `/<mac>.conf` → kernel and initrd over TFTP.
+/// 2. GRUB built with `-p /EFI/centos`: it walks `EFI/centos/grub.cfg-01-<mac>` (a miss: the
+///    node is enrolled under another port MAC) to the hex-IP name of its pinned address,
+///    which the port's `extra.fixed_ip` names.
+/// 3. GRUB with an `(http,…)` prefix reads `grub.cfg`, `<mac>.conf`, kernel and initrd over
+///    HTTP — which GRUB 2.06 only does when header names are in canonical case.
+#[test]
+fn grub_boots_via_shim_under_a_distro_prefix_and_over_http() {
+    guest::require_root("the GRUB boot tests");
+    let shim = packaged("/usr/lib/shim/shimx64.efi.signed", "shim-signed");
+    let signed_grub = packaged(
+        "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+        "grub-efi-amd64-signed",
+    );
+    let img = images();
+    let node = |uuid: &str, name: &str, mac: &str, port_extra: &str| {
+        let json = format!(
+            r#"{{"uuid": "{uuid}", "name": "{name}", "provision_state": "deploying", "boot_interface": "pxe",
+                "driver_info": {{"deploy_kernel": "file://{}", "deploy_ramdisk": "file://{}"}},
+                "ports": [{{"address": "{mac}", "extra": {{{port_extra}}}}}]}}"#,
+            img.kernel.display(),
+            img.initrd.display()
+        );
+        (format!("{name}.json"), json)
+    };
+    let fixed_ip = format!("\"fixed_ip\": \"{CENTOS_IP}\"");
+    let state = vec![
+        node("1be26c0b-03f2-4d2e-ae87-c02d7f33c101", "shim", SHIM_MAC, ""),
+        node(
+            "1be26c0b-03f2-4d2e-ae87-c02d7f33c102",
+            "centos",
+            "52:54:00:12:34:59",
+            &fixed_ip,
+        ),
+        node("1be26c0b-03f2-4d2e-ae87-c02d7f33c103", "http", HTTP_MAC, ""),
+    ];
+    let mut ns = Netns::new("grub");
+    let s = Ironpxe::start_with(Options {
+        toml: boot_toml(),
+        state,
+        tftp_listen: vec![format!("{HOST_IP}:69")],
+        http_listen: format!("{HOST_IP}:80"),
+        netns: Some(ns.name.clone()),
+    });
+    let root = s.tftp_root();
+    fs::copy(shim, root.join("shimx64.efi")).expect("copy shim");
+    fs::copy(signed_grub, root.join("grubx64.efi")).expect("copy signed grub"); // shim's next stage
+    grub_mkimage(&root.join("grub-centos.efi"), "/EFI/centos");
+    grub_mkimage(
+        &root.join("grub-http.efi"),
+        &format!("(http,{HOST_IP})/EFI/http"),
+    );
+    let hosts = [
+        format!("--dhcp-host={SHIM_MAC},set:shim"),
+        format!("--dhcp-host={CENTOS_MAC},{CENTOS_IP},set:centos"),
+        format!("--dhcp-host={HTTP_MAC},set:http"),
+        format!("--dhcp-boot=tag:shim,shimx64.efi,,{HOST_IP}"),
+        format!("--dhcp-boot=tag:centos,grub-centos.efi,,{HOST_IP}"),
+        format!("--dhcp-boot=tag:http,grub-http.efi,,{HOST_IP}"),
+    ];
+    ns.dnsmasq(
+        img.dir.path(),
+        &hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let names_of = |asked: &[(String, String)]| -> Vec<String> {
+        asked.iter().map(|(n, _)| n.clone()).collect()
+    };
+
+    // 1. shim → signed GRUB over TFTP.
+    let serial = boot_ovmf(&ns, &img, "shim", SHIM_MAC);
+    assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
+    assert_booted(&serial, "01-52-54-00-12-34-56");
+    let asked = tftp_outcomes(&s);
+    let names = names_of(&asked);
+    println!("shim: tftp names asked: {names:?}");
+    let at = |name: &str| names.iter().position(|n| n == name);
+    let order = [
+        at("shimx64.efi"),
+        at("grubx64.efi"),
+        at("grub/grub.cfg"),
+        at("52:54:00:12:34:56.conf"),
+    ];
+    assert!(
+        order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+        "shim, GRUB, the master, <mac>.conf in that order: {names:?}"
+    );
+    let images = names.iter().filter(|n| n.starts_with("images/")).count();
+    assert_eq!(images, 2, "kernel and initrd over TFTP: {names:?}");
+    let seen = asked.len();
+
+    // 2. GRUB with a distro prefix walks its names under it.
+    let serial = boot_ovmf(&ns, &img, "centos", CENTOS_MAC);
+    assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
+    assert_booted(&serial, "01-52-54-00-12-34-59");
+    let asked = tftp_outcomes(&s).split_off(seen);
+    println!("centos: tftp names asked: {:?}", names_of(&asked));
+    let configs: Vec<(String, String)> = asked
+        .iter()
+        .filter(|(n, _)| n.contains("grub.cfg"))
+        .cloned()
+        .collect();
+    let pair = |n: &str, o: &str| (n.to_owned(), o.to_owned());
+    assert_eq!(
+        configs.first(),
+        Some(&pair(
+            "EFI/centos/grub.cfg-01-52-54-00-12-34-57",
+            "NotFound"
+        )),
+        "the MAC name first, under the prefix: {configs:?}"
+    );
+    assert!(
+        configs[1..]
+            .iter()
+            .all(|c| *c == pair("EFI/centos/grub.cfg-C000026F", "Served")),
+        "then the full hex IP, found by the port's fixed_ip; nothing shorter: {configs:?}"
+    );
+    assert!(configs.len() > 1, "{configs:?}");
+    let seen = seen + asked.len();
+
+    // 3. GRUB over HTTP.
+    let http_before = http_requests(&s).len();
+    let serial = boot_ovmf(&ns, &img, "http", HTTP_MAC);
+    assert!(serial.exited, "{}\nironpxe:\n{}", serial.log, s.log());
+    assert_booted(&serial, "01-52-54-00-12-34-58");
+    let over_tftp = names_of(&tftp_outcomes(&s).split_off(seen));
+    assert!(
+        over_tftp.iter().all(|n| n == "grub-http.efi"),
+        "only GRUB itself over TFTP: {over_tftp:?}"
+    );
+    let http = http_requests(&s).split_off(http_before);
+    println!("http: requests: {http:?}");
+    let served: Vec<&String> = http.iter().filter(|r| r.ends_with("status=200")).collect();
+    let want = [
+        "path=/EFI/http/grub.cfg status=200",
+        "path=/52:54:00:12:34:58.conf status=200",
+    ];
+    assert_eq!(
+        served[..2],
+        want.map(String::from).iter().collect::<Vec<_>>()[..],
+        "{http:?}"
+    );
+    assert_eq!(
+        served.len(),
+        4,
+        "config, <mac>.conf, kernel, initrd: {http:?}"
+    );
+    assert!(
+        served[2..].iter().all(|r| r.starts_with("path=/images/")),
+        "{http:?}"
+    );
 }

@@ -538,6 +538,128 @@ fn grub_names_and_ironic_uefi_layout() {
     assert!(unknown.contains("unknown machine"), "{unknown}");
 }
 
+/// GRUB built with a distro prefix (`grub-mkimage -p /EFI/centos`) walks its names under it:
+/// the MAC name and the full hex IP find the node (from `extra.fixed_ip`, as PXELINUX's do),
+/// shorter hex IPs miss, `grub.cfg` is the master — over TFTP and HTTP alike. A real file of
+/// such a name is served, never shadowed.
+#[test]
+fn grub_names_under_a_distro_prefix_over_both_protocols() {
+    let node = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "g1",
+        "provision_state": "active", "boot_interface": "pxe",
+        "ports": [{"address": "52:54:00:12:34:56", "extra": {"fixed_ip": "10.99.0.111"}}]}"#;
+    let s = Ironpxe::start_with(Options {
+        state: vec![("g1.json".into(), node.into())],
+        ..Options::default()
+    });
+    for name in [
+        "EFI/centos/grub.cfg-01-52-54-00-12-34-56",
+        "EFI/centos/grub.cfg-0A63006F",
+    ] {
+        let tftp = text(s.tftp_get(name, &[]).expect(name));
+        assert!(tftp.contains("node g1"), "{name}: {tftp}");
+        let (code, http) = s.get(&format!("/{name}"));
+        assert_eq!((code, &http), (200, &tftp), "{name} over HTTP");
+    }
+    for name in ["EFI/centos/grub.cfg-0A63006", "EFI/centos/grub.cfg-0"] {
+        assert_eq!(s.tftp_get(name, &[]), Err(68), "{name}: GRUB walks on");
+        assert_eq!(s.get(&format!("/{name}")).0, 404, "{name}");
+    }
+    let master = text(s.tftp_get("EFI/centos/grub.cfg", &[]).expect("master"));
+    assert!(
+        master.contains("configfile /$net_default_mac.conf"),
+        "{master}"
+    );
+    assert_eq!(s.get("/EFI/centos/grub.cfg"), (200, master));
+    // The operator's own file under that prefix wins.
+    let dir = s.tftp_root().join("EFI/redhat");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("grub.cfg"), "menuentry own {\n}\n").expect("write");
+    let own = text(s.tftp_get("EFI/redhat/grub.cfg", &[]).expect("own"));
+    assert_eq!(own, "menuentry own {\n}\n");
+    assert_eq!(s.get("/EFI/redhat/grub.cfg"), (200, own));
+}
+
+/// GRUB reads exactly the size an OACK announces and nothing of a file without `tsize`: a
+/// GRUB config asked for the first time (its render still running in a worker) must
+/// announce its size all the same. (PXELINUX and iPXE do without: theirs stream at once.)
+#[test]
+fn a_grub_config_rendered_on_request_announces_its_size_over_tftp() {
+    let s = Ironpxe::start();
+    for name in [
+        "grub.cfg-01-7c-fe-90-29-26-52",
+        "EFI/centos/grub.cfg-01-52-54-00-ab-cd-01",
+        "52:54:00:ab:cd:01.conf",
+    ] {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let opts = [("tsize", "0"), ("blksize", "1024")];
+        sock.send_to(&rrq(name.as_bytes(), &opts), s.tftp)
+            .expect("send");
+        let oack = recv(&sock, Duration::from_secs(10)).expect("OACK");
+        assert_eq!(oack.op, OP_OACK, "{name}");
+        sock.send_to(&error_packet(0, "size known"), oack.from)
+            .expect("send error");
+        let body = s.tftp_get(name, &[]).expect(name);
+        let tsize = body.len().to_string();
+        assert!(
+            oack.options().contains(&("tsize".into(), tsize)),
+            "{name}: {:?}, body of {} bytes",
+            oack.options(),
+            body.len()
+        );
+    }
+}
+
+/// Header names go out in their canonical case: GRUB 2.06's HTTP client matches
+/// `Content-Length: ` byte for byte and, without it, waits for the server to close (~34 s
+/// a file). Every kind of response, from the boot and the admin server, read raw.
+#[test]
+fn http_header_names_are_in_canonical_case_on_the_wire() {
+    use common::http_client::{Conn, Opts};
+    let s = Ironpxe::start();
+    pattern_file(&s.tftp_root().join("kernel"), 5000);
+    let admin = s.admin.expect("admin server");
+    let requests: [(std::net::SocketAddr, &str, &str); 8] = [
+        (s.http, "GET /grub.cfg", "200"),
+        (s.http, "GET /boot.ipxe", "200"),
+        (s.http, "GET /kernel", "200"),
+        (s.http, "HEAD /kernel", "200"),
+        (s.http, "GET /kernel\r\nRange: bytes=10-19", "206"),
+        (s.http, "GET /grub.cfg-01-52-54-00-99-99-99", "404"),
+        (s.http, "GET /healthz", "200"),
+        (admin, "GET /api/v1/nodes", "200"),
+    ];
+    for (dst, req, status) in requests {
+        let mut conn = Conn::open(dst, &Opts::default()).expect("connect");
+        let (line, extra) = req.split_once("\r\n").unwrap_or((req, ""));
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("{extra}\r\n")
+        };
+        let raw = format!("{line} HTTP/1.1\r\nHost: {dst}\r\n{extra}Connection: close\r\n\r\n");
+        conn.send(raw.as_bytes()).expect("send");
+        let reply = conn.read_to_end().expect("read");
+        let reply = String::from_utf8_lossy(&reply);
+        let head = reply.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{req}: {head}"
+        );
+        assert!(head.contains("\r\nContent-Length: "), "{req}: {head}");
+        for header in head.lines().skip(1) {
+            let name = header.split(':').next().unwrap_or_default();
+            let canonical = name.split('-').all(|w| {
+                w.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                    && w.chars().skip(1).all(|c| !c.is_ascii_uppercase())
+            });
+            assert!(
+                canonical,
+                "{req}: header {name:?} not in canonical case:\n{head}"
+            );
+        }
+    }
+}
+
 /// Debian's boot loaders are served from the default extra roots without copying.
 #[test]
 fn extra_roots_serve_debian_boot_loaders() {

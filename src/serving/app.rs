@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::model::addr::{HwType, PxelinuxName};
 use crate::model::boot::Action;
-use crate::model::resource::{IpxeTarget, Resource};
+use crate::model::resource::{GrubFile, GrubPrefixes, GrubRequest, IpxeTarget, Resource};
 use crate::render::{Format, Pending, RenderError, Rendered, Renderer, Server};
 use crate::serving::images::{ImageCache, Lookup, PendingFetch};
 use crate::serving::metrics::{Metrics, StateGauges};
@@ -34,6 +34,8 @@ pub struct App {
     pub journal: Option<Arc<crate::serving::journal::Journal>>,
     /// Problems of single nodes found while serving (render budget, refused images).
     pub problems: Arc<crate::state::problems::Problems>,
+    /// Where GRUB's own names are answered (`[grub] prefixes`).
+    pub grub_prefixes: GrubPrefixes,
 }
 
 /// A boot config as served: the rendered body and what decided it (not the boot settings,
@@ -141,6 +143,7 @@ impl App {
             ironic: None,
             journal: Some(Journal::start(JournalConfig::default())),
             problems: Arc::default(),
+            grub_prefixes: GrubPrefixes::Any,
         }
     }
 }
@@ -168,14 +171,40 @@ impl App {
             }
             Resource::Ipxe(IpxeTarget::Unknown) => self.config(None, Format::Ipxe, None, server),
             Resource::IpxeEntry => self.config(None, Format::IpxeEntry, None, server),
-            Resource::GrubMac(mac) => {
-                self.node_config(snap.by_mac(mac), Format::Grub, None, server)
-            }
+            Resource::Grub(g) => match self.static_grub_file(g, roots) {
+                Some(file) => file,
+                None => self.grub(g, server),
+            },
             Resource::GrubConf(mac) => {
                 let m = snap.by_mac(mac);
                 self.config(m.as_ref(), Format::Grub, None, server)
             }
-            Resource::GrubMaster => Answer::Config(ServedConfig {
+            Resource::Image { key, name } => self.image(key, name),
+            Resource::Static(path) => static_file(path, roots),
+        }
+    }
+
+    /// A GRUB name outside Ironic's layout that is also a file in the roots: the file wins,
+    /// so a distro's own `grub.cfg` under its prefix is never shadowed.
+    fn static_grub_file(&self, g: &GrubRequest, roots: &Roots) -> Option<Answer> {
+        if g.in_ironic_layout() {
+            return None;
+        }
+        match static_file(&g.path, roots) {
+            Answer::NotFound(_) => None,
+            found_or_refused => Some(found_or_refused),
+        }
+    }
+
+    fn grub(&self, g: &GrubRequest, server: &Server) -> Answer {
+        let snap = self.store.current();
+        match g.file {
+            GrubFile::Mac(mac) => self.node_config(snap.by_mac(&mac), Format::Grub, None, server),
+            GrubFile::HexIp(prefix) => {
+                let m = snap.by_pxelinux_name(&PxelinuxName::HexIp(prefix));
+                self.node_config(m, Format::Grub, None, server)
+            }
+            GrubFile::Master => Answer::Config(ServedConfig {
                 body: bytestring::ByteString::from_static(GRUB_MASTER),
                 format: Format::Grub,
                 action: Action::LocalBoot,
@@ -183,18 +212,6 @@ impl App {
                 node: None,
                 port: None,
             }),
-            Resource::Image { key, name } => self.image(key, name),
-            Resource::Static(path) => match roots.resolve(path) {
-                Ok(p) => match std::fs::metadata(&p) {
-                    Ok(m) => Answer::File {
-                        path: p,
-                        len: m.len(),
-                    },
-                    Err(_) => Answer::NotFound("vanished"),
-                },
-                Err(crate::model::paths::PathError::NotFound) => Answer::NotFound("no such file"),
-                Err(_) => Answer::Refused("outside the served roots"),
-            },
         }
     }
 
@@ -283,5 +300,131 @@ impl App {
             tftp_server: crate::model::net::server_name(local.ip())
                 .unwrap_or_else(|| local.ip().to_string()),
         }
+    }
+}
+
+/// A static file from `roots`, if it is there.
+fn static_file(path: &str, roots: &Roots) -> Answer {
+    match roots.resolve(path) {
+        Ok(p) => match std::fs::metadata(&p) {
+            Ok(m) => Answer::File {
+                path: p,
+                len: m.len(),
+            },
+            Err(_) => Answer::NotFound("vanished"),
+        },
+        Err(crate::model::paths::PathError::NotFound) => Answer::NotFound("no such file"),
+        Err(_) => Answer::Refused("outside the served roots"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::node::StateDoc;
+    use crate::model::resource::classify;
+    use crate::state::Update;
+
+    const NODE: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
+
+    /// An active node (local boot: no images to fetch) with one port at 10.99.0.111.
+    fn app_with_node(root: &std::path::Path) -> App {
+        let app = App::for_tests(vec![root.to_owned()]);
+        let json = format!(
+            r#"{{"uuid": "{NODE}", "name": "n1", "provision_state": "active",
+                "boot_interface": "pxe",
+                "ports": [{{"address": "52:54:00:12:34:56", "extra": {{"fixed_ip": "10.99.0.111"}}}}]}}"#
+        );
+        let doc = StateDoc::from_slice(json.as_bytes()).expect("json");
+        let id = crate::state::source::dir::source_id("n1.json");
+        app.store.apply(vec![(id, Update::Replace(doc))]);
+        app
+    }
+
+    fn answer(app: &App, name: &str) -> Answer {
+        let server = app.default_server(IpAddr::from([192, 0, 2, 1]), 8080);
+        app.answer(&classify(name).expect(name), &server, &app.roots)
+    }
+
+    fn config_of(name: &str, a: Answer) -> ServedConfig {
+        match a {
+            Answer::Config(c) => c,
+            other => panic!("{name}: not a config: {other:?}"),
+        }
+    }
+
+    /// GRUB's walk under a distro prefix: the MAC name and the full hex IP find the node,
+    /// shorter hex IPs are not found (GRUB walks on), `grub.cfg` is the master.
+    #[test]
+    fn grub_walk_under_a_prefix_finds_the_node_by_mac_and_fixed_ip() {
+        let dir = tempfile::tempdir().expect("dir");
+        let app = app_with_node(dir.path());
+        for name in [
+            "EFI/centos/grub.cfg-01-52-54-00-12-34-56",
+            "EFI/centos/grub.cfg-0A63006F",
+            "/grub.cfg-0A63006F",
+        ] {
+            let c = config_of(name, answer(&app, name));
+            assert_eq!(c.format, Format::Grub, "{name}");
+            assert_eq!(
+                c.node.map(|u| u.to_string()).as_deref(),
+                Some(NODE),
+                "{name}"
+            );
+            assert!(c.body.contains("node n1"), "{name}: {}", c.body);
+        }
+        for name in [
+            "EFI/centos/grub.cfg-0A63006",
+            "EFI/centos/grub.cfg-0",
+            "EFI/centos/grub.cfg-0A63006E",
+            "EFI/centos/grub.cfg-01-52-54-00-00-00-01",
+        ] {
+            assert!(matches!(answer(&app, name), Answer::NotFound(_)), "{name}");
+        }
+        let master = config_of("master", answer(&app, "EFI/centos/grub.cfg"));
+        assert_eq!(&*master.body, GRUB_MASTER);
+        assert!(master.body.contains("configfile /$net_default_mac.conf"));
+        let conf = config_of("mac.conf", answer(&app, "52:54:00:12:34:56.conf"));
+        assert!(conf.body.contains("node n1"), "{}", conf.body);
+    }
+
+    /// Outside Ironic's layout a real file of a GRUB name is served, not shadowed; in it
+    /// (the root, `grub/`) ironpxe's answer replaces what Ironic would have written.
+    #[test]
+    fn a_static_file_under_a_prefix_wins_over_grubs_virtual_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        let app = app_with_node(dir.path());
+        let files = [
+            "EFI/centos/grub.cfg",
+            "EFI/centos/grub.cfg-01-52-54-00-12-34-56",
+            "EFI/centos/grub.cfg-0A",
+            "grub/grub.cfg",
+            "grub.cfg-01-52-54-00-12-34-56",
+        ];
+        for f in files {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, "static\n").expect("write");
+        }
+        for f in &files[..3] {
+            match answer(&app, f) {
+                Answer::File { path, len } => {
+                    assert_eq!(len, 7, "{f}");
+                    assert!(path.ends_with(f), "{f}: {}", path.display());
+                }
+                other => panic!("{f}: {other:?}"),
+            }
+        }
+        for f in &files[3..] {
+            let c = config_of(f, answer(&app, f));
+            assert_ne!(&*c.body, "static\n", "{f} is ironpxe's");
+        }
+        // A symlink out of the root under a prefix is refused, not served and not shadowed.
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("EFI/centos/grub.cfg-0A6"))
+            .expect("symlink");
+        assert!(matches!(
+            answer(&app, "EFI/centos/grub.cfg-0A6"),
+            Answer::Refused(_)
+        ));
     }
 }

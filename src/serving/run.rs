@@ -52,6 +52,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         ironic,
         journal: Some(crate::serving::journal::Journal::start(cfg.journal.clone())),
         problems,
+        grub_prefixes: cfg.grub.prefixes.clone(),
     });
     let admin = start_admin(&cfg, &app).await?;
     let hostsdir = dhcp_hostsdir(&cfg)?;

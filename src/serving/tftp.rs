@@ -27,7 +27,7 @@ use bytes::{Buf, Bytes};
 use futures_lite::AsyncRead;
 use quick_cache::sync::Cache;
 
-use crate::model::resource::{classify, Resource};
+use crate::model::resource::{classify_with, Kind, Resource};
 use crate::serving::app::{Answer, App, Rendering};
 use crate::serving::images::ImageError;
 use crate::serving::limits::Permit;
@@ -166,7 +166,7 @@ impl TftpHandler {
     }
 
     /// Answers a read request; `log` was made as it arrived and counts it however it ends.
-    fn open(
+    async fn open(
         &self,
         mut log: RequestLog,
         name: &str,
@@ -179,7 +179,7 @@ impl TftpHandler {
                 return Err(packet::Error::Msg(format!("ironpxe: {e}; retry later")));
             }
         };
-        let res = match classify(name) {
+        let res = match classify_with(name, &self.app.grub_prefixes) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%client, name, error = %e, "tftp request refused");
@@ -187,7 +187,14 @@ impl TftpHandler {
             }
         };
         log.classified(name, &res);
-        let answer = self.app.answer(&res, &self.server(client), &self.app.roots);
+        let answer = match self.app.answer(&res, &self.server(client), &self.app.roots) {
+            // GRUB reads exactly the size the OACK announces (`tsize`) and nothing of a file
+            // without one: it gets an empty config and falls back to its menu. So a GRUB
+            // config is awaited (at most the render budget) to announce its size; other
+            // clients get the transfer at once and its first block when the render is done.
+            Answer::Rendering(r) if res.kind() == Kind::Grub => r.finish().await,
+            answer => answer,
+        };
         self.reply(log, &res, answer, permit)
     }
 
@@ -381,7 +388,7 @@ impl Handler for TftpHandler {
         let Some(name) = path.to_str() else {
             return Err(packet::Error::PermissionDenied);
         };
-        self.open(log, name)
+        self.open(log, name).await
     }
 
     /// The server writes nothing, ever: every write request is an access violation.
@@ -701,7 +708,6 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::resource::Kind;
     use crate::serving::metrics::Protocol;
 
     fn handler(root: &Path) -> TftpHandler {

@@ -161,7 +161,10 @@ async fn accept_loop<H, F>(
     let limiter = Limiter::new(accept.max_connections, accept.max_connections_per_client);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // Header names in their canonical case on the wire: GRUB 2.06's http.c matches
+    // `Content-Length: ` byte for byte and, not finding it, waits for the close.
     builder
+        .title_case_headers(true)
         .timer(TokioTimer::new())
         .header_read_timeout(accept.header_timeout);
     if let Some(max) = accept.max_header_bytes {

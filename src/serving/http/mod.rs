@@ -12,7 +12,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::model::resource::classify;
+use crate::model::resource::classify_with;
 use crate::model::resource::Kind;
 use crate::render::Server;
 use crate::serving::app::{Answer, App};
@@ -211,7 +211,7 @@ async fn route(
     let Some(path) = web::percent_decode(raw_path) else {
         return text(StatusCode::BAD_REQUEST, "malformed path\n");
     };
-    let res = match classify(&path) {
+    let res = match classify_with(&path, &app.grub_prefixes) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::FORBIDDEN, format!("refused: {e}\n")),
     };

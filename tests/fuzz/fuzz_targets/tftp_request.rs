@@ -5,7 +5,7 @@
 //! an error or pending (the example nodes all render; there is no image cache).
 #![no_main]
 
-use ironpxe::model::resource::{classify, Resource};
+use ironpxe::model::resource::{classify, GrubFile, GrubRequest, Resource};
 use ironpxe::render::Format;
 use ironpxe::serving::app::Answer;
 use ironpxe_fuzz::{check_inside_root, check_resource_paths, example_app, tftp_server};
@@ -56,14 +56,26 @@ fuzz_target!(|data: &[u8]| {
         }
         Answer::NotFound(_) => {
             assert!(
-                !matches!(res, Resource::GrubMaster | Resource::IpxeEntry),
+                !matches!(
+                    res,
+                    Resource::Grub(GrubRequest {
+                        file: GrubFile::Master,
+                        ..
+                    }) | Resource::IpxeEntry
+                ),
                 "INVARIANT BROKEN: {name:?} ({res:?}) not found"
             );
         }
         Answer::Refused(_) => {
+            // A GRUB name outside Ironic's layout is looked up as a static file first.
+            let static_lookup = match &res {
+                Resource::Static(_) => true,
+                Resource::Grub(g) => !g.in_ironic_layout(),
+                _ => false,
+            };
             assert!(
-                matches!(res, Resource::Static(_)),
-                "INVARIANT BROKEN: {name:?} ({res:?}) refused, but only static files can be"
+                static_lookup,
+                "INVARIANT BROKEN: {name:?} ({res:?}) refused, but only static lookups can be"
             );
         }
         Answer::Pending(_) => {

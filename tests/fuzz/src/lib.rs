@@ -160,6 +160,7 @@ pub fn example_app() -> &'static App {
             ironic: None,
             journal: None,
             problems: Default::default(),
+            grub_prefixes: Default::default(),
         }
     })
 }
@@ -206,6 +207,7 @@ pub fn check_relative(what: &str, p: &str, input: &str) {
 pub fn check_resource_paths(res: &Resource, input: &str) {
     match res {
         Resource::Static(p) => check_relative("static path", p, input),
+        Resource::Grub(g) => check_relative("grub path", &g.path, input),
         Resource::Image { key, name } => {
             check_relative("image key", key, input);
             check_relative("image name", name, input);
