@@ -345,19 +345,11 @@ fn pxelinux_uuid_name_matches_the_byte_swapped_smbios_uuid() {
 #[test]
 fn uefi_ovmf_chains_ipxe_and_boots() {
     guest::require_root("the UEFI boot test");
-    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
-    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
-    assert!(
-        code.exists() && vars_template.exists(),
-        "install ovmf (bash .ci/run does)"
-    );
     assert!(
         Path::new("/usr/lib/ipxe/snponly.efi").exists(),
         "install ipxe (bash .ci/run does)"
     );
     let img = images();
-    let vars = img.dir.path().join("OVMF_VARS.fd");
-    fs::copy(vars_template, &vars).expect("copy vars");
     let mut ns = Netns::new("uefi");
     let s = start_in_netns(&ns, vec![node(&img, "deploying", "")]);
     ns.dnsmasq(
@@ -370,12 +362,7 @@ fn uefi_ovmf_chains_ipxe_and_boots() {
             &format!("--dhcp-boot=tag:ipxe,http://{HOST_IP}:8080/boot.ipxe"),
         ],
     );
-    let mut args = vec![
-        "-drive".to_owned(),
-        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-        "-drive".into(),
-        format!("if=pflash,format=raw,file={}", vars.display()),
-    ];
+    let mut args = ovmf_pflash(&img, "pxe");
     // romfile= : OVMF's own virtio driver does PXE, as on a UEFI server.
     args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
     let serial = guest::run_qemu(
@@ -521,15 +508,16 @@ fn infiniband_client_replay() {
     assert_eq!(s.get("/ipxe/7c:fe:90:03:00:99:99:99").0, 404);
 }
 
-/// OVMF's pflash pair: Debian's code and a private copy of its variable store.
-fn ovmf_pflash(img: &Images) -> Vec<String> {
+/// OVMF's pflash pair: Debian's code and a private copy of its variable store (one per `tag`,
+/// so guests of one test never share boot variables).
+fn ovmf_pflash(img: &Images, tag: &str) -> Vec<String> {
     let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
     let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
     assert!(
         code.exists() && vars_template.exists(),
         "install ovmf (bash .ci/run does)"
     );
-    let vars = img.dir.path().join("OVMF_VARS.fd");
+    let vars = img.dir.path().join(format!("OVMF_VARS-{tag}.fd"));
     fs::copy(vars_template, &vars).expect("copy vars");
     vec![
         "-drive".to_owned(),
@@ -586,7 +574,7 @@ fn uefi_http_boot_from_the_generated_dnsmasq_config() {
         &[&format!("--conf-file={}", conf.display())],
     );
 
-    let mut args = ovmf_pflash(&img);
+    let mut args = ovmf_pflash(&img, "main");
     for knob in ["IPv4PXESupport", "IPv6PXESupport"] {
         args.push("-fw_cfg".into());
         args.push(format!("name=opt/org.tianocore/{knob},string=n"));
@@ -679,12 +667,6 @@ fn uefi_http_boot_from_the_generated_dnsmasq_config() {
 #[test]
 fn ipv6_only_bios_ipxe_and_ovmf_pxev6_boot_with_link_local_tftp() {
     guest::require_root("the IPv6 boot test");
-    let code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
-    let vars_template = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
-    assert!(
-        code.exists() && vars_template.exists(),
-        "install ovmf (bash .ci/run does)"
-    );
     assert!(
         Path::new("/usr/lib/ipxe/snponly.efi").exists(),
         "install ipxe (bash .ci/run does)"
@@ -730,16 +712,9 @@ fn ipv6_only_bios_ipxe_and_ovmf_pxev6_boot_with_link_local_tftp() {
     assert_booted(&bios, "01-52-54-00-12-34-56");
 
     // 2. OVMF PXEv6 → snponly.efi over link-local TFTP → iPXE.
-    let vars = img.dir.path().join("OVMF_VARS.fd");
-    fs::copy(vars_template, &vars).expect("copy vars");
-    let mut args = vec![
-        "-drive".to_owned(),
-        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-        "-drive".into(),
-        format!("if=pflash,format=raw,file={}", vars.display()),
-        "-fw_cfg".into(),
-        "name=opt/org.tianocore/IPv4PXESupport,string=n".into(),
-    ];
+    let mut args = ovmf_pflash(&img, "pxev6");
+    args.push("-fw_cfg".into());
+    args.push("name=opt/org.tianocore/IPv4PXESupport,string=n".into());
     args.extend(tap_args(MAC, "virtio-net-pci,romfile="));
     let uefi = guest::run_qemu(
         Some(&ns.name),
@@ -838,7 +813,7 @@ fn uefi_local_boot(
     let dhcp_args = dhcp(&s, img.dir.path());
     let dhcp_args: Vec<&str> = dhcp_args.iter().map(String::as_str).collect();
     ns.dnsmasq(img.dir.path(), &dhcp_args);
-    let mut args = ovmf_pflash(&img);
+    let mut args = ovmf_pflash(&img, "main");
     args.extend([
         // IPv4 only, as on a fleet provisioned over IPv4 (each IPv6 entry would wait out a
         // DHCPv6 timeout here).
@@ -1035,17 +1010,8 @@ fn http_requests(s: &Ironpxe) -> Vec<String> {
 /// An OVMF guest (Secure Boot off: no keys enrolled) that PXE-boots from `mac` through its
 /// own virtio driver; 512 MiB, as GRUB loading the kernel runs out of memory in 256.
 fn boot_ovmf(ns: &Netns, img: &Images, tag: &str, mac: &str) -> guest::Serial {
-    let code = packaged("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf");
-    let vars = img.dir.path().join(format!("OVMF_VARS-{tag}.fd"));
-    fs::copy(packaged("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"), &vars).expect("copy vars");
-    let mut args = vec![
-        "-m".to_owned(),
-        "512".into(),
-        "-drive".into(),
-        format!("if=pflash,format=raw,readonly=on,file={}", code.display()),
-        "-drive".into(),
-        format!("if=pflash,format=raw,file={}", vars.display()),
-    ];
+    let mut args = vec!["-m".to_owned(), "512".into()];
+    args.extend(ovmf_pflash(img, tag));
     args.extend(tap_args(mac, "virtio-net-pci,romfile="));
     guest::run_qemu(
         Some(&ns.name),

@@ -744,21 +744,34 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
 
     let kea_text = dhcp::generate(DhcpFormat::Kea, &snap, &opts()).text;
     let mut kea: serde_json::Value = serde_json::from_str(&kea_text).expect("kea json");
-    kea["Dhcp4"]["subnet4"] = serde_json::json!([{
-        "id": 1, "subnet": "192.0.2.0/24", "pools": [{"pool": "192.0.2.100-192.0.2.150"}]
-    }]);
-    kea["Dhcp4"]["interfaces-config"] = serde_json::json!({"interfaces": []});
-    let kea_file = w.join("kea.json");
-    fs::write(&kea_file, kea.to_string()).expect("write");
-    let o = run(Command::new("kea-dhcp4").arg("-t").arg(&kea_file));
+    let o = kea_check(w, &mut kea, 4, "192.0.2.0/24", "192.0.2.100-192.0.2.150");
     assert!(o.status.success(), "kea-dhcp4 -t: {}\n{kea_text}", text(&o));
     kea["Dhcp4"]["ip-reservations-unique"] = serde_json::json!(true);
-    fs::write(&kea_file, kea.to_string()).expect("write");
-    let o = run(Command::new("kea-dhcp4").arg("-t").arg(&kea_file));
+    let o = kea_check(w, &mut kea, 4, "192.0.2.0/24", "192.0.2.100-192.0.2.150");
     assert!(
         !o.status.success(),
         "Kea refuses the IB port's two reservations without ip-reservations-unique=false"
     );
+}
+
+/// Completes a generated Kea fragment with one subnet and no interfaces, writes it and runs
+/// `kea-dhcp{family} -t` on it.
+fn kea_check(
+    w: &Path,
+    kea: &mut serde_json::Value,
+    family: u8,
+    subnet: &str,
+    pool: &str,
+) -> Output {
+    let root = format!("Dhcp{family}");
+    kea[&root][format!("subnet{family}")] =
+        serde_json::json!([{"id": 1, "subnet": subnet, "pools": [{"pool": pool}]}]);
+    kea[&root]["interfaces-config"] = serde_json::json!({"interfaces": []});
+    let file = w.join(format!("kea{family}.json"));
+    fs::write(&file, kea.to_string()).expect("write");
+    run(Command::new(format!("kea-dhcp{family}"))
+        .arg("-t")
+        .arg(&file))
 }
 
 /// The DHCPv6 halves: `dhcpd -t -6` and `kea-dhcp6 -t` accept them (dnsmasq's is checked with
@@ -796,21 +809,13 @@ fn generated_dhcpv6_configs_pass_dhcpd6_and_kea6_checks() {
 
     let kea_text = dhcp::generate(DhcpFormat::Kea6, &snap, &opts6()).text;
     let mut kea: serde_json::Value = serde_json::from_str(&kea_text).expect("kea6 json");
-    kea["Dhcp6"]["subnet6"] = serde_json::json!([{
-        "id": 1, "subnet": "2001:db8::/64", "pools": [{"pool": "2001:db8::100-2001:db8::1ff"}]
-    }]);
-    kea["Dhcp6"]["interfaces-config"] = serde_json::json!({"interfaces": []});
-    let kea_file = w.join("kea6.json");
-    fs::write(&kea_file, kea.to_string()).expect("write");
-    let o = run(Command::new("kea-dhcp6").arg("-t").arg(&kea_file));
+    let (subnet6, pool6) = ("2001:db8::/64", "2001:db8::100-2001:db8::1ff");
+    let o = kea_check(w, &mut kea, 6, subnet6, pool6);
     assert!(o.status.success(), "kea-dhcp6 -t: {}\n{kea_text}", text(&o));
     kea["Dhcp6"]["client-classes"][0]["option-data"][0]["name"] =
         serde_json::json!("no-such-option");
-    fs::write(&kea_file, kea.to_string()).expect("write");
     assert!(
-        !run(Command::new("kea-dhcp6").arg("-t").arg(&kea_file))
-            .status
-            .success(),
+        !kea_check(w, &mut kea, 6, subnet6, pool6).status.success(),
         "kea-dhcp6 -t checks option names"
     );
 }
