@@ -543,36 +543,16 @@ fn uefi_http_boot_from_the_generated_dnsmasq_config() {
     // The loader is served from ironpxe's HTTP root (the TFTP root by default).
     fs::copy(loader, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
 
-    let state = s.state.path().to_str().expect("utf-8 path");
     let http_url = format!("http://{HOST_IP}:8080");
-    let out = common::ironpxe_cli(&[
-        "dhcp",
-        "--format",
-        "dnsmasq",
-        "--state-dir",
-        state,
-        "--next-server",
-        HOST_IP,
-        "--http-url",
-        &http_url,
-    ]);
-    let conf_text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "ironpxe dhcp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf_args = generated_dnsmasq(&s, img.dir.path());
+    let conf_text = fs::read_to_string(img.dir.path().join("ironpxe-dnsmasq.conf")).expect("conf");
     let http_line = format!("dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,{http_url}/snponly.efi");
     assert!(
         conf_text.lines().any(|l| l == http_line),
         "{http_line} missing:\n{conf_text}"
     );
-    let conf = img.dir.path().join("ironpxe-dnsmasq.conf");
-    fs::write(&conf, &conf_text).expect("write dnsmasq conf");
-    let dnsmasq_log = ns.dnsmasq(
-        img.dir.path(),
-        &[&format!("--conf-file={}", conf.display())],
-    );
+    let conf_args: Vec<&str> = conf_args.iter().map(String::as_str).collect();
+    let dnsmasq_log = ns.dnsmasq(img.dir.path(), &conf_args);
 
     let mut args = ovmf_pflash(&img, "main");
     for knob in ["IPv4PXESupport", "IPv6PXESupport"] {
