@@ -939,3 +939,41 @@ fn the_readme_first_run_is_clean_and_a_pxelinux_client_gets_its_kernel() {
     );
     assert!(log.contains("image cached"), "{log}");
 }
+
+/// A test process that is stopped and continued (a paused CI container, a debugger) gets
+/// EINTR from every socket read with a timeout, handler or not (signal(7)). The shared
+/// clients must keep waiting, not report an I/O error: CI once failed on exactly that.
+#[test]
+fn a_client_stopped_and_continued_keeps_waiting_for_its_answer() {
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let answer = std::thread::spawn(move || {
+        let (_, client) = server.recv_from(&mut [0u8; 600]).expect("RRQ");
+        std::thread::sleep(Duration::from_millis(900));
+        let mut data = vec![0, OP_DATA as u8, 0, 1];
+        data.extend_from_slice(b"after the pause");
+        server.send_to(&data, client).expect("DATA");
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let _ = server.recv_from(&mut [0u8; 600]); // the ACK, if the client is still there
+    });
+    // Stops this whole process 0.3 s into the wait, for 0.2 s.
+    let pid = std::process::id();
+    let mut pauser = Command::new("sh")
+        .args([
+            "-c",
+            &format!("sleep 0.3; kill -STOP {pid}; sleep 0.2; kill -CONT {pid}"),
+        ])
+        .spawn()
+        .expect("sh");
+
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let got = tftp::get(&sock, addr, "pause", &ClientOpts::one_try()).result;
+    let _ = pauser.wait();
+    answer.join().expect("answering thread");
+    assert_eq!(
+        got.expect("a stop and continue is not an error"),
+        b"after the pause"
+    );
+}

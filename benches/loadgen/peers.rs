@@ -76,7 +76,10 @@ pub fn ideal_tftpd(a: &IdealArgs) -> Res<()> {
     eprintln!("ideal-tftpd serving {} on {}", a.root.display(), a.listen);
     let mut buf = [0u8; 1500];
     while Instant::now() < stop {
-        let (n, peer) = sock.recv_from(&mut buf)?;
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            got => got?,
+        };
         let Some((name, blksize, windowsize)) = ideal_rrq(&buf[..n]) else {
             continue;
         };

@@ -133,7 +133,13 @@ impl Conn {
 
     fn fill_at_most(&mut self, max: usize) -> io::Result<usize> {
         let mut chunk = [0u8; 16384];
-        let n = self.stream.read(&mut chunk[..max.clamp(1, 16384)])?;
+        let n = loop {
+            // EINTR (a stopped-and-continued process) is not an answer: read again.
+            match self.stream.read(&mut chunk[..max.clamp(1, 16384)]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }

@@ -258,6 +258,7 @@ fn read_request(c: &mut TcpStream) -> Option<Request> {
             break i + 4;
         }
         match c.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(0) | Err(_) => return None,
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
@@ -278,6 +279,7 @@ fn read_request(c: &mut TcpStream) -> Option<Request> {
     let mut body = req.split_off(end);
     while body.len() < len {
         match c.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(0) | Err(_) => break,
             Ok(n) => body.extend_from_slice(&buf[..n]),
         }

@@ -94,9 +94,20 @@ impl Packet {
 
 /// One packet within `timeout`, for tests that answer by hand.
 pub fn recv(sock: &UdpSocket, timeout: Duration) -> Option<Packet> {
-    sock.set_read_timeout(Some(timeout)).ok()?;
+    let until = Instant::now() + timeout;
     let mut buf = vec![0u8; 70000];
-    let (n, from) = sock.recv_from(&mut buf).ok()?;
+    let (n, from) = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        sock.set_read_timeout(Some(left)).ok()?;
+        match sock.recv_from(&mut buf) {
+            Ok(got) => break got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    };
     if n < 2 {
         return None;
     }
@@ -583,10 +594,13 @@ pub fn fetch(
     t.finish()
 }
 
+/// A read that ended without a packet: the timer decides what happens next. `Interrupted`
+/// belongs here: a process stopped and continued (a paused CI container, a debugger) gets
+/// EINTR from any socket read with `SO_RCVTIMEO`, handler or not (signal(7)).
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
 }
 

@@ -42,7 +42,9 @@ fn http_abuse_never_blocks_or_hangs_the_server() {
                         Err(e)
                             if matches!(
                                 e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                                    | io::ErrorKind::Interrupted
                             ) => {}
                         Err(_) => return Ok(()),
                     }
