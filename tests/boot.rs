@@ -544,7 +544,7 @@ fn uefi_http_boot_from_the_generated_dnsmasq_config() {
     fs::copy(loader, s.tftp_root().join("snponly.efi")).expect("copy snponly.efi");
 
     let http_url = format!("http://{HOST_IP}:8080");
-    let conf_args = generated_dnsmasq(&s, img.dir.path());
+    let conf_args = generated_dnsmasq(&s, img.dir.path(), &[]);
     let conf_text = fs::read_to_string(img.dir.path().join("ironpxe-dnsmasq.conf")).expect("conf");
     let http_line = format!("dhcp-boot=tag:!ironpxe-ipxe,tag:ironpxe-http,{http_url}/snponly.efi");
     assert!(
@@ -668,16 +668,36 @@ fn ipv6_only_bios_ipxe_and_ovmf_pxev6_boot_with_link_local_tftp() {
         tftp.scope_id() != 0 && tftp.ip().to_string() == HOST_LL6,
         "the zone became tap0's scope id: {tftp}"
     );
-    // Hand-written until `ironpxe dhcp --format dnsmasq` emits DHCPv6 (branch s-httpboot):
-    // then this is its output for this network.
-    let http_boot =
-        format!("--dhcp-option=tag:ipxe,option6:bootfile-url,http://[{HOST_IP6}]:8080/boot.ipxe");
-    let pxe_boot =
-        format!("--dhcp-option=tag:!ipxe,option6:bootfile-url,tftp://[{HOST_LL6}]/snponly.efi");
-    ns.dnsmasq_v6(
+    // ironpxe's own DHCPv6 config for this link: RA + a stateful range (OVMF's PXEv6 needs
+    // an address), option 59 = the iPXE entry URL for iPXE, the link-local TFTP URL otherwise.
+    let conf = generated_dnsmasq(
+        &s,
         img.dir.path(),
-        &["--dhcp-userclass=set:ipxe,iPXE", &http_boot, &pxe_boot],
+        &[
+            "--next-server6",
+            HOST_LL6,
+            "--http-url6",
+            &format!("http://[{HOST_IP6}]:8080"),
+            "--ipv6-range",
+            "fd00:1b::10,fd00:1b::100,64",
+        ],
     );
+    let written = fs::read_to_string(img.dir.path().join("ironpxe-dnsmasq.conf")).expect("conf");
+    for want in [
+        "enable-ra".to_owned(),
+        format!("option6:bootfile-url,http://[{HOST_IP6}]:8080/boot.ipxe"),
+        format!("option6:bootfile-url,tftp://[{HOST_LL6}]/snponly.efi"),
+    ] {
+        assert!(written.contains(&want), "{want} in:\n{written}");
+    }
+    assert!(
+        !written
+            .lines()
+            .any(|l| l.starts_with("dhcp-range=") && !l.contains(':')),
+        "no DHCPv4 range:\n{written}"
+    );
+    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
+    ns.dnsmasq_own_ranges(img.dir.path(), &conf);
 
     // 1. BIOS iPXE.
     let bios = guest::run_qemu(
@@ -743,10 +763,12 @@ fn ipv6_only_bios_ipxe_and_ovmf_pxev6_boot_with_link_local_tftp() {
     }
 }
 
-/// `ironpxe dhcp --format dnsmasq` for `s`'s state, written to `dir`: dnsmasq's arguments.
-fn generated_dnsmasq(s: &Ironpxe, dir: &Path) -> Vec<String> {
+/// `ironpxe dhcp --format dnsmasq` for `s`'s state (with `more` flags), written to
+/// `dir/ironpxe-dnsmasq.conf`: dnsmasq's arguments.
+fn generated_dnsmasq(s: &Ironpxe, dir: &Path, more: &[&str]) -> Vec<String> {
     let state = s.state.path().to_str().expect("utf-8 path");
-    let out = common::ironpxe_cli(&[
+    let http_url = format!("http://{HOST_IP}:8080");
+    let mut args = vec![
         "dhcp",
         "--format",
         "dnsmasq",
@@ -755,8 +777,10 @@ fn generated_dnsmasq(s: &Ironpxe, dir: &Path) -> Vec<String> {
         "--next-server",
         HOST_IP,
         "--http-url",
-        &format!("http://{HOST_IP}:8080"),
-    ]);
+        &http_url,
+    ];
+    args.extend_from_slice(more);
+    let out = common::ironpxe_cli(&args);
     assert!(
         out.status.success(),
         "ironpxe dhcp: {}",
@@ -853,7 +877,7 @@ fn uefi_local_boot_continues_to_the_next_boot_entry() {
         "lboot",
         "ironpxe: provision state active: local",
         &[("snponly.efi", "/usr/lib/ipxe/snponly.efi")],
-        generated_dnsmasq,
+        |s, d| generated_dnsmasq(s, d, &[]),
     );
     let log = &serial.log;
     let leaving = "ironpxe: leaving network boot so the firmware boots the next device";

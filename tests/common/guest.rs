@@ -120,11 +120,10 @@ impl Netns {
         }
     }
 
-    /// dnsmasq for IPv6 only (no DHCPv4): router advertisements and a stateful DHCPv6 range
-    /// in [`HOST_IP6`]'s /64 (OVMF's PXEv6 needs an address), with extra options.
-    pub fn dnsmasq_v6(&mut self, dir: &Path, extra: &[&str]) -> PathBuf {
-        let range = ["--enable-ra", "--dhcp-range=fd00:1b::10,fd00:1b::100,64,1h"];
-        self.spawn_dnsmasq(dir, &range, extra)
+    /// dnsmasq with no range of its own: `extra` (e.g. `ironpxe dhcp`'s output with
+    /// `--ipv6-range`) brings every `dhcp-range`, so an IPv6-only config serves no DHCPv4.
+    pub fn dnsmasq_own_ranges(&mut self, dir: &Path, extra: &[&str]) -> PathBuf {
+        self.spawn_dnsmasq(dir, &[], extra)
     }
 
     fn spawn_dnsmasq(&mut self, dir: &Path, ranges: &[&str], extra: &[&str]) -> PathBuf {
