@@ -60,6 +60,10 @@ pub struct Config {
     pub render: crate::render::RenderConfig,
     pub images: crate::serving::images::ImagesConfig,
     pub grub: GrubSection,
+    /// Ironic's `[pxe]` settings (with `[deploy] http_url`, `default_boot_mode`, `[DEFAULT]
+    /// my_ipv6`) under Ironic's names and defaults: what `ironpxe dhcp --format neutron`
+    /// reproduces Ironic's Neutron options from.
+    pub ironic_pxe: crate::model::ironic_pxe::IronicPxe,
 }
 
 /// `[grub]`: where GRUB's own config names are answered.
@@ -348,6 +352,7 @@ impl Default for Config {
             render: Default::default(),
             images: Default::default(),
             grub: Default::default(),
+            ironic_pxe: Default::default(),
         }
     }
 }
@@ -533,6 +538,7 @@ impl Config {
             uefi_boot: Some(d.uefi_boot.clone()),
             http_boot: Some(d.http_boot_loader.clone()),
             ipv6_range: d.ipv6_range,
+            ironic_pxe: self.ironic_pxe.clone(),
         }
     }
 

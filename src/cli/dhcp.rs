@@ -85,6 +85,13 @@ pub fn dhcp(args: &DhcpArgs, out: &mut dyn Write) -> Result<()> {
     }
     choices.next_server = args.next_server.or(choices.next_server);
     choices.next_server6 = args.next_server6.or(choices.next_server6);
+    // The flags stand for Ironic's settings too, over [ironic_pxe].
+    let ironic = &mut choices.ironic_pxe;
+    ironic.tftp_server = args.next_server.map(Into::into).or(ironic.tftp_server);
+    ironic.my_ipv6 = args.next_server6.or(ironic.my_ipv6);
+    if args.http_url.is_some() {
+        ironic.http_url.clone_from(&args.http_url);
+    }
     choices.ipv6_range = args.ipv6_range.or(choices.ipv6_range);
     let (opts, option_warnings) = DhcpOptions::derive(&cfg.dhcp_listeners(), &choices)?;
     if args.format.is_v6_only() && opts.v6.is_none() && args.hostsdir.is_none() {

@@ -61,6 +61,7 @@ use std::str::FromStr;
 use serde_json::{json, Map, Value};
 
 use crate::model::addr::{ClientId, Mac, MELLANOX_CLIENT_ID_PREFIX};
+use crate::model::ironic_pxe::IronicPxe;
 use crate::model::node::{Node, NodeUuid};
 use crate::state::{IndexedPort, Snapshot};
 
@@ -413,6 +414,8 @@ pub struct DhcpOptions {
     pub client_id_prefixes: Vec<[u8; 12]>,
     /// DHCPv6 boot logic; `None`: IPv4 only.
     pub v6: Option<Dhcp6Options>,
+    /// Ironic's own settings, for `--format neutron` only ([`DhcpOptions::ironic_settings`]).
+    pub ironic_pxe: IronicPxe,
 }
 
 /// What DHCPv6 clients are handed (option 59 URLs only: DHCPv6 has no `siaddr`/`file`).
@@ -533,6 +536,8 @@ pub struct DhcpChoices {
     pub uefi_boot: Option<String>,
     pub http_boot: Option<String>,
     pub ipv6_range: Option<Ipv6Range>,
+    /// `[ironic_pxe]`, Ironic's names and defaults, for `--format neutron`.
+    pub ironic_pxe: IronicPxe,
 }
 
 impl DhcpOptions {
@@ -547,6 +552,7 @@ impl DhcpOptions {
             http_boot: BootFile(DEFAULT_HTTP_BOOT.into()),
             client_id_prefixes: vec![MELLANOX_CLIENT_ID_PREFIX],
             v6: None,
+            ironic_pxe: IronicPxe::default(),
         }
     }
 
@@ -599,8 +605,12 @@ impl DhcpOptions {
             http_boot: file(&c.http_boot, DEFAULT_HTTP_BOOT)?,
             client_id_prefixes: vec![at.client_id_prefix],
             v6: None,
+            ironic_pxe: c.ironic_pxe.clone(),
         };
         opts.http_url.file_url(&opts.http_boot)?;
+        if let Some(u) = &c.ironic_pxe.http_url {
+            opts.ironic_pxe.http_url = Some(HttpUrl::new(u)?.as_str().to_owned());
+        }
         let tftp6 = c.next_server6.or_else(|| {
             at.tftp_listen.iter().find_map(|a| match a.ip() {
                 IpAddr::V6(ip) if routable6(ip) => Some(ip),
@@ -929,7 +939,10 @@ pub fn generate(format: DhcpFormat, snap: &Snapshot, opts: &DhcpOptions) -> Gene
             }
             kea(&h, opts)
         }
-        DhcpFormat::Neutron => neutron(snap, &h, opts),
+        DhcpFormat::Neutron => {
+            warnings.extend(neutron::neutron_warnings(opts));
+            neutron(snap, &h, opts)
+        }
     };
     if format.is_v6_only() && opts.v6.is_none() {
         warnings.push(format!("{format}: {NO_V6}"));

@@ -1,81 +1,76 @@
 //! Neutron, read-only: the `extra_dhcp_opts` Ironic itself would set on each port.
+//!
+//! Unlike ironpxe's own DHCP outputs (one configuration for every client, the boot file chosen
+//! by what the client says it is: its architecture, iPXE or not, HTTP Boot or not), Ironic
+//! sets options per node on its Neutron ports: the boot file comes from the node's boot
+//! interface, boot mode and `cpu_arch` and from Ironic's `[pxe]` settings, whatever firmware
+//! then asks. The rule is [`crate::model::ironic_pxe`]'s; this file only lays it out as JSON.
 
 use super::*;
+use crate::model::ironic_pxe::{dhcp_options, IpVersion, IronicPxe, OptionsError, OPT_CLIENT_ID};
 
-/// Which options Ironic's boot interface for `node` hands out: iPXE (`tag:ipxe`), PXE, or
-/// none; and whether over UEFI HTTP Boot (`http`, `http-ipxe`: option 60 and a URL, no TFTP
-/// server). A node without `boot_interface` counts as iPXE (Ironic's default).
-fn neutron_boot(node: &Node) -> Option<(bool, bool)> {
-    let bi = node.boot_interface.as_deref().unwrap_or("ipxe");
-    let http = bi == "http" || bi == "http-ipxe";
-    if bi.contains("ipxe") {
-        Some((true, http))
-    } else if bi.contains("pxe") || bi == "http" {
-        Some((false, http))
-    } else {
-        None
+impl DhcpOptions {
+    /// The Ironic settings `--format neutron` uses: `[ironic_pxe]` (and the flags that set it),
+    /// with `tftp_server`, `http_url` and `my_ipv6` left unset taken from ironpxe's own
+    /// next-server, HTTP URL and IPv6 TFTP address.
+    pub fn ironic_settings(&self) -> IronicPxe {
+        let mut s = self.ironic_pxe.clone();
+        s.tftp_server = s.tftp_server.or(self.next_server.map(IpAddr::V4));
+        s.http_url = s
+            .http_url
+            .or_else(|| Some(self.http_url.as_str().to_owned()));
+        s.my_ipv6 = s.my_ipv6.or(self.v6.as_ref().map(|v| v.tftp_server));
+        s
+    }
+
+    /// The IP versions whose options a Neutron port carries: Ironic keeps those of the
+    /// versions of the port's fixed IPs; ironpxe knows no Neutron port, so IPv4 always and
+    /// IPv6 when its own DHCPv6 output is on.
+    fn neutron_versions(&self) -> &'static [IpVersion] {
+        match self.v6 {
+            Some(_) => &[IpVersion::V4, IpVersion::V6],
+            None => &[IpVersion::V4],
+        }
     }
 }
 
-/// Ironic's boot mode: a `boot_mode` capability (instance first), else `uefi` (its default).
-fn uefi(node: &Node) -> bool {
-    let caps = [
-        node.instance_info.capabilities.as_ref(),
-        node.properties.capabilities.as_ref(),
-    ];
-    caps.into_iter()
-        .flatten()
-        .find_map(|c| crate::model::boot::capability(c, "boot_mode"))
-        .is_none_or(|m| m != "bios")
+/// The boot options for `node` in every version in `versions`. Ironic computes IPv4 and IPv6
+/// before it sets anything, so a failure of either means none at all.
+fn boot_options(
+    node: &Node,
+    pxe: &IronicPxe,
+    versions: &[IpVersion],
+) -> Result<Vec<Value>, OptionsError> {
+    let v4 = dhcp_options(node, pxe, IpVersion::V4)?;
+    let v6 = dhcp_options(node, pxe, IpVersion::V6)?;
+    Ok(v4
+        .into_iter()
+        .chain(v6)
+        .filter(|o| versions.contains(&o.ip_version))
+        .map(|o| json!({"opt_name": o.name, "opt_value": o.value, "ip_version": o.ip_version.number()}))
+        .collect())
 }
 
 /// `--format neutron`: per provisioning port, the `extra_dhcp_opts` Ironic itself would set on
-/// its Neutron port (`61` client-id for IB ports, then the boot options of
-/// `pxe_utils.dhcp_options_for_instance`), as JSON. ironpxe never writes to Neutron. Boot file
-/// names are the ones given here (Ironic's `[pxe]` bootfile settings should match them); the
-/// PXE interface's `210` (TFTP path prefix) is left out: ironpxe has no TFTP root to name.
+/// its Neutron port, as JSON: `61` (the client-id, set when the port is created, without
+/// `ip_version` as Ironic sends it) for IB ports, then `pxe_utils.dhcp_options_for_instance`'s
+/// boot options. ironpxe never writes to Neutron.
 pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
+    let pxe = opts.ironic_settings();
+    let versions = opts.neutron_versions();
     let mut ports = Vec::new();
     for e in &h.entries {
         let Some(node) = snap.node(&e.node).map(|n| &n.node) else {
             continue;
         };
-        let opt = |name: &str, value: String| json!({"opt_name": name, "opt_value": value, "ip_version": 4});
         let mut dhcp_opts = Vec::new();
         let mut notes: Vec<String> = e.notes.iter().map(ToString::to_string).collect();
         if let Some(cid) = e.client_id() {
-            dhcp_opts.push(json!({"opt_name": "61", "opt_value": cid.to_string()}));
+            dhcp_opts.push(json!({"opt_name": OPT_CLIENT_ID, "opt_value": cid.to_string()}));
         }
-        let boot = neutron_boot(node);
-        let boot_file = match boot {
-            Some((_, true)) => opts.http_boot_url(),
-            _ if uefi(node) => opts.uefi_boot.to_string(),
-            _ => opts.bios_boot.to_string(),
-        };
-        match boot {
-            Some((true, _)) => {
-                dhcp_opts.push(opt("tag:!ipxe,67", boot_file));
-                dhcp_opts.push(opt("tag:ipxe,67", opts.http_url.boot_script()));
-            }
-            Some((false, _)) => dhcp_opts.push(opt("67", boot_file)),
-            None => notes.push(
-                "boot interface does not boot from the network: Ironic sets no boot options".into(),
-            ),
-        }
-        if let Some((_, true)) = boot {
-            dhcp_opts.push(opt("60", HTTP_CLIENT.into()));
-        }
-        match (boot, opts.next_server) {
-            (Some((_, true)), _) => {}
-            (Some(_), Some(tftp)) => {
-                for name in ["66", "150", "server-ip-address"] {
-                    dhcp_opts.push(opt(name, tftp.to_string()));
-                }
-            }
-            (Some(_), None) => {
-                notes.push("no next-server given: 66, 150 and server-ip-address left out".into())
-            }
-            (None, _) => {}
+        match boot_options(node, &pxe, versions) {
+            Ok(boot) => dhcp_opts.extend(boot),
+            Err(why) => notes.push(why.to_string()),
         }
         let mut port = Map::new();
         port.insert("node".into(), Value::String(e.node.to_string()));
@@ -94,4 +89,21 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
     text.push('\n');
     text
+}
+
+/// What the operator should know about the Neutron settings themselves.
+pub(super) fn neutron_warnings(opts: &DhcpOptions) -> Vec<String> {
+    let pxe = opts.ironic_settings();
+    let mut w = Vec::new();
+    if pxe.ipxe_script_name() != BOOT_SCRIPT {
+        w.push(format!(
+            "neutron: [ironic_pxe] ipxe_boot_script {:?}: iPXE clients are sent to <http_url>/{:?}, but ironpxe serves its entry script as {BOOT_SCRIPT}",
+            shown(&pxe.ipxe_boot_script),
+            shown(pxe.ipxe_script_name())
+        ));
+    }
+    if pxe.tftp_server.is_none() {
+        w.push(format!("neutron: {}", OptionsError::NoTftpServer));
+    }
+    w
 }

@@ -506,17 +506,21 @@ fn neutron_lists_what_ironic_would_set() {
             .collect()
     };
     let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    // Ironic's defaults: PXE + UEFI boots bootx64.efi, iPXE + UEFI snponly.efi; the TFTP
+    // server goes into 66, 150 and 255 (dnsmasq's server-ip-address, by number).
     assert_eq!(
         names(find(IB_MAC)),
         vec![
             pair("61", CID),
-            pair("67", "snponly.efi"),
+            pair("67", "bootx64.efi"),
             pair("66", "192.0.2.7"),
             pair("150", "192.0.2.7"),
-            pair("server-ip-address", "192.0.2.7"),
+            pair("255", "192.0.2.7"),
         ]
     );
     assert_eq!(find(IB_MAC)["infiniband"], true);
+    assert_eq!(find(IB_MAC)["extra_dhcp_opts"][0].get("ip_version"), None);
+    assert_eq!(find(IB_MAC)["extra_dhcp_opts"][1]["ip_version"], 4);
     assert_eq!(
         names(find(ETH_MAC))[..2],
         [
@@ -536,7 +540,55 @@ fn neutron_lists_what_ironic_would_set() {
     ));
     let v: Value =
         serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &opts()).text).expect("json");
-    assert_eq!(v[0]["extra_dhcp_opts"][0]["opt_value"], "pxelinux.0");
+    assert_eq!(v[0]["extra_dhcp_opts"][0]["opt_value"], "undionly.kpxe");
+}
+
+/// `[ironic_pxe]` is read with Ironic's names: by-arch boot files keyed by the node's
+/// `properties.cpu_arch`, its own TFTP server and URL over ironpxe's; with DHCPv6 on, the
+/// IPv6 options follow the IPv4 ones, as Ironic adds them for a port with an IPv6 address.
+#[test]
+fn neutron_follows_ironic_settings_and_adds_ipv6_options_when_dhcpv6_is_on() {
+    let s = snap(&format!(
+        r#"{{"uuid": "{ETH_UUID}", "boot_interface": "pxe", "properties": {{"cpu_arch": "aarch64"}}, "ports": [{{"address": "{ETH_MAC}"}}]}}"#
+    ));
+    let mut o = opts6();
+    o.ironic_pxe.pxe_bootfile_name_by_arch = [("aarch64".into(), "grubaa64.efi".into())].into();
+    o.ironic_pxe.tftp_server = Some("192.0.2.99".parse().expect("ip"));
+    let v: Value = serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &o).text).expect("json");
+    let got: Vec<(String, String, u64)> = v[0]["extra_dhcp_opts"]
+        .as_array()
+        .expect("opts")
+        .iter()
+        .map(|x| {
+            (
+                x["opt_name"].as_str().expect("n").to_owned(),
+                x["opt_value"].as_str().expect("v").to_owned(),
+                x["ip_version"].as_u64().expect("ip_version"),
+            )
+        })
+        .collect();
+    let t = |n: &str, v: &str, ip: u64| (n.to_owned(), v.to_owned(), ip);
+    assert_eq!(
+        got,
+        vec![
+            t("67", "grubaa64.efi", 4),
+            t("66", "192.0.2.99", 4),
+            t("150", "192.0.2.99", 4),
+            t("255", "192.0.2.99", 4),
+            t("59", "tftp://[2001:db8::7]/grubaa64.efi", 6),
+        ]
+    );
+    // A boot file Neutron cannot carry: no boot options at all, and a note that says why.
+    o.ironic_pxe.pxe_bootfile_name_by_arch = [("aarch64".into(), "x".repeat(60))].into();
+    let v: Value = serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &o).text).expect("json");
+    assert_eq!(v[0]["extra_dhcp_opts"], json!([]));
+    assert!(
+        v[0]["notes"][0]
+            .as_str()
+            .expect("note")
+            .contains("64 characters"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -1052,7 +1104,11 @@ fn isc6_and_kea6_hand_out_option_59_by_client() {
 
 #[test]
 fn neutron_http_boot_interfaces_get_option_60_and_a_url_without_tftp_servers() {
-    for (bi, ipxe) in [("http", false), ("http-ipxe", true)] {
+    // Ironic's UEFI defaults: bootx64.efi for `http` (a PXE loader), snponly.efi for `http-ipxe`.
+    for (bi, ipxe, loader) in [
+        ("http", false, "bootx64.efi"),
+        ("http-ipxe", true, "snponly.efi"),
+    ] {
         let s = listing(&[node(
             ETH_UUID,
             r#""n""#,
@@ -1070,12 +1126,12 @@ fn neutron_http_boot_interfaces_get_option_60_and_a_url_without_tftp_servers() {
         let file = if ipxe { "tag:!ipxe,67" } else { "67" };
         assert_eq!(
             get(file),
-            Some(json!("http://192.0.2.1:8080/snponly.efi")),
+            Some(json!(format!("http://192.0.2.1:8080/{loader}"))),
             "{bi}"
         );
         assert_eq!(get("60"), Some(json!("HTTPClient")), "{bi}");
         assert_eq!(get("tag:ipxe,67").is_some(), ipxe, "{bi}");
-        for n in ["66", "150", "server-ip-address"] {
+        for n in ["66", "150", "255"] {
             assert_eq!(get(n), None, "{bi}: {n}");
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod boot;
+pub mod ironic_pxe;
 pub mod net;
 pub mod node;
 pub mod paths;

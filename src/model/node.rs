@@ -209,6 +209,9 @@ pub struct InstanceInfo {
     pub kernel_append_params: Option<String>,
     /// Ironic accepts a dict or its JSON text here.
     pub capabilities: Option<Value>,
+    /// Deprecated boot mode Ironic still reads (`boot_mode_utils`); text only.
+    #[serde(deserialize_with = "text_only")]
+    pub deploy_boot_mode: Option<String>,
 }
 
 /// The boot-relevant part of `properties`.
@@ -217,6 +220,9 @@ pub struct InstanceInfo {
 pub struct Properties {
     /// `"boot_mode:uefi,boot_option:netboot"`-style text, or a dict.
     pub capabilities: Option<Value>,
+    /// The key of Ironic's `[pxe] *_bootfile_name_by_arch`; text only.
+    #[serde(deserialize_with = "text_only")]
+    pub cpu_arch: Option<String>,
 }
 
 /// The boot-relevant part of `driver_internal_info`.
@@ -225,6 +231,9 @@ pub struct Properties {
 pub struct DriverInternalInfo {
     pub is_whole_disk_image: Option<bool>,
     pub root_uuid_or_disk_id: Option<String>,
+    /// The boot mode Ironic recorded at deploy (`boot_mode_utils`); text only.
+    #[serde(deserialize_with = "text_only")]
+    pub deploy_boot_mode: Option<String>,
 }
 
 /// A node as the boot server sees it.
@@ -323,6 +332,15 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A field only ever read as text: any other JSON value (a number, a dict) is taken as unset,
+/// so an odd value written by anyone with node-update rights cannot refuse the whole node.
+fn text_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
 }
 
 fn null_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
