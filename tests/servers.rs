@@ -540,7 +540,7 @@ fn grub_names_and_ironic_uefi_layout() {
 
 /// GRUB built with a distro prefix (`grub-mkimage -p /EFI/centos`) walks its names under it:
 /// the MAC name and the full hex IP find the node (from `extra.fixed_ip`, as PXELINUX's do),
-/// shorter hex IPs miss, `grub.cfg` is the master — over TFTP and HTTP alike. A real file of
+/// and so does Ironic's `<ip>.conf`; shorter hex IPs miss, `grub.cfg` is the master — over TFTP and HTTP alike. A real file of
 /// such a name is served, never shadowed.
 #[test]
 fn grub_names_under_a_distro_prefix_over_both_protocols() {
@@ -560,6 +560,15 @@ fn grub_names_under_a_distro_prefix_over_both_protocols() {
         let (code, http) = s.get(&format!("/{name}"));
         assert_eq!((code, &http), (200, &tftp), "{name} over HTTP");
     }
+    // Ironic's `<ip>.conf` link (UEFI, PXE without iPXE) from the same fixed IP: the node's
+    // GRUB config, as `<mac>.conf`; another address is the unknown machine.
+    let by_ip = text(s.tftp_get("10.99.0.111.conf", &[]).expect("ip.conf"));
+    let by_mac = text(s.tftp_get("52:54:00:12:34:56.conf", &[]).expect("mac.conf"));
+    assert!(by_ip.contains("node g1"), "{by_ip}");
+    assert_eq!(by_ip, by_mac);
+    assert_eq!(s.get("/10.99.0.111.conf"), (200, by_ip));
+    let other = text(s.tftp_get("10.99.0.112.conf", &[]).expect("other ip.conf"));
+    assert!(other.contains("unknown machine"), "{other}");
     for name in ["EFI/centos/grub.cfg-0A63006", "EFI/centos/grub.cfg-0"] {
         assert_eq!(s.tftp_get(name, &[]), Err(68), "{name}: GRUB walks on");
         assert_eq!(s.get(&format!("/{name}")).0, 404, "{name}");

@@ -4,6 +4,7 @@
 //! virtual; everything else is a static file under the served roots.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 use serde::{Serialize, Serializer};
 
@@ -37,6 +38,11 @@ pub enum Resource {
     /// `<mac-with-colons>.conf` (at the root or under `grub/`): what Ironic's master
     /// `grub.cfg` sources; unknown MACs get the unknown-machine config.
     GrubConf(Mac),
+    /// `<dotted-ipv4>.conf` at the root: what Ironic links for a UEFI node booted by PXE
+    /// without iPXE, named by the IP its DHCP provider gave the port
+    /// (`pxe_utils._link_ip_address_pxe_configs`); found like hex-IP names, by a port's fixed
+    /// IP. Unknown addresses get the unknown-machine config, as `<mac>.conf` does.
+    GrubIpConf(Ipv4Addr),
     /// `images/<key>/<name>`: an image from the image cache.
     Image { key: String, name: String },
     /// Anything else: a static file, as a normalised relative path.
@@ -63,7 +69,7 @@ impl Resource {
             Resource::Pxelinux(_) => Kind::Pxelinux,
             Resource::IronicIpxe(_) | Resource::Ipxe(_) => Kind::Ipxe,
             Resource::IpxeEntry => Kind::IpxeEntry,
-            Resource::Grub(_) | Resource::GrubConf(_) => Kind::Grub,
+            Resource::Grub(_) | Resource::GrubConf(_) | Resource::GrubIpConf(_) => Kind::Grub,
             Resource::Image { .. } => Kind::Image,
             Resource::Static(_) => Kind::Static,
         }
@@ -268,7 +274,15 @@ fn classify_normalized(path: &str, grub: &GrubPrefixes) -> Option<Resource> {
     if !is_ironic_grub_dir(dir) {
         return None;
     }
-    let mac = base.strip_suffix(".conf").filter(|m| m.contains(':'))?;
+    let stem = base.strip_suffix(".conf")?;
+    if dir.is_empty() {
+        // Ironic names it by the address as Neutron prints it: dotted, no leading zeros
+        // (which std's parser refuses too).
+        if let Ok(ip) = stem.parse::<Ipv4Addr>() {
+            return Some(Resource::GrubIpConf(ip));
+        }
+    }
+    let mac = Some(stem).filter(|m| m.contains(':'))?;
     Mac::parse(mac).ok().map(Resource::GrubConf)
 }
 
@@ -403,6 +417,46 @@ mod tests {
             classify("grub/x.conf"),
             Ok(Resource::Static("grub/x.conf".into()))
         );
+    }
+
+    /// `<ip>.conf` as Ironic links it for GRUB: at the TFTP root, the dotted IPv4 address.
+    #[test]
+    fn grub_ip_conf_names_at_the_root_only() {
+        let ip = Ipv4Addr::new(192, 0, 2, 111);
+        for name in [
+            "192.0.2.111.conf",
+            "/192.0.2.111.conf",
+            "tftp://h/192.0.2.111.conf",
+        ] {
+            assert_eq!(classify(name), Ok(Resource::GrubIpConf(ip)), "{name}");
+        }
+        assert_eq!(
+            classify("192.0.2.111.conf").map(|r| r.kind()),
+            Ok(Kind::Grub)
+        );
+        assert_eq!(
+            classify("192.0.2.111.conf")
+                .ok()
+                .as_ref()
+                .and_then(AskedAddr::of),
+            None
+        );
+        for name in [
+            "grub/192.0.2.111.conf",       // Ironic links it at the root only
+            "EFI/centos/192.0.2.111.conf", // nor under a GRUB prefix
+            "192.0.2.1111.conf",
+            "192.0.2.conf",
+            "192.000.2.111.conf", // not as Neutron prints an address
+            "192.0.2.111.conf.bak",
+            "192.0.2.111.CONF",
+            "2001:db8::1.conf", // ironpxe's fixed IPs are IPv4 (see docs/ironic-parity.md)
+        ] {
+            assert!(
+                matches!(classify(name), Ok(Resource::Static(_))),
+                "{name}: {:?}",
+                classify(name)
+            );
+        }
     }
 
     /// Every name GRUB's TFTP walk asks, under every kind of prefix `grub-mkimage -p` sets.

@@ -179,6 +179,10 @@ impl App {
                 let m = snap.by_mac(mac);
                 self.config(m.as_ref(), Format::Grub, None, server)
             }
+            Resource::GrubIpConf(ip) => {
+                let m = snap.by_fixed_ip(*ip);
+                self.config(m.as_ref(), Format::Grub, None, server)
+            }
             Resource::Image { key, name } => self.image(key, name),
             Resource::Static(path) => static_file(path, roots),
         }
@@ -386,6 +390,27 @@ mod tests {
         assert!(master.body.contains("configfile /$net_default_mac.conf"));
         let conf = config_of("mac.conf", answer(&app, "52:54:00:12:34:56.conf"));
         assert!(conf.body.contains("node n1"), "{}", conf.body);
+    }
+
+    /// `<ip>.conf` (Ironic's GRUB link by the port's IP) finds the node by the same fixed IP
+    /// as the hex-IP names, and is its GRUB config; another address is the unknown machine.
+    #[test]
+    fn grub_ip_conf_finds_the_node_by_its_fixed_ip() {
+        let dir = tempfile::tempdir().expect("dir");
+        let app = app_with_node(dir.path());
+        let by_ip = config_of("ip.conf", answer(&app, "10.99.0.111.conf"));
+        let by_mac = config_of("mac.conf", answer(&app, "52:54:00:12:34:56.conf"));
+        assert_eq!(by_ip.format, Format::Grub);
+        assert_eq!(by_ip.node.map(|u| u.to_string()).as_deref(), Some(NODE));
+        assert_eq!(by_ip.port, by_mac.port);
+        assert_eq!(by_ip.body, by_mac.body);
+        let other = config_of("other", answer(&app, "10.99.0.112.conf"));
+        assert_eq!(other.node, None);
+        assert!(other.body.contains("unknown machine"), "{}", other.body);
+        assert!(matches!(
+            answer(&app, "grub/10.99.0.111.conf"),
+            Answer::NotFound(_)
+        ));
     }
 
     /// Outside Ironic's layout a real file of a GRUB name is served, not shadowed; in it
