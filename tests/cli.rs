@@ -174,6 +174,60 @@ fn render_an_unknown_client_gets_the_unknown_machine_config() {
     assert!(stderr(&o).contains("no node matches"));
 }
 
+/// `render --config F` builds its settings as `serve --config F` does: with `public_url` in
+/// the file, the iPXE entry script and a node script naming a file image (served from
+/// ironpxe's own HTTP server) are byte for byte what `serve` sends over HTTP.
+#[test]
+fn render_with_a_config_prints_what_serve_sends_for_the_same_client() {
+    let images = tempfile::tempdir().expect("images dir");
+    fs::write(images.path().join("k"), "kernel").expect("kernel");
+    fs::write(images.path().join("r"), "ramdisk").expect("ramdisk");
+    let image = |n: &str| format!("file://{}", images.path().join(n).display());
+    let node = serde_json::json!({
+        "uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "f1",
+        "provision_state": "wait call-back", "boot_interface": "ipxe",
+        "driver_info": {"deploy_kernel": image("k"), "deploy_ramdisk": image("r")},
+        "ports": [{"address": "52:54:00:12:34:56"}]
+    });
+    let s = common::Ironpxe::start_with(common::Options {
+        state: vec![("f1.json".into(), node.to_string())],
+        toml: format!(
+            "public_url = \"http://pxe.example:8080/\"\n[images]\nallowed_urls = [\"*\"]\nfile_url_allowed_paths = [{:?}]\n",
+            images.path()
+        ),
+        ..common::Options::default()
+    });
+    let config = s.work.path().join("ironpxe.toml");
+    let config = path(&config);
+    for (format, url) in [
+        ("ipxe", "/ipxe/52:54:00:12:34:56"),
+        ("boot.ipxe", "/boot.ipxe"),
+    ] {
+        let (code, served) = s.get(url);
+        assert_eq!(code, 200, "{url}: {served}");
+        let o = ironpxe(&[
+            "render",
+            "--config",
+            config,
+            "--client",
+            "52:54:00:12:34:56",
+            "--format",
+            format,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), served, "{format}");
+        assert!(
+            served.contains("http://pxe.example:8080/"),
+            "{format}: {served}"
+        );
+    }
+    let (_, script) = s.get("/ipxe/52:54:00:12:34:56");
+    assert!(
+        script.contains("kernel http://pxe.example:8080/images/"),
+        "{script}"
+    );
+}
+
 fn temp_state_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     for (n, body) in files {

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::model::addr::{AnyAddr, HwType, PxelinuxName, SystemUuid};
 use crate::model::node::NodeUuid;
-use crate::render::{Format, Renderer, Server};
+use crate::render::{Format, Renderer};
 use crate::state::{Match, Snapshot};
 
 use super::{load_state, StateArgs};
@@ -25,7 +25,8 @@ pub struct RenderArgs {
     /// pxelinux, ipxe, grub or boot.ipxe.
     #[arg(long, default_value = "ipxe")]
     pub format: Format,
-    /// Base URL written into scripts (defaults to http://<http_listen>).
+    /// Base URL written into scripts; default: the config's public_url, else as `serve`
+    /// would answer at the configured listen addresses.
     #[arg(long)]
     pub public_url: Option<String>,
 }
@@ -79,20 +80,14 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     };
     let snap = store.current();
     let r = resolve(&snap, &args.client, smbios.as_ref())?;
-    // No client connection says which address it reached: a specific one of ours, never
-    // the wildcard (`[::]` in a URL reaches nothing).
-    let shown = crate::model::net::preview_address(cfg.http_listen, &cfg.tftp_listen);
-    let server = Server {
-        http_url: args
-            .public_url
-            .clone()
-            .or_else(|| crate::model::net::http_base_url(shown))
-            .unwrap_or_else(|| format!("http://{shown}"))
-            .trim_end_matches('/')
-            .to_owned(),
-        tftp_server: crate::model::net::server_name(shown.ip())
-            .unwrap_or_else(|| shown.ip().to_string()),
-    };
+    // The server description `serve` builds (serving::app::server_at), from the same settings.
+    let public_url = args.public_url.clone().or_else(|| cfg.public_url());
+    let server = crate::serving::app::preview_server(
+        public_url.as_deref(),
+        cfg.http_listen,
+        &cfg.tftp_listen,
+        args.format,
+    );
     let rendered = renderer.render(r.found.as_ref(), args.format, r.hw, &server)?;
     let what = match r.found {
         Some(m) => format!("{m:#}"),

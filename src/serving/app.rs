@@ -294,17 +294,50 @@ impl App {
     /// address first: `[::]` or `0.0.0.0` in a URL reaches nothing; should one come here,
     /// loopback is written, never the wildcard).
     pub fn default_server(&self, local_ip: IpAddr, http_port: u16) -> Server {
-        let local = SocketAddr::new(local_ip, http_port);
-        let local = crate::model::net::preview_address(local, &[]);
-        let http_url = self.public_url.clone().unwrap_or_else(|| {
-            crate::model::net::http_base_url(local).unwrap_or_else(|| format!("http://{local}"))
-        });
-        Server {
-            http_url,
-            tftp_server: crate::model::net::server_name(local.ip())
-                .unwrap_or_else(|| local.ip().to_string()),
-        }
+        server_at(self.public_url.as_deref(), local_ip, http_port)
     }
+}
+
+/// How a client that reached this server at `local_ip` is told to reach it again: the
+/// configured public URL, else HTTP on that address; TFTP at that address. The one place this
+/// is decided, for TFTP, for HTTP without a trusted `Host`, the status page and `ironpxe
+/// render` alike (a wildcard `local_ip` should not come here: loopback is written, never it).
+pub fn server_at(public_url: Option<&str>, local_ip: IpAddr, http_port: u16) -> Server {
+    let local = crate::model::net::preview_address(SocketAddr::new(local_ip, http_port), &[]);
+    let http_url = match public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            crate::model::net::http_base_url(local).unwrap_or_else(|| format!("http://{local}"))
+        }
+    };
+    Server {
+        http_url,
+        tftp_server: crate::model::net::server_name(local.ip())
+            .unwrap_or_else(|| local.ip().to_string()),
+    }
+}
+
+/// What `serve` would write into a `format` config for a client that reached it at the
+/// configured listen addresses — no client connection says which: iPXE scripts are fetched
+/// over HTTP (the HTTP listen address), PXELINUX and GRUB configs over TFTP (the first
+/// specific TFTP listen address). On a wildcard the address shown is
+/// [`crate::model::net::preview_address`]'s.
+pub fn preview_server(
+    public_url: Option<&str>,
+    http_listen: SocketAddr,
+    tftp_listen: &[SocketAddr],
+    format: Format,
+) -> Server {
+    let http = crate::model::net::preview_address(http_listen, tftp_listen);
+    let tftp = tftp_listen
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| !ip.is_unspecified());
+    let local = match format {
+        Format::Pxelinux | Format::Grub => tftp.unwrap_or(http.ip()),
+        Format::Ipxe | Format::IpxeEntry => http.ip(),
+    };
+    server_at(public_url, local, http.port())
 }
 
 /// A static file from `roots`, if it is there.
@@ -390,6 +423,45 @@ mod tests {
         assert!(master.body.contains("configfile /$net_default_mac.conf"));
         let conf = config_of("mac.conf", answer(&app, "52:54:00:12:34:56.conf"));
         assert!(conf.body.contains("node n1"), "{}", conf.body);
+    }
+
+    /// Previews say what `serve` would: iPXE formats at the HTTP listen address, PXELINUX and
+    /// GRUB at the TFTP one (the HTTP port either way), the public URL over both.
+    #[test]
+    fn previews_use_the_address_each_format_is_fetched_from() {
+        let sa = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        let tftp = [sa("0.0.0.0:69"), sa("192.0.2.5:69")];
+        let at = |public, http: &str, f| preview_server(public, sa(http), &tftp, f);
+        let ipxe = at(None, "192.0.2.1:8080", Format::Ipxe);
+        assert_eq!(
+            (ipxe.http_url.as_str(), ipxe.tftp_server.as_str()),
+            ("http://192.0.2.1:8080", "192.0.2.1")
+        );
+        let pxe = at(None, "192.0.2.1:8080", Format::Pxelinux);
+        assert_eq!(
+            (pxe.http_url.as_str(), pxe.tftp_server.as_str()),
+            ("http://192.0.2.5:8080", "192.0.2.5")
+        );
+        assert_eq!(at(None, "192.0.2.1:8080", Format::Grub), pxe);
+        let wild = at(None, "0.0.0.0:8080", Format::IpxeEntry);
+        assert_eq!(wild.http_url, "http://192.0.2.5:8080", "never the wildcard");
+        for f in Format::ALL {
+            let p = at(Some("http://pxe.example/"), "192.0.2.1:8080", f);
+            assert_eq!(p.http_url, "http://pxe.example", "{f}");
+        }
+        // The same function answers TFTP clients: a served config and its preview agree.
+        let app = App {
+            public_url: Some("http://pxe.example".into()),
+            ..App::for_tests(Vec::new())
+        };
+        assert_eq!(
+            app.default_server(IpAddr::from([192, 0, 2, 5]), 8080),
+            at(
+                Some("http://pxe.example"),
+                "192.0.2.1:8080",
+                Format::Pxelinux
+            )
+        );
     }
 
     /// `<ip>.conf` (Ironic's GRUB link by the port's IP) finds the node by the same fixed IP

@@ -125,10 +125,12 @@ async fn start_admin(
         journal,
         token,
         hosts: crate::serving::admin::access::HostCheck::new(listen, &cfg.admin.host_aliases),
-        preview_server: {
-            let shown = crate::model::net::preview_address(cfg.http_listen, &cfg.tftp_listen);
-            app.default_server(shown.ip(), shown.port())
-        },
+        preview_server: crate::serving::app::preview_server(
+            app.public_url.as_deref(),
+            cfg.http_listen,
+            &cfg.tftp_listen,
+            crate::render::Format::Ipxe,
+        ),
         client_id_prefix: cfg.client_id_prefix(),
     });
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);

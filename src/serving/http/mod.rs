@@ -67,26 +67,20 @@ impl HostPolicy {
     /// is a bare `host[:port]` naming this server (it is client text that lands inside boot
     /// scripts); else the address the client connected to.
     pub fn server_for(&self, host: Option<&str>, local: SocketAddr) -> Server {
-        // `local` is the accepted connection's own address: never a wildcard.
-        let tftp_server =
-            crate::model::net::server_name(local.ip()).unwrap_or_else(|| local.ip().to_string());
-        if let Some(url) = &self.public_url {
-            return Server {
-                http_url: url.clone(),
-                tftp_server,
-            };
+        // `local` is the accepted connection's own address: never a wildcard. Without a
+        // trusted `Host`: bracketed, without the zone (which names the link on this side
+        // only) and, for a v4 client on a dual-stack socket, the IPv4 address it reached.
+        let at =
+            crate::serving::app::server_at(self.public_url.as_deref(), local.ip(), local.port());
+        if self.public_url.is_some() {
+            return at;
         }
-        let http_url = match host.and_then(|h| self.accept_host(h, local)) {
-            Some(h) => format!("http://{h}"),
-            // Bracketed, without the zone (which names the link on this side only) and, for
-            // a v4 client on a dual-stack socket, as the IPv4 address it reached.
-            None => {
-                crate::model::net::http_base_url(local).unwrap_or_else(|| format!("http://{local}"))
-            }
-        };
-        Server {
-            http_url,
-            tftp_server,
+        match host.and_then(|h| self.accept_host(h, local)) {
+            Some(h) => Server {
+                http_url: format!("http://{h}"),
+                ..at
+            },
+            None => at,
         }
     }
 
