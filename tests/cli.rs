@@ -228,6 +228,52 @@ fn render_with_a_config_prints_what_serve_sends_for_the_same_client() {
     );
 }
 
+/// `dhcp --format neutron` reads Ironic's settings from `[ironic_pxe]` under Ironic's names;
+/// `--next-server` overrides its `tftp_server`, as flags override the file; a key Ironic has
+/// not is refused, naming it.
+#[test]
+fn dhcp_neutron_follows_the_ironic_pxe_section_and_flags_override_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("ironpxe.toml");
+    fs::write(
+        &cfg,
+        "[ironic_pxe]\ntftp_server = \"192.0.2.50\"\nhttp_url = \"http://192.0.2.50:8080\"\npxe_bootfile_name = \"lpxelinux.0\"\n",
+    )
+    .expect("config");
+    let neutron = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["dhcp", "--format", "neutron", "--config", path(&cfg)];
+        args.extend_from_slice(extra);
+        let o = ironpxe(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).expect("json")
+    };
+    let opt = |v: &serde_json::Value, port: &str, name: &str| -> Option<String> {
+        let p = v.as_array()?.iter().find(|p| p["port"] == port)?;
+        let o = p["extra_dhcp_opts"]
+            .as_array()?
+            .iter()
+            .find(|o| o["opt_name"] == name)?;
+        o["opt_value"].as_str().map(str::to_owned)
+    };
+    let v = neutron(&[]);
+    let ib = "7c:fe:90:29:26:52"; // ib-node-1: pxe, boot_mode:bios
+    let eth = "52:54:00:12:34:56"; // eth-node-1: ipxe, Ironic's default uefi
+    assert_eq!(opt(&v, ib, "67").as_deref(), Some("lpxelinux.0"));
+    assert_eq!(opt(&v, ib, "255").as_deref(), Some("192.0.2.50"));
+    assert_eq!(opt(&v, eth, "tag:!ipxe,67").as_deref(), Some("snponly.efi"));
+    assert_eq!(
+        opt(&v, eth, "tag:ipxe,67").as_deref(),
+        Some("http://192.0.2.50:8080/boot.ipxe")
+    );
+    assert!(!v.to_string().contains("server-ip-address"), "{v}");
+    let v = neutron(&["--next-server", "192.0.2.7"]);
+    assert_eq!(opt(&v, ib, "66").as_deref(), Some("192.0.2.7"));
+    fs::write(&cfg, "[ironic_pxe]\nbootfile = \"x\"\n").expect("config");
+    let o = ironpxe(&["dhcp", "--format", "neutron", "--config", path(&cfg)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bootfile"), "{}", stderr(&o));
+}
+
 fn temp_state_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     for (n, body) in files {

@@ -11,9 +11,20 @@ use anyhow::{anyhow, Context, Result};
 
 #[derive(Args, Debug)]
 pub struct DhcpArgs {
-    /// dnsmasq (DHCPv4, and DHCPv6 when on), isc, isc6 (dhcpd -6), kea, kea6 (Dhcp6) or
-    /// neutron (read-only: what Ironic would set on Neutron ports).
-    #[arg(long)]
+    /// dnsmasq (DHCPv4, and DHCPv6 when on), isc, isc6 (dhcpd -6), kea, kea6 (Dhcp6): one
+    /// configuration for every client, the boot file chosen by what the client is (its
+    /// architecture, iPXE, HTTP Boot), from [dhcp] and the flags below.
+    ///
+    /// neutron (read-only): per port, the extra_dhcp_opts Ironic 39 itself would set on its
+    /// Neutron port — the boot file chosen per node (boot interface, boot mode, cpu_arch) from
+    /// Ironic's own settings under Ironic's names and defaults in [ironic_pxe]
+    /// (pxe_bootfile_name pxelinux.0, uefi_pxe_bootfile_name bootx64.efi, ipxe_bootfile_name
+    /// undionly.kpxe, uefi_ipxe_bootfile_name snponly.efi, *_by_arch, tftp_server, http_url,
+    /// my_ipv6, default_boot_mode); --next-server, --http-url and --next-server6 set
+    /// tftp_server, http_url and my_ipv6 there too. --bios-boot, --uefi-boot and
+    /// --http-boot-loader do not apply to it. IPv6 options (ip_version 6) are added when
+    /// DHCPv6 is on.
+    #[arg(long, verbatim_doc_comment)]
     pub format: crate::dhcp::DhcpFormat,
     /// TOML configuration file (flags override it).
     #[arg(long)]

@@ -46,7 +46,8 @@ pub enum Command {
     /// Serve boot configs from the live state (TFTP and HTTP).
     Serve(ServeArgs),
     /// Print DHCP host entries and boot logic for every PXE-enabled port (dnsmasq, ISC, Kea),
-    /// or the Neutron extra_dhcp_opts Ironic would set; or sync a dnsmasq --dhcp-hostsdir.
+    /// or the Neutron extra_dhcp_opts Ironic itself would set for its [pxe] settings
+    /// ([ironic_pxe]); or sync a dnsmasq --dhcp-hostsdir.
     Dhcp(DhcpArgs),
     /// Check what ironic-python-agent reported about a machine's interfaces against the
     /// ports Ironic has enrolled (IB MAC, client-id); with --apply, create or fix them.
