@@ -608,8 +608,11 @@ impl DhcpOptions {
             ironic_pxe: c.ironic_pxe.clone(),
         };
         opts.http_url.file_url(&opts.http_boot)?;
+        // Checked like ironpxe's own URL, but kept as written: Ironic joins it verbatim
+        // (`http://h/` gives `http://h//boot.ipxe`).
         if let Some(u) = &c.ironic_pxe.http_url {
-            opts.ironic_pxe.http_url = Some(HttpUrl::new(u)?.as_str().to_owned());
+            HttpUrl::new(u)?;
+            opts.ironic_pxe.http_url = Some(u.trim().to_owned());
         }
         let tftp6 = c.next_server6.or_else(|| {
             at.tftp_listen.iter().find_map(|a| match a.ip() {

@@ -578,6 +578,22 @@ fn neutron_follows_ironic_settings_and_adds_ipv6_options_when_dhcpv6_is_on() {
             t("59", "tftp://[2001:db8::7]/grubaa64.efi", 6),
         ]
     );
+    // Ironic's http_url is used as written, a trailing `/` included; a bad one is refused.
+    let at = Listeners {
+        public_url: None,
+        http_listen: "192.0.2.1:8080".parse().expect("addr"),
+        tftp_listen: vec!["192.0.2.1:69".parse().expect("addr")],
+        client_id_prefix: MELLANOX_CLIENT_ID_PREFIX,
+    };
+    let mut c = DhcpChoices::default();
+    c.ironic_pxe.http_url = Some("http://192.0.2.9/".into());
+    let (d, _) = DhcpOptions::derive(&at, &c).expect("derive");
+    assert_eq!(
+        d.ironic_settings().http_url.as_deref(),
+        Some("http://192.0.2.9/")
+    );
+    c.ironic_pxe.http_url = Some("http://a b".into());
+    assert!(DhcpOptions::derive(&at, &c).is_err());
     // A boot file Neutron cannot carry: no boot options at all, and a note that says why.
     o.ironic_pxe.pxe_bootfile_name_by_arch = [("aarch64".into(), "x".repeat(60))].into();
     let v: Value = serde_json::from_str(&generate(DhcpFormat::Neutron, &s, &o).text).expect("json");
