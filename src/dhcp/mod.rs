@@ -605,15 +605,9 @@ impl DhcpOptions {
             http_boot: file(&c.http_boot, DEFAULT_HTTP_BOOT)?,
             client_id_prefixes: vec![at.client_id_prefix],
             v6: None,
-            ironic_pxe: c.ironic_pxe.clone(),
+            ironic_pxe: checked_ironic_pxe(&c.ironic_pxe)?,
         };
         opts.http_url.file_url(&opts.http_boot)?;
-        // Checked like ironpxe's own URL, but kept as written: Ironic joins it verbatim
-        // (`http://h/` gives `http://h//boot.ipxe`).
-        if let Some(u) = &c.ironic_pxe.http_url {
-            HttpUrl::new(u)?;
-            opts.ironic_pxe.http_url = Some(u.trim().to_owned());
-        }
         let tftp6 = c.next_server6.or_else(|| {
             at.tftp_listen.iter().find_map(|a| match a.ip() {
                 IpAddr::V6(ip) if routable6(ip) => Some(ip),
@@ -657,6 +651,17 @@ impl DhcpOptions {
     pub fn http_boot_url(&self) -> String {
         http_file_url(&self.http_url, &self.http_boot)
     }
+}
+
+/// `[ironic_pxe]` as given, its `http_url` checked like ironpxe's own but kept as written:
+/// Ironic joins it verbatim (`http://h/` gives `http://h//boot.ipxe`).
+fn checked_ironic_pxe(c: &IronicPxe) -> Result<IronicPxe, DhcpError> {
+    let mut out = c.clone();
+    if let Some(u) = &c.http_url {
+        HttpUrl::new(u)?;
+        out.http_url = Some(u.trim().to_owned());
+    }
+    Ok(out)
 }
 
 /// Global or unique-local unicast: an address a DHCPv6 client may be sent to without a zone.
