@@ -154,6 +154,72 @@ mod tests {
         AskedAddr::of(&res).expect(name)
     }
 
+    fn store(json: &str) -> Store {
+        let store = Store::new(IndexConfig::default());
+        store.apply(vec![(
+            crate::state::source::dir::source_id("a"),
+            Update::Replace(StateDoc::from_slice(json.as_bytes()).expect("json")),
+        )]);
+        store
+    }
+
+    #[test]
+    fn ports_ironic_knows_but_does_not_boot_are_named_with_the_reason() {
+        let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "n1",
+            "provision_state": "active", "ports": [
+            {"address": "52:54:00:00:00:03", "pxe_enabled": false},
+            {"address": "7c:fe:90:29:26:52"},
+            {"address": "7c:fe:90:11:22:33", "extra": {"client-id": "01:7c:fe:90:11:22:33"}},
+            {"address": "7c:fe:90:44:55:66", "pxe_enabled": false, "extra": {"client-id": ""}}]}"#;
+        let s = store(json).current();
+        let head = "node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 (n1, active), port";
+        for (name, says) in [
+            (
+                "pxelinux.cfg/01-52-54-00-00-00-03",
+                format!("{head} 52:54:00:00:00:03 (ethernet), not PXE-enabled: Ironic's lookup finds the node"),
+            ),
+            (
+                "ipxe/52:54:00:00:00:03",
+                format!("{head} 52:54:00:00:00:03 (ethernet), not PXE-enabled"),
+            ),
+            // A GUID, an IPoIB address and a client-id whose IB MAC is an Ethernet port.
+            (
+                "ipxe/7c:fe:90:03:00:29:26:52",
+                format!("{head} 7c:fe:90:29:26:52 (ethernet), enrolled without client-id: Ironic treats it as Ethernet"),
+            ),
+            (
+                "ipxe/a0:00:00:27:fe:80:00:00:00:00:00:00:7c:fe:90:03:00:29:26:52",
+                format!("{head} 7c:fe:90:29:26:52 (ethernet), enrolled without client-id"),
+            ),
+            (
+                "ipxe/ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:aa:bb:29:26:52",
+                format!("{head} 7c:fe:90:29:26:52 (ethernet), enrolled without client-id"),
+            ),
+            (
+                "ipxe/7c:fe:90:00:00:11:22:33",
+                format!("{head} 7c:fe:90:11:22:33 (infiniband), client-id not RFC 4390"),
+            ),
+            (
+                "ipxe/7c:fe:90:00:00:44:55:66",
+                format!("{head} 7c:fe:90:44:55:66 (ethernet), not PXE-enabled, enrolled without client-id: "),
+            ),
+        ] {
+            let a = asked(name);
+            assert!(s.by_addr(&a.addr).is_none(), "{name} matches no boot answer");
+            let u = unbooted(&s, &a).expect(name).to_string();
+            assert!(u.starts_with(&says), "{name}: {u}");
+            assert_eq!(closest(&s, &a).as_deref(), Some(u.as_str()), "{name}");
+        }
+        // A port that boots, and an address nobody has, are nothing to report.
+        for name in [
+            "ipxe/7c:fe:90:29:26:52",
+            "ipxe/52:54:00:00:00:09",
+            "ipxe/7c:fe:90:11:22:33",
+        ] {
+            assert!(unbooted(&s, &asked(name)).is_none(), "{name}");
+        }
+    }
+
     #[test]
     fn closest_port_names_the_truncation_mistake() {
         let json = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "ports": [
