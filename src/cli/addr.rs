@@ -21,6 +21,9 @@ pub struct AddrArgs {
     /// Also say which enrolled port and node the address matches.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Settings file whose `[index]` fields and `[neutron] add_all_ports` the match uses.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Vendor prefix for client-ids derived from a GUID.
     #[arg(long, default_value_t = ClientIdPrefix(addr::MELLANOX_CLIENT_ID_PREFIX))]
     pub client_id_prefix: ClientIdPrefix,
@@ -31,7 +34,13 @@ pub fn addr(args: &AddrArgs, out: &mut dyn Write) -> Result<()> {
     let parsed = AnyAddr::parse(&args.address)?;
     let prefix = args.client_id_prefix.0;
     let store = match &args.state_dir {
-        Some(d) => Some(load_state(d, IndexConfig::default())?),
+        Some(d) => {
+            let index = match &args.config {
+                Some(f) => crate::config::Config::load(f)?.index_config(),
+                None => IndexConfig::default(),
+            };
+            Some(load_state(d, index)?)
+        }
         None => None,
     };
     let snap = store.as_ref().map(Store::current);

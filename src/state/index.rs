@@ -415,7 +415,7 @@ impl Builder<'_> {
             }
             Some(Err(e)) => {
                 self.s.warnings.push(format!(
-                    "{source}: node {node}: port {address} {e}; it boots as InfiniBand all the same (20-{}, as Ironic treats any non-empty client-id), without a GUID",
+                    "{source}: node {node}: port {address} {e}; it boots as InfiniBand all the same (20-{}, as Ironic treats any non-empty client-id)",
                     address.hyphen()
                 ));
                 None
