@@ -64,6 +64,18 @@ pub struct Config {
     /// my_ipv6`) under Ironic's names and defaults: what `ironpxe dhcp --format neutron`
     /// reproduces Ironic's Neutron options from.
     pub ironic_pxe: crate::model::ironic_pxe::IronicPxe,
+    pub neutron: NeutronSection,
+}
+
+/// `[neutron]`: the Ironic options of that section that change which ports boot, under
+/// Ironic's names and with its defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeutronSection {
+    /// Ironic's `[neutron] add_all_ports` (default false): ports that are not PXE-enabled get
+    /// boot names and DHCP entries too (without an address, and with option 61 for a
+    /// client-id), as Ironic links and creates them then.
+    pub add_all_ports: bool,
 }
 
 /// `[grub]`: where GRUB's own config names are answered.
@@ -353,6 +365,7 @@ impl Default for Config {
             images: Default::default(),
             grub: Default::default(),
             ironic_pxe: Default::default(),
+            neutron: Default::default(),
         }
     }
 }
@@ -513,6 +526,7 @@ impl Config {
         IndexConfig {
             system_uuid_key: self.index.system_uuid_field.0.clone(),
             fixed_ip_key: self.index.fixed_ip_field.0.clone(),
+            add_all_ports: self.neutron.add_all_ports,
         }
     }
 

@@ -34,6 +34,9 @@ impl DhcpOptions {
     }
 }
 
+/// Why a port listed by `[neutron] add_all_ports` carries only option 61.
+const NO_FIXED_IPS: &str = "no fixed IPs on its Neutron port: Ironic sets no boot options on it (dhcp/neutron.py update_port_dhcp_opts)";
+
 /// The boot options for `node` in every version in `versions`. Ironic computes IPv4 and IPv6
 /// before it sets anything, so a failure of either means none at all.
 fn boot_options(
@@ -65,12 +68,19 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         };
         let mut dhcp_opts = Vec::new();
         let mut notes: Vec<String> = e.notes.iter().map(ToString::to_string).collect();
-        if let Some(cid) = e.client_id() {
-            dhcp_opts.push(json!({"opt_name": OPT_CLIENT_ID, "opt_value": cid.to_string()}));
+        // Verbatim, as Ironic passes it: any case, any spelling, even a non-string.
+        if let Some(cid) = &e.option61 {
+            dhcp_opts.push(json!({"opt_name": OPT_CLIENT_ID, "opt_value": cid}));
         }
-        match boot_options(node, &pxe, versions) {
-            Ok(boot) => dhcp_opts.extend(boot),
-            Err(why) => notes.push(why.to_string()),
+        // A port listed by add_all_ports has a Neutron port without fixed IPs: Ironic's
+        // `update_port_dhcp_opts` keeps no boot option of any IP version for it.
+        if e.notes.contains(&Note::NotPxeEnabled) {
+            notes.push(NO_FIXED_IPS.into());
+        } else {
+            match boot_options(node, &pxe, versions) {
+                Ok(boot) => dhcp_opts.extend(boot),
+                Err(why) => notes.push(why.to_string()),
+            }
         }
         let mut port = Map::new();
         port.insert("node".into(), Value::String(e.node.to_string()));
@@ -79,6 +89,10 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         }
         port.insert("port".into(), Value::String(e.port.to_string()));
         port.insert("infiniband".into(), Value::Bool(e.is_infiniband()));
+        if e.notes.contains(&Note::NotPxeEnabled) {
+            // add_all_ports: Ironic creates this Neutron port without an address.
+            port.insert("fixed_ips".into(), json!([]));
+        }
         port.insert("extra_dhcp_opts".into(), Value::Array(dhcp_opts));
         if !notes.is_empty() {
             port.insert("notes".into(), json!(notes));
