@@ -60,6 +60,8 @@ pub struct Config {
     pub render: crate::render::RenderConfig,
     pub images: crate::serving::images::ImagesConfig,
     pub grub: GrubSection,
+    /// `[inspector]`: Ironic's inspection settings `ironpxe inspect` reproduces.
+    pub inspector: crate::inspect::InspectorSettings,
 }
 
 /// `[grub]`: where GRUB's own config names are answered.
@@ -348,6 +350,7 @@ impl Default for Config {
             render: Default::default(),
             images: Default::default(),
             grub: Default::default(),
+            inspector: Default::default(),
         }
     }
 }
