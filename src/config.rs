@@ -604,6 +604,18 @@ mod tests {
     }
 
     #[test]
+    fn inspector_section_has_ironics_names_and_defaults() {
+        use crate::inspect::{AddPorts, InspectorSettings, KeepPorts};
+        assert_eq!(Config::default().inspector, InspectorSettings::default());
+        let c: Config = toml::from_str("[inspector]\nkeep_ports = \"present\"\n").expect("toml");
+        assert_eq!(c.inspector.keep_ports, KeepPorts::Present);
+        assert_eq!(c.inspector.add_ports, AddPorts::Pxe);
+        assert!(c.inspector.update_pxe_enabled);
+        let bad = toml::from_str::<Config>("[inspector]\nadd_port = \"all\"\n").unwrap_err();
+        assert!(bad.to_string().contains("add_port"), "{bad}");
+    }
+
+    #[test]
     fn shipped_production_sample_parses() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ironpxe.toml");
         let c = Config::load(&p).expect("sample config loads");

@@ -891,10 +891,25 @@ mod tests {
     }
 
     fn cases() -> Vec<Case> {
-        use AddPorts as A;
-        use KeepPorts as K;
-        let upper = CID.to_uppercase();
-        let upper: &'static str = Box::leak(upper.into_boxed_str());
+        [
+            cases_pxe_interface(),
+            cases_add_ports(),
+            cases_keep_and_update(),
+            cases_client_ids(),
+            cases_guid_prefix_and_loopback(),
+            cases_failures(),
+            cases_odd_inventories(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn upper_cid() -> &'static str {
+        Box::leak(CID.to_uppercase().into_boxed_str())
+    }
+
+    fn cases_pxe_interface() -> Vec<Case> {
         vec![
             Case {
                 what: "no boot.pxe_interface: every non-loopback interface, none PXE-enabled",
@@ -926,6 +941,13 @@ mod tests {
                 elsewhere: vec![],
                 expect: ok(&[&format!("create {ETH} pxe=true cid=-")]),
             },
+        ]
+    }
+
+    fn cases_add_ports() -> Vec<Case> {
+        use AddPorts as A;
+        use KeepPorts as K;
+        vec![
             Case {
                 what: "add_ports=all adds the non-PXE NIC too",
                 interfaces: ifaces(),
@@ -970,6 +992,13 @@ mod tests {
                     &format!("update {IB_MAC} pxe=false cid={CID}"),
                 ]),
             },
+        ]
+    }
+
+    fn cases_keep_and_update() -> Vec<Case> {
+        use AddPorts as A;
+        use KeepPorts as K;
+        vec![
             Case {
                 what: "keep_ports=present deletes ports of absent MACs, keeps skipped ones",
                 interfaces: ifaces(),
@@ -1022,6 +1051,14 @@ mod tests {
                 elsewhere: vec![],
                 expect: ok(&[]),
             },
+        ]
+    }
+
+    fn cases_client_ids() -> Vec<Case> {
+        use AddPorts as A;
+        use KeepPorts as K;
+        let upper = upper_cid();
+        vec![
             Case {
                 what: "an upper-case client-id replaces the port's lower-case one, verbatim",
                 interfaces: vec![iface("ib0", IB_MAC, None, Some(upper))],
@@ -1070,6 +1107,13 @@ mod tests {
                 elsewhere: vec![],
                 expect: ok(&[&format!("update {IB_MAC} pxe== cid={CID}")]),
             },
+        ]
+    }
+
+    fn cases_guid_prefix_and_loopback() -> Vec<Case> {
+        use AddPorts as A;
+        use KeepPorts as K;
+        vec![
             Case {
                 what: "a port under the GUID's first six bytes: a new one under the IB MAC",
                 interfaces: ifaces(),
@@ -1117,6 +1161,13 @@ mod tests {
                 elsewhere: vec![],
                 expect: ok(&["create 52:54:00:00:00:04 pxe=false cid=-"]),
             },
+        ]
+    }
+
+    fn cases_failures() -> Vec<Case> {
+        use AddPorts as A;
+        use KeepPorts as K;
+        vec![
             Case {
                 what: "only loopback: inspection fails",
                 interfaces: vec![iface("lo", ETH, Some("127.0.0.1"), None)],
@@ -1163,6 +1214,12 @@ mod tests {
                 elsewhere: vec![],
                 expect: Err(InspectionError::NoValidInterfaces),
             },
+        ]
+    }
+
+    fn cases_odd_inventories() -> Vec<Case> {
+        let upper = upper_cid();
+        vec![
             Case {
                 what: "an address enrolled on another node is not created again",
                 interfaces: ifaces(),
@@ -1241,6 +1298,7 @@ mod tests {
                 .map(|p| p.changes.iter().map(short).collect::<Vec<_>>());
             assert_eq!(got, c.expect, "{}", c.what);
         }
+        assert_eq!(cases().len(), 28, "every case runs");
     }
 
     #[test]
