@@ -420,7 +420,7 @@ impl Change {
                 let node = node.map_or_else(|| "<node>".to_owned(), |n| n.to_string());
                 let extra = client_id
                     .as_ref()
-                    .map(|c| format!(" --extra client-id={c}"))
+                    .map(|c| format!(" --extra {}", shell_word(&format!("client-id={c}"))))
                     .unwrap_or_default();
                 format!("baremetal port create --node {node} --pxe-enabled {pxe_enabled}{extra} {address}")
             }
@@ -435,7 +435,8 @@ impl Change {
                     cmd.push_str(&format!(" --pxe-enabled {p}"));
                 }
                 if let Some(c) = client_id {
-                    cmd.push_str(&format!(" --extra client-id={c}"));
+                    let arg = shell_word(&format!("client-id={c}"));
+                    cmd.push_str(&format!(" --extra {arg}"));
                 }
                 cmd
             }
@@ -443,6 +444,17 @@ impl Change {
                 format!("baremetal port delete {}", port_ref(port, address))
             }
         }
+    }
+}
+
+/// One shell word: verbatim when it is plainly safe, else single-quoted (the agent's
+/// client-id is free text, and the command is meant to be pasted).
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || ":._=-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -490,7 +502,7 @@ pub fn pxe_mac(pxe_interface: Option<&str>) -> Option<String> {
 }
 
 /// Ironic's MAC rule (oslo `netutils.is_valid_mac`): six colon-separated hex pairs, any case.
-fn ironic_mac(raw: &str) -> Result<Mac, Dropped> {
+pub fn ironic_mac(raw: &str) -> Result<Mac, Dropped> {
     let (body, newline) = match raw.strip_suffix('\n') {
         Some(b) => (b, true),
         None => (raw, false),

@@ -165,8 +165,7 @@ fn inspected_node(
     let macs: Vec<Mac> = inv
         .interfaces
         .iter()
-        .filter(|i| i.mac_address.len() == 17)
-        .filter_map(|i| Mac::parse(&i.mac_address).ok())
+        .filter_map(|i| crate::inspect::ironic_mac(&i.mac_address).ok())
         .collect();
     let mut found: Option<NodeUuid> = None;
     for p in snap
@@ -272,6 +271,16 @@ fn shown(s: &str) -> String {
     } else {
         format!("{s:?}")
     }
+}
+
+/// A note (it quotes agent text) on one line: control characters escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 fn verdict_key(v: Verdict) -> &'static str {
@@ -383,10 +392,10 @@ fn text_plan(lines: &mut Vec<String>, h: &Header, p: &Plan, applied: Option<&App
     lines.push(String::new());
     for ch in &p.changes {
         lines.push(change_line(ch));
-        lines.push(format!("command: {}", ch.command(h.node)));
+        lines.push(format!("command: {}", one_line(&ch.command(h.node))));
     }
     for n in &p.notes {
-        lines.push(format!("note: {n}"));
+        lines.push(format!("note: {}", one_line(n)));
     }
     let (done, failed) = match applied {
         Some(a) => (a.done.as_slice(), a.failed.as_ref()),
