@@ -60,6 +60,8 @@ pub struct Config {
     pub render: crate::render::RenderConfig,
     pub images: crate::serving::images::ImagesConfig,
     pub grub: GrubSection,
+    /// `[inspector]`: Ironic's inspection settings `ironpxe inspect` reproduces.
+    pub inspector: crate::inspect::InspectorSettings,
     pub neutron: NeutronSection,
 }
 
@@ -361,6 +363,7 @@ impl Default for Config {
             images: Default::default(),
             grub: Default::default(),
             neutron: Default::default(),
+            inspector: Default::default(),
         }
     }
 }
@@ -612,6 +615,18 @@ mod tests {
             crate::model::addr::MELLANOX_CLIENT_ID_PREFIX
         );
         assert_eq!(c.index_config().system_uuid_key, "system_uuid");
+    }
+
+    #[test]
+    fn inspector_section_has_ironics_names_and_defaults() {
+        use crate::inspect::{AddPorts, InspectorSettings, KeepPorts};
+        assert_eq!(Config::default().inspector, InspectorSettings::default());
+        let c: Config = toml::from_str("[inspector]\nkeep_ports = \"present\"\n").expect("toml");
+        assert_eq!(c.inspector.keep_ports, KeepPorts::Present);
+        assert_eq!(c.inspector.add_ports, AddPorts::Pxe);
+        assert!(c.inspector.update_pxe_enabled);
+        let bad = toml::from_str::<Config>("[inspector]\nadd_port = \"all\"\n").unwrap_err();
+        assert!(bad.to_string().contains("add_port"), "{bad}");
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub enum Command {
     /// Print DHCP host entries and boot logic for every PXE-enabled port (dnsmasq, ISC, Kea),
     /// or the Neutron extra_dhcp_opts Ironic would set; or sync a dnsmasq --dhcp-hostsdir.
     Dhcp(DhcpArgs),
-    /// Check what ironic-python-agent reported about a machine's interfaces against the
-    /// ports Ironic has enrolled (IB MAC, client-id); with --apply, create or fix them.
+    /// The port changes Ironic's own inspection would make for an ironic-python-agent
+    /// inventory (`[inspector]` add_ports, keep_ports, update_pxe_enabled); --apply makes them.
     Inspect(InspectArgs),
 }
 
