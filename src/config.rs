@@ -64,6 +64,8 @@ pub struct Config {
     /// my_ipv6`) under Ironic's names and defaults: what `ironpxe dhcp --format neutron`
     /// reproduces Ironic's Neutron options from.
     pub ironic_pxe: crate::model::ironic_pxe::IronicPxe,
+    /// `[inspector]`: Ironic's inspection settings `ironpxe inspect` reproduces.
+    pub inspector: crate::inspect::InspectorSettings,
     pub neutron: NeutronSection,
 }
 
@@ -366,6 +368,7 @@ impl Default for Config {
             grub: Default::default(),
             ironic_pxe: Default::default(),
             neutron: Default::default(),
+            inspector: Default::default(),
         }
     }
 }
@@ -618,6 +621,18 @@ mod tests {
             crate::model::addr::MELLANOX_CLIENT_ID_PREFIX
         );
         assert_eq!(c.index_config().system_uuid_key, "system_uuid");
+    }
+
+    #[test]
+    fn inspector_section_has_ironics_names_and_defaults() {
+        use crate::inspect::{AddPorts, InspectorSettings, KeepPorts};
+        assert_eq!(Config::default().inspector, InspectorSettings::default());
+        let c: Config = toml::from_str("[inspector]\nkeep_ports = \"present\"\n").expect("toml");
+        assert_eq!(c.inspector.keep_ports, KeepPorts::Present);
+        assert_eq!(c.inspector.add_ports, AddPorts::Pxe);
+        assert!(c.inspector.update_pxe_enabled);
+        let bad = toml::from_str::<Config>("[inspector]\nadd_port = \"all\"\n").unwrap_err();
+        assert!(bad.to_string().contains("add_port"), "{bad}");
     }
 
     #[test]

@@ -707,81 +707,150 @@ fn ironpxe_serves_what_a_real_ironic_writes_and_survives_it_going_away() {
     );
 }
 
-/// `ironpxe inspect --apply` against the real Ironic: an IB port enrolled with the GUID's
-/// first six bytes and no client-id is fixed, a missing Ethernet port is created, and a
-/// second run finds nothing left to do.
-#[test]
-fn inspect_apply_fixes_ports_through_the_real_api() {
-    let ironic = Ironic::start();
-    let node = ironic.create_node("inspected", json!({}));
-    let wrong = ironic.create_port(&node, "7c:fe:90:03:00:29", None);
-    let inv = json!({"inventory": {"interfaces": [
-        {"name": "eno1", "mac_address": "52:54:00:aa:00:01"},
-        {"name": "ib0", "mac_address": IB_MAC, "client_id": IB_CLIENT_ID}
-    ]}});
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("inventory.json");
-    fs::write(&file, inv.to_string()).expect("write");
-    let run = |apply: bool| {
-        let mut args = vec![
-            "inspect".to_owned(),
-            file.display().to_string(),
-            "--ironic-url".into(),
-            ironic.url(),
-            "--node".into(),
-            node.clone(),
-        ];
-        if apply {
-            args.push("--apply".into());
-        }
-        std::process::Command::new(env!("CARGO_BIN_EXE_ironpxe"))
-            .args(&args)
-            .output()
-            .expect("run inspect")
-    };
-    let check = run(false);
-    let text = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(
-        !check.status.success(),
-        "disagreements fail the check:\n{text}"
-    );
-    assert!(
-        text.contains("first six bytes") && text.contains("missing: Ironic has no port"),
-        "{text}"
-    );
-
-    let applied = run(true);
-    let text = String::from_utf8_lossy(&applied.stdout).into_owned();
-    assert!(
-        applied.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    assert!(
-        text.contains(&format!("applied: patched port {wrong}"))
-            && text.contains("applied: created port"),
-        "{text}"
-    );
-
-    let port = ironic.api("GET", &format!("/v1/ports/{wrong}"), None);
-    assert_eq!(port["address"], json!(IB_MAC));
-    assert_eq!(port["extra"]["client-id"], json!(IB_CLIENT_ID));
+/// The ports a node has in Ironic: (address, pxe_enabled, extra.client-id as JSON text).
+fn node_ports(ironic: &Ironic, node: &str) -> BTreeSet<(String, bool, String)> {
     let ports = ironic.api("GET", &format!("/v1/nodes/{node}/ports?detail=True"), None);
-    let addresses: BTreeSet<String> = ports["ports"]
+    ports["ports"]
         .as_array()
         .expect("ports")
         .iter()
-        .filter_map(|p| p["address"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(
-        addresses,
-        [IB_MAC.to_owned(), "52:54:00:aa:00:01".to_owned()].into()
-    );
+        .map(|p| {
+            (
+                p["address"].as_str().unwrap_or_default().to_owned(),
+                p["pxe_enabled"].as_bool().unwrap_or_default(),
+                p["extra"]["client-id"].to_string(),
+            )
+        })
+        .collect()
+}
 
-    let again = run(false);
-    assert!(
-        again.status.success(),
-        "nothing left to fix:\n{}",
-        String::from_utf8_lossy(&again.stdout)
+/// `ironpxe inspect` against the real Ironic's own inspection: the ports ironpxe plans
+/// (`--format json`, `ports_after`) are exactly the ports Ironic has after processing the
+/// same inventory through `POST /v1/continue_inspection`; then, from the same starting
+/// ports, `--apply` produces them through the API, and a second run has nothing to do.
+/// The start holds what Ironic changes: a port under the GUID's first six bytes, a PXE flag
+/// the inventory contradicts, a client-id in the other case, a port no interface has.
+#[test]
+fn inspect_plans_and_applies_what_ironics_own_inspection_does() {
+    let ironic = Ironic::start();
+    let node = ironic.create_node(
+        "inspected",
+        json!({"boot_interface": "ipxe", "deploy_interface": "direct", "inspect_interface": "agent"}),
     );
+    let enrol = || {
+        for (address, pxe, cid) in [
+            ("52:54:00:aa:00:01", true, None),
+            ("7c:fe:90:03:00:29", true, None),
+            ("52:54:00:aa:00:03", false, Some("01:52:54:00:aa:00:03")),
+            ("52:54:00:aa:00:09", true, None),
+        ] {
+            let mut body = json!({"address": address, "node_uuid": node, "pxe_enabled": pxe});
+            if let Some(c) = cid {
+                body["extra"] = json!({ "client-id": c });
+            }
+            ironic.api("POST", "/v1/ports", Some(&body));
+        }
+    };
+    enrol();
+    let upper_cid = IB_CLIENT_ID.to_uppercase();
+    let inventory = json!({
+        "interfaces": [
+            {"name": "lo", "mac_address": "00:00:00:00:00:00", "ipv4_address": "127.0.0.1"},
+            {"name": "eno1", "mac_address": "52:54:00:aa:00:01", "ipv4_address": null},
+            {"name": "eno2", "mac_address": "52:54:00:aa:00:02", "ipv4_address": "192.0.2.12"},
+            {"name": "eno3", "mac_address": "52:54:00:aa:00:03", "client_id": "01:52:54:00:AA:00:03"},
+            {"name": "ib0", "mac_address": IB_MAC, "ipv4_address": "192.0.2.10", "client_id": upper_cid}
+        ],
+        "boot": {"current_boot_mode": "bios", "pxe_interface": "20-7c-fe-90-29-26-52"},
+        "cpu": {"architecture": "x86_64"}
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("inventory.json");
+    fs::write(&file, json!({ "inventory": inventory }).to_string()).expect("write");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ironpxe"))
+            .args([
+                "inspect",
+                &file.display().to_string(),
+                "--ironic-url",
+                &ironic.url(),
+            ])
+            .args(["--node", &node])
+            .args(extra)
+            .output()
+            .expect("run inspect");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, text, _) = run(&["--format", "json"]);
+    assert!(!ok, "pending changes fail the check:\n{text}");
+    let plan: Value = serde_json::from_str(&text).expect("json plan");
+    let planned: BTreeSet<(String, bool, String)> = plan["ports_after"]
+        .as_array()
+        .expect("ports_after")
+        .iter()
+        .map(|p| {
+            let address = p["address"].as_str().unwrap_or_default().to_owned();
+            (
+                address,
+                p["pxe_enabled"] == json!(true),
+                p["client_id"].to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, bool, String)> = [
+        ("52:54:00:aa:00:01", false, Value::Null),
+        ("7c:fe:90:03:00:29", false, Value::Null),
+        ("52:54:00:aa:00:03", false, json!("01:52:54:00:AA:00:03")),
+        ("52:54:00:aa:00:09", false, Value::Null),
+        (IB_MAC, true, json!(upper_cid)),
+    ]
+    .into_iter()
+    .map(|(a, p, c)| (a.to_owned(), p, c.to_string()))
+    .collect();
+    assert_eq!(planned, expected, "{text}");
+
+    // Ironic's own inspection of the same inventory.
+    ironic.drive(
+        &node,
+        &[
+            ("manage", json!({}), "manageable"),
+            ("inspect", json!({}), "inspect wait"),
+        ],
+    );
+    ironic.api(
+        "POST",
+        &format!("/v1/continue_inspection?node_uuid={node}"),
+        Some(&json!({ "inventory": inventory })),
+    );
+    ironic.wait_state(&node, "manageable");
+    assert_eq!(node_ports(&ironic, &node), planned, "Ironic's inspection");
+
+    // The same start again, and ironpxe makes the changes.
+    let ports = ironic.api("GET", &format!("/v1/nodes/{node}/ports"), None);
+    for p in ports["ports"].as_array().expect("ports") {
+        let uuid = p["uuid"].as_str().expect("uuid");
+        let (code, body) = ironic.try_api("DELETE", &format!("/v1/ports/{uuid}"), None);
+        assert_eq!(code, 204, "{body}");
+    }
+    enrol();
+    let (ok, text, err) = run(&["--apply"]);
+    assert!(ok, "{text}{err}");
+    assert!(
+        text.contains("applied: created port") && text.contains("result: applied 5 change(s)"),
+        "{text}"
+    );
+    assert_eq!(
+        node_ports(&ironic, &node),
+        planned,
+        "after --apply:\n{text}"
+    );
+    let (ok, text, err) = run(&[]);
+    assert!(ok, "nothing left to do:\n{text}{err}");
+    assert!(text.contains("result: ok:"), "{text}");
 }

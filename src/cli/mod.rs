@@ -49,8 +49,8 @@ pub enum Command {
     /// or the Neutron extra_dhcp_opts Ironic itself would set for its [pxe] settings
     /// ([ironic_pxe]); or sync a dnsmasq --dhcp-hostsdir.
     Dhcp(DhcpArgs),
-    /// Check what ironic-python-agent reported about a machine's interfaces against the
-    /// ports Ironic has enrolled (IB MAC, client-id); with --apply, create or fix them.
+    /// The port changes Ironic's own inspection would make for an ironic-python-agent
+    /// inventory (`[inspector]` add_ports, keep_ports, update_pxe_enabled); --apply makes them.
     Inspect(InspectArgs),
 }
 

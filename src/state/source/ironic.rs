@@ -262,6 +262,13 @@ impl Client {
         read_ok(resp, &what).await
     }
 
+    /// DELETE (used by `inspect --apply`).
+    pub async fn delete(&self, path: &str) -> Result<bytes::Bytes, IronicError> {
+        let what = format!("DELETE {path}");
+        let resp = self.send(reqwest::Method::DELETE, path, None).await?;
+        read_ok(resp, &what).await
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
