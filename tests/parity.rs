@@ -603,18 +603,17 @@ fn addr_all(addresses: &[String], state: Option<&Path>) -> HashMap<String, Strin
     let next = Mutex::new(addresses.iter());
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| loop {
-                let Some(a) = next.lock().map(|mut i| i.next()).unwrap_or(None) else {
-                    break;
-                };
-                let mut args = vec!["addr".to_owned(), a.clone()];
-                if let Some(d) = state {
-                    args.extend(["--state-dir".into(), d.to_string_lossy().into_owned()]);
-                }
-                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                let text = cli(&refs, true);
-                if let Ok(mut o) = out.lock() {
-                    o.insert(a.clone(), text);
+            s.spawn(|| {
+                while let Some(a) = next.lock().map(|mut i| i.next()).unwrap_or(None) {
+                    let mut args = vec!["addr".to_owned(), a.clone()];
+                    if let Some(d) = state {
+                        args.extend(["--state-dir".into(), d.to_string_lossy().into_owned()]);
+                    }
+                    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let text = cli(&refs, true);
+                    if let Ok(mut o) = out.lock() {
+                        o.insert(a.clone(), text);
+                    }
                 }
             });
         }
@@ -758,87 +757,95 @@ fn inspections(report: &mut Report, answers: &Value, dir: &Path) {
         let inv: Value = serde_json::from_str(&fs::read_to_string(&inv_path).expect("inventory"))
             .expect("inventory JSON");
         let settings = &r["settings"];
-        let default = settings["add_ports"] == "pxe"
-            && settings["keep_ports"] == "all"
-            && settings["update_pxe_enabled"] == true;
-        let mut args: Vec<String> = [
+        let flags: Vec<String> = ["add_ports", "keep_ports", "update_pxe_enabled"]
+            .iter()
+            .flat_map(|k| {
+                let value = settings[*k].to_string().trim_matches('"').to_owned();
+                [format!("--{}", k.replace('_', "-")), value]
+            })
+            .collect();
+        let default =
+            flags.join(" ") == "--add-ports pxe --keep-ports all --update-pxe-enabled true";
+        let tag = match default {
+            true => String::new(),
+            false => format!("[{}]", flags.join(" ")),
+        };
+        if !default && !has_settings {
+            report.compare(
+                "inspect.settings",
+                &format!("node {node} with {settings}"),
+                "inspected with these settings",
+                "ironpxe inspect has no [inspector] settings",
+            );
+            continue;
+        }
+        let (inv_arg, state_arg) = (inv_path.to_string_lossy(), state.to_string_lossy());
+        let mut args = vec![
             "inspect",
-            &inv_path.to_string_lossy(),
+            &inv_arg,
             "--state-dir",
-            &state.to_string_lossy(),
+            &state_arg,
             "--node",
             node,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         if !default {
-            if !has_settings {
-                report.compare(
-                    "inspect.settings",
-                    &format!("node {node} with {settings}"),
-                    "inspected with these settings",
-                    "ironpxe inspect has no [inspector] settings",
-                );
-                continue;
-            }
-            for (flag, key) in [
-                ("--add-ports", "add_ports"),
-                ("--keep-ports", "keep_ports"),
-                ("--update-pxe-enabled", "update_pxe_enabled"),
-            ] {
-                args.push(flag.into());
-                args.push(settings[key].to_string().trim_matches('"').to_owned());
-            }
+            args.extend(flags.iter().map(String::as_str));
         }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let blocks = inspect_blocks(&cli(&refs, true));
-        let after = &r["ports"];
-        let tag = if default {
-            String::new()
-        } else {
-            format!("[{}]", settings["add_ports"].as_str().unwrap_or("?"))
-        };
-        for iface in inv["inventory"]["interfaces"]
+        let blocks = inspect_blocks(&cli(&args, true));
+        let ifaces = inv["inventory"]["interfaces"]
             .as_array()
-            .expect("interfaces")
-        {
+            .expect("interfaces");
+        for iface in ifaces.iter().filter(|i| i["name"] != "lo") {
             let (name, mac) = (
                 iface["name"].as_str().unwrap_or("?"),
                 iface["mac_address"].as_str().unwrap_or("?"),
             );
-            if name == "lo" {
-                continue;
-            }
-            let subject = format!("node {node} interface {name} {mac} settings {settings}");
-            let theirs = match &after[mac] {
-                Value::Null => "no port".to_owned(),
-                p => port_summary(&p["pxe_enabled"], &p["client_id"]),
+            let was = before.get(&(node.to_owned(), mac.to_owned())).cloned();
+            let outcome = Outcome {
+                subject: format!("node {node} interface {name} {mac} settings {settings}"),
+                tag: &tag,
+                was: was.unwrap_or_else(|| "no port".into()),
             };
-            let block = blocks.get(name);
-            let ours = match block
-                .and_then(|b| b.get("port"))
-                .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            {
-                Some(p) => port_summary(&p["pxe_enabled"], &p["extra"]["client-id"]),
-                None => "no port".to_owned(),
-            };
-            report.compare(&format!("inspect.port{tag}"), &subject, &theirs, &ours);
-            let unchanged = before
-                .get(&(node.to_owned(), mac.to_owned()))
-                .cloned()
-                .unwrap_or_else(|| "no port".into())
-                == theirs;
-            let ok = block
-                .and_then(|b| b.get("finding"))
-                .is_some_and(|f| f.starts_with("ok"));
-            report.compare(
-                &format!("inspect.verdict{tag}"),
-                &subject,
-                if unchanged { "unchanged" } else { "changed" },
-                if ok { "unchanged" } else { "changed" },
-            );
+            outcome.compare(report, &r["ports"][mac], blocks.get(name));
         }
+    }
+}
+
+/// One interface's inspection, compared.
+struct Outcome<'a> {
+    subject: String,
+    /// `[<flags>]` for non-default `[inspector]` settings.
+    tag: &'a str,
+    /// The enrolled port before inspection, as [`port_summary`] writes it.
+    was: String,
+}
+
+impl Outcome<'_> {
+    /// `ironic`: the port after Ironic's hooks (null: none); `ours`: ironpxe's block.
+    fn compare(&self, report: &mut Report, ironic: &Value, ours: Option<&HashMap<String, String>>) {
+        let theirs = match ironic {
+            Value::Null => "no port".to_owned(),
+            p => port_summary(&p["pxe_enabled"], &p["client_id"]),
+        };
+        let suggested = ours
+            .and_then(|b| b.get("port"))
+            .and_then(|p| serde_json::from_str::<Value>(p).ok());
+        let mine = match suggested {
+            Some(p) => port_summary(&p["pxe_enabled"], &p["extra"]["client-id"]),
+            None => "no port".to_owned(),
+        };
+        let tag = self.tag;
+        report.compare(&format!("inspect.port{tag}"), &self.subject, &theirs, &mine);
+        let ok = ours
+            .and_then(|b| b.get("finding"))
+            .is_some_and(|f| f.starts_with("ok"));
+        let word = |same: bool| if same { "unchanged" } else { "changed" };
+        report.compare(
+            &format!("inspect.verdict{tag}"),
+            &self.subject,
+            word(self.was == theirs),
+            word(ok),
+        );
     }
 }
 
