@@ -60,6 +60,18 @@ pub struct Config {
     pub render: crate::render::RenderConfig,
     pub images: crate::serving::images::ImagesConfig,
     pub grub: GrubSection,
+    pub neutron: NeutronSection,
+}
+
+/// `[neutron]`: the Ironic options of that section that change which ports boot, under
+/// Ironic's names and with its defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeutronSection {
+    /// Ironic's `[neutron] add_all_ports` (default false): ports that are not PXE-enabled get
+    /// boot names and DHCP entries too (without an address, and with option 61 for a
+    /// client-id), as Ironic links and creates them then.
+    pub add_all_ports: bool,
 }
 
 /// `[grub]`: where GRUB's own config names are answered.
@@ -348,6 +360,7 @@ impl Default for Config {
             render: Default::default(),
             images: Default::default(),
             grub: Default::default(),
+            neutron: Default::default(),
         }
     }
 }
@@ -508,6 +521,7 @@ impl Config {
         IndexConfig {
             system_uuid_key: self.index.system_uuid_field.0.clone(),
             fixed_ip_key: self.index.fixed_ip_field.0.clone(),
+            add_all_ports: self.neutron.add_all_ports,
         }
     }
 

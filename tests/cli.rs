@@ -231,3 +231,80 @@ fn missing_state_directory_is_a_clear_error() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// A node with a port that is not PXE-enabled and an Ethernet-marked port whose IB MAC is an
+/// InfiniBand GUID's (enrolled without its client-id).
+const UNBOOTED_STATE: &str = r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "name": "n1",
+    "provision_state": "clean wait",
+    "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r"},
+    "ports": [{"address": "52:54:00:00:00:03", "pxe_enabled": false},
+              {"address": "7c:fe:90:29:26:52", "extra": {"client-id": ""}}]}"#;
+
+#[test]
+fn addr_names_ports_ironic_knows_but_does_not_boot() {
+    let state = temp_state_with(&[("n.json", UNBOOTED_STATE)]);
+    let dir = path(state.path());
+    let head = "node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 (n1, clean wait), port";
+    let o = ironpxe(&["addr", "52:54:00:00:00:03", "--state-dir", dir]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let blocks: Vec<&str> = out.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{out}");
+    assert_eq!(field(blocks[0], "match"), "none");
+    assert_eq!(
+        field(blocks[0], "known"),
+        format!("{head} 52:54:00:00:00:03 (ethernet), not PXE-enabled: Ironic's lookup finds the node, but Ironic writes no boot config for the port ([neutron] add_all_ports would)")
+    );
+    assert!(
+        !blocks[1].contains("known:"),
+        "an Ethernet port is no IB MAC:\n{out}"
+    );
+
+    let o = ironpxe(&["addr", "7c:fe:90:03:00:29:26:52", "--state-dir", dir]);
+    let out = stdout(&o);
+    assert_eq!(field(&out, "match"), "none");
+    assert_eq!(
+        field(&out, "known"),
+        format!("{head} 7c:fe:90:29:26:52 (ethernet), enrolled without client-id: Ironic treats it as Ethernet (01- names, no option 61), so no GUID, IPoIB address or client-id leads to it")
+    );
+
+    // With Ironic's [neutron] add_all_ports the port boots, and addr says so.
+    let cfg = temp_state_with(&[("ironpxe.toml", "[neutron]\nadd_all_ports = true\n")]);
+    let cfg_file = cfg.path().join("ironpxe.toml");
+    let o = ironpxe(&[
+        "addr",
+        "52:54:00:00:00:03",
+        "--state-dir",
+        dir,
+        "--config",
+        path(&cfg_file),
+    ]);
+    let out = stdout(&o);
+    assert!(
+        field(&out, "match").starts_with("node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123"),
+        "{out}"
+    );
+    assert!(!out.contains("known:"), "{out}");
+}
+
+#[test]
+fn render_says_why_a_known_port_gets_the_unknown_machine_config() {
+    let state = temp_state_with(&[("n.json", UNBOOTED_STATE)]);
+    let o = ironpxe(&[
+        "render",
+        "--state-dir",
+        path(state.path()),
+        "--client",
+        "01-52-54-00-00-00-03",
+        "--format",
+        "pxelinux",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("localboot 0"), "boot answer unchanged");
+    let err = stderr(&o);
+    assert!(err.contains("no node matches"), "{err}");
+    assert!(
+        err.contains("why: node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 (n1, clean wait), port 52:54:00:00:00:03 (ethernet), not PXE-enabled"),
+        "{err}"
+    );
+}

@@ -668,11 +668,17 @@ fn varied_state() -> tempfile::TempDir {
     let dual = r#"{"uuid": "53589717-4709-4ead-88b2-fed1cdc9dfc4", "name": "dual-node-1",
         "ports": [{"address": "52:54:00:ab:cd:01", "extra": {"fixed_ip": "192.0.2.31"}},
                   {"address": "0c:42:a1:12:34:56", "extra": {"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:0c:42:a1:ff:fe:12:34:56"}}]}"#;
+    // Truthy client-ids that are not RFC 4390 (a short one, upper case) reach every config
+    // as bytes; an empty one makes an Ethernet port.
+    let odd = r#"{"uuid": "63589717-4709-4ead-88b2-fed1cdc9dfc5", "name": "odd",
+        "ports": [{"address": "52:54:00:ab:cd:07", "extra": {"client-id": "01:52:54:00:AB:CD:07", "fixed_ip": "192.0.2.37"}},
+                  {"address": "52:54:00:ab:cd:08", "extra": {"client-id": "", "fixed_ip": "192.0.2.38"}}]}"#;
     state_dir(&[
         ("ib.json", ib_node()),
         ("eth.json", eth_node()),
         ("bad.json", bad_ib.into()),
         ("dual.json", dual.into()),
+        ("odd.json", odd.into()),
     ])
 }
 
@@ -712,6 +718,18 @@ fn generated_configs_pass_dnsmasq_dhcpd_and_kea_checks() {
         format!("dhcp-range=192.0.2.0,static,255.255.255.0\n{}", out.text),
     )
     .expect("write");
+    assert!(
+        out.text
+            .contains("dhcp-host=id:01:52:54:00:ab:cd:07,52:54:00:ab:cd:07,192.0.2.37,odd"),
+        "{}",
+        out.text
+    );
+    assert!(
+        out.text
+            .contains("dhcp-host=52:54:00:ab:cd:08,192.0.2.38,odd"),
+        "{}",
+        out.text
+    );
     let o = run(Command::new("dnsmasq")
         .arg("--test")
         .arg(format!("--conf-file={}", dnsmasq_conf.display())));

@@ -60,7 +60,7 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<()> {
     Err(anyhow!("{} problems found", problems.len()))
 }
 
-/// Renders every PXE-enabled port in every format; one problem per port and distinct error.
+/// Renders every booted port (PXE-enabled, or any with `add_all_ports`) in every format; one problem per port and distinct error.
 /// Renders are started a batch at a time so every render worker is kept busy.
 fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
     const FORMATS: [Format; 3] = [Format::Pxelinux, Format::Ipxe, Format::Grub];
@@ -72,7 +72,7 @@ fn render_problems(snap: &Snapshot, r: &Renderer) -> Vec<String> {
     let ports: Vec<_> = snap
         .ports()
         .iter()
-        .filter(|p| p.port.pxe_enabled)
+        .filter(|p| p.boot_names)
         .filter_map(|p| Some((p, snap.by_mac(&p.port.address)?)))
         .collect();
     let mut problems = Vec::new();

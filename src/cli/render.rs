@@ -6,7 +6,9 @@ use clap::Args;
 
 use crate::model::addr::{AnyAddr, HwType, PxelinuxName, SystemUuid};
 use crate::model::node::NodeUuid;
+use crate::model::resource::{AskedAddr, AskedAs, Resource};
 use crate::render::{Format, Renderer, Server};
+use crate::state::diagnosis::unbooted;
 use crate::state::{Match, Snapshot};
 
 use super::{load_state, StateArgs};
@@ -34,6 +36,8 @@ pub struct RenderArgs {
 struct Resolved<'a> {
     found: Option<Match<'a>>,
     hw: Option<HwType>,
+    /// The hardware address the client names, for saying why nothing matched.
+    asked: Option<AskedAddr>,
 }
 
 fn resolve<'a>(s: &'a Snapshot, client: &str, smbios: Option<&SystemUuid>) -> Result<Resolved<'a>> {
@@ -41,18 +45,24 @@ fn resolve<'a>(s: &'a Snapshot, client: &str, smbios: Option<&SystemUuid>) -> Re
         return Ok(Resolved {
             found: Some(m),
             hw: None,
+            asked: None,
         });
     }
     if let Ok(a) = AnyAddr::parse(client) {
         return Ok(Resolved {
             found: s.by_addr(&a),
             hw: None,
+            asked: Some(AskedAddr {
+                addr: a,
+                asked_as: AskedAs::Ipxe,
+            }),
         });
     }
     if let Ok(u) = NodeUuid::parse(client) {
         return Ok(Resolved {
             found: s.by_node_uuid(&u),
             hw: None,
+            asked: None,
         });
     }
     let name = client.trim().trim_start_matches("pxelinux.cfg/");
@@ -60,6 +70,7 @@ fn resolve<'a>(s: &'a Snapshot, client: &str, smbios: Option<&SystemUuid>) -> Re
         Ok(n) => Ok(Resolved {
             found: s.by_pxelinux_name(&n),
             hw: n.hw_type(),
+            asked: AskedAddr::of(&Resource::Pxelinux(n)),
         }),
         Err(e) => Err(anyhow!(
             "--client {client:?} is neither an address, a node UUID nor a PXELINUX name: {e}"
@@ -99,6 +110,11 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         None => "no node matches: this is the unknown-machine config".into(),
     };
     writeln!(err, "matched: {what}").context("writing output")?;
+    if r.found.is_none() {
+        if let Some(u) = r.asked.as_ref().and_then(|a| unbooted(&snap, a)) {
+            writeln!(err, "why: {u}").context("writing output")?;
+        }
+    }
     writeln!(err, "action: {} ({})", rendered.action, rendered.reason).context("writing output")?;
     out.write_all(rendered.body.as_bytes())
         .context("writing output")?;

@@ -60,8 +60,8 @@ use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
 
-use crate::model::addr::{ClientId, Mac, MELLANOX_CLIENT_ID_PREFIX};
-use crate::model::node::{Node, NodeUuid};
+use crate::model::addr::{ClientId, DhcpClientId, Mac, MELLANOX_CLIENT_ID_PREFIX};
+use crate::model::node::{ClientIdForm, Node, NodeUuid, PortLink};
 use crate::state::{IndexedPort, Snapshot};
 
 /// Default boot file for BIOS PXE clients (the PXELINUX chain ironpxe serves over TFTP).
@@ -728,10 +728,11 @@ pub struct Listeners {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortIds {
     Ethernet(Mac),
-    /// Either identity may be missing: a client-id that did not parse, or an identity another
-    /// node holds (the index gives a duplicate to the node with the lower UUID).
+    /// Either identity may be missing: a client-id no DHCP config can carry (not hex), or an
+    /// identity another node holds (the index gives a duplicate to the node with the lower
+    /// UUID). The client-id is the port's own bytes, 20 (RFC 4390) or any other length.
     Infiniband {
-        client_id: Option<ClientId>,
+        client_id: Option<DhcpClientId>,
         ib_mac: Option<Mac>,
     },
 }
@@ -747,6 +748,9 @@ pub enum Note {
     MacTaken,
     /// Another port has the same fixed IP; this one gets no reservation address.
     IpTaken(Ipv4Addr),
+    /// Not PXE-enabled, listed because of `[neutron] add_all_ports`: no address, as Ironic
+    /// creates its Neutron port with `fixed_ips: []`.
+    NotPxeEnabled,
 }
 
 impl fmt::Display for Note {
@@ -760,6 +764,9 @@ impl fmt::Display for Note {
             }
             Note::MacTaken => f.write_str("MAC belongs to another port: not matched by MAC"),
             Note::IpTaken(ip) => write!(f, "fixed IP {ip} belongs to another port: no address"),
+            Note::NotPxeEnabled => f.write_str(
+                "not PXE-enabled, listed by [neutron] add_all_ports: no address (Ironic: fixed_ips [])",
+            ),
         }
     }
 }
@@ -774,6 +781,10 @@ pub struct HostEntry {
     pub ip: Option<Ipv4Addr>,
     pub ids: PortIds,
     pub notes: Vec<Note>,
+    /// The port's truthy `extra["client-id"]` exactly as stored: what Ironic hands Neutron as
+    /// option 61 (`common/neutron.py` `add_ports_to_network`), whatever its type or case.
+    /// Only for the Neutron JSON, never for a DHCP server's config.
+    pub option61: Option<Value>,
 }
 
 impl HostEntry {
@@ -781,12 +792,18 @@ impl HostEntry {
         matches!(self.ids, PortIds::Infiniband { .. })
     }
 
-    /// The client-id RFC 4390 firmware sends, when known.
-    pub fn client_id(&self) -> Option<ClientId> {
+    /// The client-id (option 61) a DHCP server matches this port by, when it has one a
+    /// config can carry.
+    pub fn client_id(&self) -> Option<DhcpClientId> {
         match self.ids {
             PortIds::Infiniband { client_id, .. } => client_id,
             PortIds::Ethernet(_) => None,
         }
+    }
+
+    /// The RFC 4390 client-id IPoIB firmware sends, when the port's is one.
+    pub fn rfc4390(&self) -> Option<ClientId> {
+        self.client_id().and_then(|c| c.rfc4390())
     }
 
     /// The MAC a hardware-type-1 client sends as chaddr, when this port owns it.
@@ -798,7 +815,8 @@ impl HostEntry {
     }
 }
 
-/// Every PXE-enabled port's entry, in node-UUID then port-address order.
+/// Every booted port's entry (PXE-enabled, or any with `add_all_ports`), in node-UUID then
+/// port-address order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hosts {
     pub entries: Vec<HostEntry>,
@@ -808,14 +826,15 @@ pub struct Hosts {
     pub prefixes: BTreeSet<[u8; 12]>,
 }
 
-/// The DHCP entries for every PXE-enabled port of `snap`. An identity the index gave to another
-/// port (duplicate MAC, GUID or fixed IP) is left out here too, so DHCP and boot configs agree.
+/// The DHCP entries for every port of `snap` that Ironic links boot names for (PXE-enabled, or
+/// any with `add_all_ports`). An identity the index gave to another port (duplicate MAC, GUID
+/// or fixed IP) is left out here too, so DHCP and boot configs agree.
 pub fn hosts(snap: &Snapshot) -> Hosts {
     let mut h = Hosts::default();
-    for p in snap.ports().iter().filter(|p| p.port.pxe_enabled) {
+    for p in snap.ports().iter().filter(|p| p.boot_names) {
         let node = &snap.nodes()[p.node].node;
         if let Some(e) = entry(snap, node, p, &mut h.warnings) {
-            if let Some(cid) = e.client_id() {
+            if let Some(cid) = e.rfc4390() {
                 h.prefixes.insert(cid.prefix());
             }
             h.entries.push(e);
@@ -841,23 +860,21 @@ fn entry(
     if !owns_mac {
         notes.push(Note::MacTaken);
     }
-    let ids = if p.is_infiniband() {
-        let client_id = match p.client_id {
-            Some(cid) if is_this(snap.by_guid(&cid.guid())) => Some(cid),
-            Some(_) => {
-                notes.push(Note::ClientIdTaken);
-                None
-            }
-            None => {
+    let ids = if let PortLink::Infiniband(form) = p.port.link() {
+        let client_id = match form {
+            // An RFC 4390 client-id is the GUID's: the index gives it to one port only.
+            ClientIdForm::Hex(cid) => match cid.rfc4390() {
+                Some(c) if !is_this(snap.by_guid(&c.guid())) => {
+                    notes.push(Note::ClientIdTaken);
+                    None
+                }
+                _ => Some(cid),
+            },
+            ClientIdForm::Unusable(why) => {
                 notes.push(Note::BadClientId);
-                let raw = p
-                    .port
-                    .extra
-                    .get(crate::model::node::Port::CLIENT_ID_KEY)
-                    .map(|v| shown(&v.to_string()))
-                    .unwrap_or_default();
                 warnings.push(format!(
-                    "{label}: InfiniBand port with an unusable extra.client-id {raw}: entry by IB MAC only, RFC 4390 firmware will get no reservation"
+                    "{label}: InfiniBand port (its extra.client-id is not empty) with an unusable extra.client-id ({}): no DHCP config can carry it, entry by IB MAC only, RFC 4390 firmware will get no reservation",
+                    why.escape_debug()
                 ));
                 None
             }
@@ -878,7 +895,10 @@ fn entry(
         ));
         return None;
     };
-    let ip = match p.fixed_ip {
+    if !p.port.pxe_enabled {
+        notes.push(Note::NotPxeEnabled);
+    }
+    let ip = match p.fixed_ip.filter(|_| p.port.pxe_enabled) {
         Some(ip) if is_this(snap.by_fixed_ip(ip)) => Some(ip),
         Some(ip) => {
             notes.push(Note::IpTaken(ip));
@@ -901,6 +921,16 @@ fn entry(
         ip,
         ids,
         notes,
+        option61: p
+            .port
+            .is_infiniband()
+            .then(|| {
+                p.port
+                    .extra
+                    .get(crate::model::node::Port::CLIENT_ID_KEY)
+                    .cloned()
+            })
+            .flatten(),
     })
 }
 

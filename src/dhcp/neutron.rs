@@ -43,8 +43,9 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         let opt = |name: &str, value: String| json!({"opt_name": name, "opt_value": value, "ip_version": 4});
         let mut dhcp_opts = Vec::new();
         let mut notes: Vec<String> = e.notes.iter().map(ToString::to_string).collect();
-        if let Some(cid) = e.client_id() {
-            dhcp_opts.push(json!({"opt_name": "61", "opt_value": cid.to_string()}));
+        // Verbatim, as Ironic passes it: any case, any spelling, even a non-string.
+        if let Some(cid) = &e.option61 {
+            dhcp_opts.push(json!({"opt_name": "61", "opt_value": cid}));
         }
         let boot = neutron_boot(node);
         let boot_file = match boot {
@@ -84,6 +85,10 @@ pub fn neutron(snap: &Snapshot, h: &Hosts, opts: &DhcpOptions) -> String {
         }
         port.insert("port".into(), Value::String(e.port.to_string()));
         port.insert("infiniband".into(), Value::Bool(e.is_infiniband()));
+        if e.notes.contains(&Note::NotPxeEnabled) {
+            // add_all_ports: Ironic creates this Neutron port without an address.
+            port.insert("fixed_ips".into(), json!([]));
+        }
         port.insert("extra_dhcp_opts".into(), Value::Array(dhcp_opts));
         if !notes.is_empty() {
             port.insert("notes".into(), json!(notes));

@@ -1080,3 +1080,206 @@ fn neutron_http_boot_interfaces_get_option_60_and_a_url_without_tftp_servers() {
         }
     }
 }
+
+/// The option 61 value of `port` in `--format neutron` output, as JSON.
+fn neutron_61(s: &Snapshot, port: &str) -> Option<Value> {
+    let v: Value =
+        serde_json::from_str(&generate(DhcpFormat::Neutron, s, &opts()).text).expect("json");
+    let p = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|x| x["port"] == port)
+        .unwrap_or_else(|| panic!("{port} listed"));
+    p["extra_dhcp_opts"]
+        .as_array()
+        .expect("opts")
+        .iter()
+        .find(|o| o["opt_name"] == "61")
+        .map(|o| o["opt_value"].clone())
+}
+
+/// Every DHCP server format's text for `s`.
+fn server_configs(s: &Snapshot) -> Vec<String> {
+    [DhcpFormat::Dnsmasq, DhcpFormat::Isc, DhcpFormat::Kea]
+        .map(|f| generate(f, s, &opts()).text)
+        .to_vec()
+}
+
+#[test]
+fn falsy_client_ids_are_ethernet_ports_in_every_format() {
+    for value in ["\"\"", "null", "false", "0", "[]", "{}"] {
+        let s = listing(&[node(
+            ETH_UUID,
+            r#""e""#,
+            r#""pxe""#,
+            &[port(ETH_MAC, &format!(r#""client-id": {value}"#))],
+        )]);
+        let e = &hosts(&s).entries[0];
+        assert_eq!(e.ids, PortIds::Ethernet(mac(ETH_MAC)), "{value}");
+        assert_eq!(e.option61, None, "{value}");
+        assert_eq!(neutron_61(&s, ETH_MAC), None, "{value}");
+        assert_eq!(
+            host_lines(&dnsmasq(&hosts(&s), &opts())),
+            vec![format!("{ETH_MAC},e")]
+        );
+    }
+}
+
+#[test]
+fn a_short_client_id_reaches_every_format_as_its_bytes_and_neutron_verbatim() {
+    let raw = "01:52:54:00:AB:CD:03";
+    let s = listing(&[node(
+        IB_UUID,
+        r#""ib""#,
+        r#""pxe""#,
+        &[port(IB_MAC, &format!(r#""client-id": "{raw}""#))],
+    )]);
+    let h = hosts(&s);
+    let e = &h.entries[0];
+    assert!(e.is_infiniband() && e.rfc4390().is_none());
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    assert!(h.prefixes.is_empty(), "no RFC 4390 vendor prefix to tag by");
+    let bytes = "01:52:54:00:ab:cd:03";
+    assert_eq!(dnsmasq_host(e), format!("id:{bytes},{IB_MAC},ib"));
+    let [dnsmasq_text, isc_text, kea_text] =
+        <[String; 3]>::try_from(server_configs(&s)).expect("3");
+    assert!(
+        dnsmasq_text.contains(&format!("dhcp-host=id:{bytes},")),
+        "{dnsmasq_text}"
+    );
+    assert!(
+        isc_text.contains(&format!("option dhcp-client-identifier {bytes};")),
+        "{isc_text}"
+    );
+    assert!(
+        kea_text.contains(&format!("\"client-id\": \"{bytes}\"")),
+        "{kea_text}"
+    );
+    // Neutron gets what Ironic passes: the value as stored, upper case and all.
+    assert_eq!(neutron_61(&s, IB_MAC), Some(Value::String(raw.into())));
+}
+
+#[test]
+fn an_upper_case_client_id_is_verbatim_for_neutron_and_normalised_for_servers() {
+    let upper = CID.to_uppercase();
+    let s = listing(&[node(
+        IB_UUID,
+        r#""ib""#,
+        r#""pxe""#,
+        &[port(IB_MAC, &format!(r#""client-id": "{upper}""#))],
+    )]);
+    let h = hosts(&s);
+    assert_eq!(
+        h.entries[0].rfc4390().map(|c| c.to_string()).as_deref(),
+        Some(CID)
+    );
+    assert_eq!(dnsmasq_host(&h.entries[0]), format!("id:{CID},{IB_MAC},ib"));
+    assert_eq!(neutron_61(&s, IB_MAC), Some(Value::String(upper)));
+}
+
+#[test]
+fn client_ids_no_config_can_carry_stay_out_of_server_configs() {
+    for (value, neutron) in [
+        (r#""x,set:evil\nid:*""#, json!("x,set:evil\nid:*")),
+        (r#""a b \"q\" {c};""#, json!("a b \"q\" {c};")),
+        (r#""01""#, json!("01")),
+        ("5", json!(5)),
+        ("true", json!(true)),
+        (r#"{"k": "v,w"}"#, json!({"k": "v,w"})),
+    ] {
+        let s = listing(&[node(
+            IB_UUID,
+            r#""ib""#,
+            r#""pxe""#,
+            &[port(IB_MAC, &format!(r#""client-id": {value}"#))],
+        )]);
+        let h = hosts(&s);
+        let e = &h.entries[0];
+        assert_eq!(
+            e.ids,
+            PortIds::Infiniband {
+                client_id: None,
+                ib_mac: Some(mac(IB_MAC))
+            },
+            "{value}: still an InfiniBand port, by IB MAC"
+        );
+        assert_eq!(e.notes, vec![Note::BadClientId], "{value}");
+        assert!(
+            h.warnings.iter().all(|w| !w.contains('\n')),
+            "{value}: {:?}",
+            h.warnings
+        );
+        for text in server_configs(&s) {
+            for bad in ["evil", "\"q\"", "v,w", "id:*"] {
+                assert!(!text.contains(bad), "{value} reached a config:\n{text}");
+            }
+            assert!(!text.contains("id:0"), "{value}:\n{text}");
+        }
+        assert_eq!(neutron_61(&s, IB_MAC), Some(neutron), "{value}");
+    }
+}
+
+#[test]
+fn add_all_ports_lists_ports_that_are_not_pxe_enabled_without_an_address() {
+    let json = format!(
+        r#"{{"nodes": [{}]}}"#,
+        node(
+            IB_UUID,
+            r#""ib""#,
+            r#""pxe""#,
+            &[
+                format!(
+                    r#"{{"address": "{IB_MAC}", "pxe_enabled": false, "extra": {{"client-id": "{CID}", "fixed_ip": "192.0.2.10"}}}}"#
+                ),
+                format!(r#"{{"address": "{ETH_MAC}", "extra": {{"fixed_ip": "192.0.2.11"}}}}"#),
+            ],
+        )
+    );
+    let store = |add_all_ports| {
+        let store = Store::new(IndexConfig {
+            add_all_ports,
+            ..IndexConfig::default()
+        });
+        let doc = StateDoc::from_slice(json.as_bytes()).expect("state parses");
+        store.apply(vec![(
+            crate::state::source::dir::source_id("t.json"),
+            Update::Replace(doc),
+        )]);
+        store.current()
+    };
+    let off = hosts(&store(false));
+    assert_eq!(off.entries.len(), 1, "only the PXE-enabled port");
+    assert_eq!(off.entries[0].port, mac(ETH_MAC));
+    let on_snap = store(true);
+    let on = hosts(&on_snap);
+    assert_eq!(on.entries.len(), 2);
+    let ib = on
+        .entries
+        .iter()
+        .find(|e| e.port == mac(IB_MAC))
+        .expect("ib");
+    assert_eq!(ib.ip, None, "Ironic: fixed_ips []");
+    assert!(ib.notes.contains(&Note::NotPxeEnabled));
+    assert_eq!(ib.rfc4390().map(|c| c.to_string()).as_deref(), Some(CID));
+    assert_eq!(dnsmasq_host(ib), format!("id:{CID},{IB_MAC},ib"));
+    let eth = on
+        .entries
+        .iter()
+        .find(|e| e.port == mac(ETH_MAC))
+        .expect("eth");
+    assert_eq!(eth.ip, Some(Ipv4Addr::new(192, 0, 2, 11)));
+    let v: Value =
+        serde_json::from_str(&generate(DhcpFormat::Neutron, &on_snap, &opts()).text).expect("json");
+    let find = |p: &str| {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .find(|x| x["port"] == p)
+            .cloned()
+            .expect(p)
+    };
+    assert_eq!(find(IB_MAC)["fixed_ips"], json!([]));
+    assert_eq!(find(ETH_MAC).get("fixed_ips"), None);
+    assert_eq!(neutron_61(&on_snap, IB_MAC), Some(json!(CID)));
+}

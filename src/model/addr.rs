@@ -98,6 +98,10 @@ pub enum AddrError {
     /// Something that is none of the PXELINUX config name shapes.
     #[error("not a PXELINUX config name: {name:?}")]
     NotPxelinuxName { name: String },
+    /// Hex of a length no DHCP server takes as a client-id (RFC 2132: at least 2 bytes; Kea
+    /// refuses more than 128).
+    #[error("a DHCP client-id has {min} to {max} bytes, got {got}", min = DhcpClientId::MIN, max = DhcpClientId::MAX)]
+    ClientIdLength { got: usize },
 }
 
 /// An Ethernet MAC, or an InfiniBand "IB MAC" (the two cannot be told apart by their bytes).
@@ -243,6 +247,67 @@ impl ClientId {
     /// The 12-byte vendor prefix (any prefix is accepted; see [`MELLANOX_CLIENT_ID_PREFIX`]).
     pub fn prefix(&self) -> [u8; 12] {
         std::array::from_fn(|i| self.0[i])
+    }
+}
+
+/// A DHCP client-id (option 61) of any length DHCP servers accept, 2 to 128 bytes: what a
+/// port's `extra["client-id"]` holds when it is hex but not necessarily the 20 bytes of RFC
+/// 4390 (e.g. `01:<mac>`). Fixed-size so it stays `Copy`; printed as lower-case colon hex,
+/// the spelling dnsmasq, ISC dhcpd and Kea all read as bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DhcpClientId {
+    len: u8,
+    bytes: [u8; DhcpClientId::MAX],
+}
+
+impl DhcpClientId {
+    /// RFC 2132 section 9.14: a client-id has at least two octets.
+    pub const MIN: usize = 2;
+    /// Kea's limit (ISC dhcpd and dnsmasq take up to the option's 255).
+    pub const MAX: usize = 128;
+
+    /// Parses hex in any spelling [`ClientId::parse`] accepts, of any length from
+    /// [`Self::MIN`] to [`Self::MAX`] bytes.
+    pub fn parse(s: &str) -> Result<Self, AddrError> {
+        let bytes = parse_hex(s)?;
+        if !(Self::MIN..=Self::MAX).contains(&bytes.len()) {
+            return Err(AddrError::ClientIdLength { got: bytes.len() });
+        }
+        let mut out = [0; Self::MAX];
+        out[..bytes.len()].copy_from_slice(&bytes);
+        Ok(DhcpClientId {
+            len: bytes.len() as u8,
+            bytes: out,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The RFC 4390 reading (vendor prefix + GUID) when it is 20 bytes long.
+    pub fn rfc4390(&self) -> Option<ClientId> {
+        self.as_bytes().try_into().ok().map(ClientId)
+    }
+}
+
+impl From<ClientId> for DhcpClientId {
+    fn from(c: ClientId) -> Self {
+        let mut bytes = [0; Self::MAX];
+        bytes[..20].copy_from_slice(&c.0);
+        DhcpClientId { len: 20, bytes }
+    }
+}
+
+impl fmt::Display for DhcpClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex_join(self.as_bytes(), 1, ":"))
+    }
+}
+
+impl fmt::Debug for DhcpClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DhcpClientId({self})")
     }
 }
 

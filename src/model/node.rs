@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::addr::{ClientId, HwType, Mac, SystemUuid};
+use crate::model::addr::{ClientId, DhcpClientId, HwType, Mac, SystemUuid};
 
 /// An Ironic UUID: parsed like a [`SystemUuid`] (dashed or bare hex, any case) and printed
 /// lower-case dashed, but a type of its own so node, port and SMBIOS UUIDs never mix.
@@ -289,9 +289,11 @@ impl Port {
     /// The key Ironic (and its inspection hook) uses for the IPoIB DHCP client-id.
     pub const CLIENT_ID_KEY: &'static str = "client-id";
 
-    /// True for an InfiniBand port: Ironic decides by the presence of `extra["client-id"]`.
+    /// True for an InfiniBand port: `extra["client-id"]` is truthy (see [`Port::link`]).
     pub fn is_infiniband(&self) -> bool {
-        self.extra.contains_key(Self::CLIENT_ID_KEY)
+        self.extra
+            .get(Self::CLIENT_ID_KEY)
+            .is_some_and(python_truthy)
     }
 
     pub fn hw_type(&self) -> HwType {
@@ -302,13 +304,94 @@ impl Port {
         }
     }
 
-    /// The parsed client-id, or why it cannot be used.
+    /// What Ironic makes of this port, and what ironpxe can read from its client-id. The one
+    /// place the rule lives: naming, DHCP, kernel parameters, `addr` and the status page ask
+    /// here (or [`Port::is_infiniband`]).
+    ///
+    /// Ironic tests the value with Python truthiness, `if client_id:`, in
+    /// `common/pxe_utils.py` `_get_pxe_mac_path` (`20-` instead of `01-`),
+    /// `common/neutron.py` `add_ports_to_network` and `validate_port_info`, and
+    /// `drivers/modules/network/common.py` `plug_port_to_tenant_network` (option 61 with the
+    /// value verbatim). So `null`, `""`, `0`, `false`, `[]` and `{}` make an Ethernet port, and
+    /// any other value an InfiniBand one, whether or not it is a 20-byte RFC 4390 client-id.
+    pub fn link(&self) -> PortLink {
+        match self.extra.get(Self::CLIENT_ID_KEY) {
+            Some(v) if python_truthy(v) => PortLink::Infiniband(ClientIdForm::of(v)),
+            _ => PortLink::Ethernet,
+        }
+    }
+
+    /// The RFC 4390 client-id of an InfiniBand port, or why it has none; `None` for an
+    /// Ethernet port (no or a falsy client-id).
     pub fn client_id(&self) -> Option<Result<ClientId, String>> {
-        let raw = self.extra.get(Self::CLIENT_ID_KEY)?;
-        Some(match raw.as_str() {
-            Some(s) => ClientId::parse(s).map_err(|e| e.to_string()),
-            None => Err(format!("extra.client-id is {raw}, not a string")),
-        })
+        match self.link() {
+            PortLink::Ethernet => None,
+            PortLink::Infiniband(ClientIdForm::Hex(c)) => Some(c.rfc4390().ok_or_else(|| {
+                format!(
+                    "extra.client-id {c} is {} bytes, not the 20 of an RFC 4390 client-id (12-byte prefix + GUID): no GUID",
+                    c.as_bytes().len()
+                )
+            })),
+            PortLink::Infiniband(ClientIdForm::Unusable(why)) => Some(Err(why)),
+        }
+    }
+}
+
+/// Python's truth value of a JSON value, which is how Ironic tests `extra["client-id"]`:
+/// `null`, `false`, zero, `""`, `[]` and `{}` are false, everything else true.
+pub fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        // -0 and 0.0 are zero too; a number serde cannot hold as f64 is not zero.
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// How Ironic treats a port, by its `extra["client-id"]` ([`Port::link`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortLink {
+    /// No client-id or a falsy one: `01-<mac>` names, no option 61.
+    Ethernet,
+    /// A truthy client-id: `20-<mac>` names and option 61 with the value verbatim.
+    Infiniband(ClientIdForm),
+}
+
+/// What ironpxe can read from a truthy client-id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientIdForm {
+    /// Hex a DHCP server can match (normalised spelling; the bytes are the same). 20 bytes
+    /// are an RFC 4390 client-id and carry the GUID ([`DhcpClientId::rfc4390`]).
+    Hex(DhcpClientId),
+    /// Not hex of 2-128 bytes, or not a string (Ironic hands even a number to Neutron as it
+    /// is): the port is InfiniBand all the same, but no DHCP server config can carry the
+    /// value safely. Why, with the value cut short.
+    Unusable(String),
+}
+
+impl ClientIdForm {
+    fn of(v: &Value) -> ClientIdForm {
+        match v.as_str() {
+            Some(s) => match DhcpClientId::parse(s) {
+                Ok(c) => ClientIdForm::Hex(c),
+                Err(e) => ClientIdForm::Unusable(format!("extra.client-id: {e}")),
+            },
+            None => {
+                let text: String = v.to_string().chars().take(64).collect();
+                ClientIdForm::Unusable(format!("extra.client-id is {text}, not a string"))
+            }
+        }
+    }
+
+    /// The hex form, when there is one.
+    pub fn hex(&self) -> Option<DhcpClientId> {
+        match self {
+            ClientIdForm::Hex(c) => Some(*c),
+            ClientIdForm::Unusable(_) => None,
+        }
     }
 }
 
@@ -557,6 +640,122 @@ mod tests {
             doc.nodes[0].uuid.to_string(),
             "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
         );
+    }
+
+    /// A port whose `extra` is `extra` (JSON text).
+    fn port_with(extra: &str) -> Port {
+        let json = format!(r#"{{"address": "7c:fe:90:29:26:52", "extra": {extra}}}"#);
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    /// Ironic's `if client_id:` over every kind of JSON value: which ports are InfiniBand, and
+    /// what ironpxe reads from the client-id.
+    #[test]
+    fn client_id_rule_is_python_truthiness() {
+        const CID: &str = "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52";
+        // (extra, InfiniBand?, hex bytes ironpxe writes into DHCP configs, RFC 4390 GUID?)
+        let table: &[(&str, bool, Option<&str>, bool)] = &[
+            ("{}", false, None, false),
+            (r#"{"client-id": null}"#, false, None, false),
+            (r#"{"client-id": ""}"#, false, None, false),
+            (r#"{"client-id": false}"#, false, None, false),
+            (r#"{"client-id": 0}"#, false, None, false),
+            (r#"{"client-id": 0.0}"#, false, None, false),
+            (r#"{"client-id": -0.0}"#, false, None, false),
+            (r#"{"client-id": []}"#, false, None, false),
+            (r#"{"client-id": {}}"#, false, None, false),
+            (r#"{"Client-Id": "ff:00"}"#, false, None, false),
+            (
+                &format!(r#"{{"client-id": "{CID}"}}"#),
+                true,
+                Some(CID),
+                true,
+            ),
+            (
+                &format!(r#"{{"client-id": "{}"}}"#, CID.to_uppercase()),
+                true,
+                Some(CID),
+                true,
+            ),
+            (
+                &format!(r#"{{"client-id": "  {}  "}}"#, CID.replace(':', "-")),
+                true,
+                Some(CID),
+                true,
+            ),
+            (
+                r#"{"client-id": "01:52:54:00:00:00:03"}"#,
+                true,
+                Some("01:52:54:00:00:00:03"),
+                false,
+            ),
+            (r#"{"client-id": "0152"}"#, true, Some("01:52"), false),
+            (r#"{"client-id": "01"}"#, true, None, false),
+            (r#"{"client-id": " "}"#, true, None, false),
+            (r#"{"client-id": "0"}"#, true, None, false),
+            (r#"{"client-id": "x,set:evil\nid:*"}"#, true, None, false),
+            (r#"{"client-id": "ff:00 \"q\""}"#, true, None, false),
+            (r#"{"client-id": 5}"#, true, None, false),
+            (r#"{"client-id": -1}"#, true, None, false),
+            (r#"{"client-id": 0.5}"#, true, None, false),
+            (r#"{"client-id": true}"#, true, None, false),
+            (r#"{"client-id": [0]}"#, true, None, false),
+            (r#"{"client-id": {"a": 1}}"#, true, None, false),
+        ];
+        let long = format!(r#"{{"client-id": "{}"}}"#, "ab:".repeat(128) + "ab");
+        let mut rows: Vec<(&str, bool, Option<&str>, bool)> = table.to_vec();
+        rows.push((&long, true, None, false));
+        for (extra, ib, hex, guid) in rows {
+            let p = port_with(extra);
+            assert_eq!(p.is_infiniband(), ib, "{extra}");
+            let link = p.link();
+            assert_eq!(matches!(link, PortLink::Infiniband(_)), ib, "{extra}");
+            assert_eq!(p.hw_type() == HwType::Infiniband, ib, "{extra}");
+            let form = match &link {
+                PortLink::Infiniband(f) => Some(f),
+                PortLink::Ethernet => None,
+            };
+            let shown = form.and_then(ClientIdForm::hex).map(|c| c.to_string());
+            assert_eq!(shown.as_deref(), hex, "{extra}");
+            match p.client_id() {
+                None => assert!(!ib, "{extra}"),
+                Some(Ok(c)) => {
+                    assert!(guid, "{extra}");
+                    assert_eq!(c.guid().ib_mac(), p.address, "{extra}");
+                }
+                Some(Err(why)) => {
+                    assert!(!guid && ib, "{extra}: {why}");
+                    assert!(why.contains("client-id"), "{why}");
+                    assert!(why.len() < 300, "the reason is cut short: {why}");
+                    assert!(!why.contains('\n'), "{why}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn python_truthy_matches_python_for_every_json_kind() {
+        for (json, truthy) in [
+            ("null", false),
+            ("false", false),
+            ("true", true),
+            ("0", false),
+            ("-0", false),
+            ("0e10", false),
+            ("1", true),
+            ("18446744073709551615", true),
+            ("1e-300", true),
+            ("\"\"", false),
+            ("\"0\"", true),
+            ("\"false\"", true),
+            ("[]", false),
+            ("[null]", true),
+            ("{}", false),
+            ("{\"\": null}", true),
+        ] {
+            let v: Value = serde_json::from_str(json).expect(json);
+            assert_eq!(python_truthy(&v), truthy, "{json}");
+        }
     }
 
     #[test]

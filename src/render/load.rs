@@ -253,6 +253,7 @@ fn trial_node() -> (IndexedNode, IndexedPort) {
             node: 0,
             client_id: None,
             fixed_ip: None,
+            boot_names: true,
         },
     )
 }

@@ -26,7 +26,7 @@ use tera::Tera;
 
 use crate::model::addr::{HwType, PxeHwAddr};
 use crate::model::boot::{self, Action, BootConfig, BootError, Decision, ImageSource};
-use crate::model::node::NodeUuid;
+use crate::model::node::{NodeUuid, PortLink};
 use crate::state::problems::{ProblemKind, Problems};
 use crate::state::{IndexedNode, IndexedPort, Match, Snapshot};
 use crate::support::watch::{watch_dir, Debounce, WatchHandle};
@@ -739,7 +739,7 @@ pub struct PortContext {
     pub infiniband: bool,
     /// The GUID (IB ports with a valid client-id), else empty.
     pub guid: String,
-    /// The DHCP client-id (IB ports), else empty.
+    /// The DHCP client-id of an IB port in colon hex (any length), else empty.
     pub client_id: String,
 }
 
@@ -825,7 +825,11 @@ fn port_context(p: &IndexedPort, hw: Option<HwType>) -> PortContext {
         hw_type: hw.unwrap_or(HwType::Ethernet).arp(),
         infiniband: p.is_infiniband(),
         guid: p.guid().map(|g| g.to_string()).unwrap_or_default(),
-        client_id: p.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        // The hex of any truthy client-id (never its raw text: it may be anything).
+        client_id: match p.port.link() {
+            PortLink::Infiniband(form) => form.hex().map(|c| c.to_string()).unwrap_or_default(),
+            PortLink::Ethernet => String::new(),
+        },
     }
 }
 

@@ -664,3 +664,36 @@ fn a_render_dropped_unfinished_is_not_joined_forever() {
         .expect("renders");
     assert!(again.fresh, "rendered again, not joined");
 }
+
+/// `infiniband_append_params` follows the client-id rule: an empty or null client-id is an
+/// Ethernet port (no IPoIB parameter, `BOOTIF=01-`), a short one an InfiniBand port.
+#[test]
+fn infiniband_parameters_follow_the_client_id_rule() {
+    let store = one_node_store(
+        r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "provision_state": "clean wait",
+            "driver_info": {"deploy_kernel": "http://img/k", "deploy_ramdisk": "http://img/r"},
+            "ports": [{"address": "52:54:00:00:00:01", "extra": {"client-id": ""}},
+                      {"address": "52:54:00:00:00:02", "extra": {"client-id": null}},
+                      {"address": "52:54:00:00:00:03", "extra": {"client-id": "01:52:54:00:00:00:03"}}]}"#,
+    );
+    let s = store.current();
+    let r = renderer();
+    for (name, ib) in [
+        ("01-52-54-00-00-00-01", false),
+        ("01-52-54-00-00-00-02", false),
+        ("20-52-54-00-00-00-03", true),
+    ] {
+        let body = render_name(&r, &s, name, Format::Pxelinux).body;
+        assert_eq!(
+            body.contains("rd.driver.pre=ib_ipoib"),
+            ib,
+            "{name}:\n{body}"
+        );
+        assert!(body.contains(&format!("BOOTIF={name}")), "{name}:\n{body}");
+    }
+    // Ironic writes no 20- name for an Ethernet port.
+    for name in ["20-52-54-00-00-00-01", "20-52-54-00-00-00-02"] {
+        let parsed = PxelinuxName::parse(name).expect(name);
+        assert!(s.by_pxelinux_name(&parsed).is_none(), "{name}");
+    }
+}

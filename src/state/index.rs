@@ -20,6 +20,9 @@ pub struct IndexConfig {
     /// Key in `port.extra` holding the fixed IPv4 address a port's DHCP reservation gives it,
     /// so hex-IP PXELINUX names can resolve.
     pub fixed_ip_key: String,
+    /// Ironic's `[neutron] add_all_ports`: ports that are not PXE-enabled get boot names
+    /// (and DHCP entries) too, as `pxe_utils._link_mac_pxe_configs` links them then.
+    pub add_all_ports: bool,
 }
 
 impl Default for IndexConfig {
@@ -27,6 +30,7 @@ impl Default for IndexConfig {
         IndexConfig {
             system_uuid_key: "system_uuid".into(),
             fixed_ip_key: "fixed_ip".into(),
+            add_all_ports: false,
         }
     }
 }
@@ -50,9 +54,12 @@ pub struct IndexedPort {
     pub port: Arc<Port>,
     /// Index into [`Snapshot::nodes`].
     pub node: usize,
-    /// From `extra.client-id`; `None` for Ethernet ports and unparsable client-ids.
+    /// From `extra.client-id`; `None` for Ethernet ports and client-ids that are not RFC 4390.
     pub client_id: Option<ClientId>,
     pub fixed_ip: Option<Ipv4Addr>,
+    /// Whether Ironic links boot names for this port: PXE-enabled, or any port with
+    /// `add_all_ports`. Only these are answered and get DHCP entries.
+    pub boot_names: bool,
 }
 
 impl IndexedPort {
@@ -138,6 +145,9 @@ pub struct Snapshot {
     by_guid: HashMap<Guid, usize>,
     by_system_uuid: HashMap<SystemUuid, usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
+    /// Every port by `port.address`, booted or not: what Ironic's own lookup
+    /// (`get_node_by_port_addresses`) finds, for diagnostics only.
+    by_address: HashMap<Mac, usize>,
     /// Sources whose latest input was refused (their last good contents are in use).
     pub errors: Vec<SourceError>,
     /// Conflicts resolved by rule (duplicate nodes or addresses, orphan ports …).
@@ -167,6 +177,7 @@ impl Snapshot {
                 by_guid: HashMap::new(),
                 by_system_uuid: HashMap::new(),
                 by_ip: HashMap::new(),
+                by_address: HashMap::new(),
                 errors,
                 warnings: Vec::new(),
                 changes: Changes::default(),
@@ -256,6 +267,13 @@ impl Snapshot {
             })
         };
         hit(uuid, Via::SystemUuid).or_else(|| hit(&uuid.swapped(), Via::SystemUuidSwapped))
+    }
+
+    /// Any enrolled port with this `port.address`, whether or not it boots (Ironic's lookup
+    /// by port address, `db/sqlalchemy/api.py` `get_node_by_port_addresses`, ignores
+    /// `pxe_enabled` and the client-id). For diagnostics: boot answers use the other lookups.
+    pub fn any_port_by_address(&self, mac: &Mac) -> Option<&IndexedPort> {
+        self.by_address.get(mac).map(|&i| &self.ports[i])
     }
 
     pub fn by_fixed_ip(&self, ip: Ipv4Addr) -> Option<Match<'_>> {
@@ -368,26 +386,7 @@ impl Builder<'_> {
             ));
             return;
         };
-        let client_id = match port.client_id() {
-            Some(Ok(cid)) => {
-                if cid.guid().ib_mac() != port.address {
-                    self.s.warnings.push(format!(
-                        "{source}: InfiniBand port {} of node {node_uuid}: address is not the IB MAC of the client-id's GUID {} (expected {})",
-                        port.address, cid.guid(), cid.guid().ib_mac()
-                    ));
-                }
-                Some(cid)
-            }
-            Some(Err(e)) => {
-                self.warn_field(
-                    source,
-                    node_uuid,
-                    format!("port {} extra.client-id: {e}", port.address),
-                );
-                None
-            }
-            None => None,
-        };
+        let client_id = self.client_id(source, node_uuid, port);
         let fixed_ip = self.fixed_ip(source, node_uuid, port);
         self.s.nodes[node].ports.push(self.s.ports.len());
         self.s.ports.push(IndexedPort {
@@ -395,7 +394,43 @@ impl Builder<'_> {
             node,
             client_id,
             fixed_ip,
+            boot_names: port.pxe_enabled || self.cfg.add_all_ports,
         });
+    }
+
+    /// The port's RFC 4390 client-id. A client-id that decides the link type otherwise than
+    /// its looks suggest is reported: a falsy one (an Ethernet port, as Ironic treats it) and
+    /// a truthy one that is not 20 bytes (InfiniBand all the same, but without a GUID).
+    fn client_id(&mut self, source: &SourceId, node: NodeUuid, port: &Port) -> Option<ClientId> {
+        let address = port.address;
+        match port.client_id() {
+            Some(Ok(cid)) => {
+                if cid.guid().ib_mac() != address {
+                    self.s.warnings.push(format!(
+                        "{source}: InfiniBand port {address} of node {node}: address is not the IB MAC of the client-id's GUID {} (expected {})",
+                        cid.guid(), cid.guid().ib_mac()
+                    ));
+                }
+                Some(cid)
+            }
+            Some(Err(e)) => {
+                self.s.warnings.push(format!(
+                    "{source}: node {node}: port {address} {e}; it boots as InfiniBand all the same (20-{}, as Ironic treats any non-empty client-id)",
+                    address.hyphen()
+                ));
+                None
+            }
+            None => {
+                if let Some(v) = port.extra.get(Port::CLIENT_ID_KEY) {
+                    let v: String = v.to_string().chars().take(16).collect();
+                    self.s.warnings.push(format!(
+                        "{source}: node {node}: port {address} extra.client-id is {v}, which Ironic reads as no client-id: an Ethernet port (01-{})",
+                        address.hyphen()
+                    ));
+                }
+                None
+            }
+        }
     }
 
     fn fixed_ip(&mut self, source: &SourceId, node: NodeUuid, port: &Port) -> Option<Ipv4Addr> {
@@ -417,13 +452,20 @@ impl Builder<'_> {
         }
     }
 
-    /// Fills the address maps. Only PXE-enabled ports boot (Ironic writes configs for those
-    /// only). On a duplicate the node with the lower UUID keeps the address.
+    /// Fills the address maps. Only ports Ironic links boot names for are answered
+    /// ([`IndexedPort::boot_names`]); a fixed IP only for a PXE-enabled port (Ironic creates the
+    /// Neutron port of any other with no IP). On a duplicate the node with the lower UUID keeps
+    /// the address.
     fn index_addresses(&mut self) {
         let s = &mut self.s;
         let mut warnings = Vec::new();
         for (i, p) in s.ports.iter().enumerate() {
-            if !p.port.pxe_enabled {
+            let first =
+                |&j: &usize| s.nodes[s.ports[j].node].node.uuid <= s.nodes[p.node].node.uuid;
+            if !s.by_address.get(&p.port.address).is_some_and(first) {
+                s.by_address.insert(p.port.address, i);
+            }
+            if !p.boot_names {
                 continue;
             }
             let map = if p.is_infiniband() {
@@ -435,7 +477,7 @@ impl Builder<'_> {
             if let Some(guid) = p.guid() {
                 claim(&mut s.by_guid, guid, i, &s.ports, &s.nodes, &mut warnings);
             }
-            if let Some(ip) = p.fixed_ip {
+            if let Some(ip) = p.fixed_ip.filter(|_| p.port.pxe_enabled) {
                 claim(&mut s.by_ip, ip, i, &s.ports, &s.nodes, &mut warnings);
             }
         }

@@ -455,3 +455,112 @@ fn a_match_describes_itself_briefly_for_logs_and_fully_for_the_cli() {
         format!("node {IB_NODE} (ib-1, deploying) via Ironic node UUID")
     );
 }
+
+/// A store of one node with `ports` (JSON objects), indexed with `add_all_ports`.
+fn one_node(ports: &str, add_all_ports: bool) -> Store {
+    let store = Store::new(IndexConfig {
+        add_all_ports,
+        ..IndexConfig::default()
+    });
+    let json = format!(r#"{{"uuid": "{ETH_NODE}", "name": "n", "ports": [{ports}]}}"#);
+    store.apply(vec![(file("a.json"), Update::Replace(doc(&json)))]);
+    store
+}
+
+#[test]
+fn the_client_id_rule_decides_which_names_a_port_answers() {
+    let cid = "FF:00:00:00:00:00:02:00:00:02:C9:00:7C:FE:90:03:00:29:26:52";
+    let store = one_node(
+        &format!(
+            r#"{{"address": "52:54:00:00:00:01", "extra": {{"client-id": ""}}}},
+               {{"address": "52:54:00:00:00:02", "extra": {{"client-id": null}}}},
+               {{"address": "52:54:00:00:00:03", "extra": {{"client-id": "01:52:54:00:00:00:03"}}}},
+               {{"address": "52:54:00:00:00:04", "extra": {{"client-id": 7}}}},
+               {{"address": "7c:fe:90:29:26:52", "extra": {{"client-id": "{cid}"}}}}"#
+        ),
+        false,
+    );
+    let s = store.current();
+    let mac = |m: &str| Mac::parse(m).expect("mac");
+    // Falsy client-ids are Ethernet ports: found as 01-<mac>, never as 20-<mac>.
+    for m in ["52:54:00:00:00:01", "52:54:00:00:00:02"] {
+        assert_eq!(
+            s.by_mac(&mac(m)).map(|m| m.via),
+            Some(Via::EthernetMac),
+            "{m}"
+        );
+        assert!(s.by_ib(&IbHwAddr::Mac(mac(m))).is_none(), "{m}");
+    }
+    // Truthy ones are InfiniBand, RFC 4390 or not: 20-<mac> answers (and 01-<mac>, by IB MAC).
+    for m in [
+        "52:54:00:00:00:03",
+        "52:54:00:00:00:04",
+        "7c:fe:90:29:26:52",
+    ] {
+        assert_eq!(
+            s.by_ib(&IbHwAddr::Mac(mac(m))).map(|m| m.via),
+            Some(Via::IbMac),
+            "{m}"
+        );
+        assert_eq!(s.by_mac(&mac(m)).map(|m| m.via), Some(Via::IbMac), "{m}");
+    }
+    // Only the 20-byte one has a GUID; upper case is the same bytes.
+    let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
+    assert!(s.by_guid(&guid).is_some());
+    assert_eq!(s.ports().iter().filter(|p| p.guid().is_some()).count(), 1);
+    // Each surprising client-id is reported naming its port.
+    for (m, says) in [
+        (
+            "52:54:00:00:00:01",
+            "an Ethernet port (01-52-54-00-00-00-01)",
+        ),
+        ("52:54:00:00:00:02", "an Ethernet port"),
+        (
+            "52:54:00:00:00:03",
+            "boots as InfiniBand all the same (20-52-54-00-00-00-03",
+        ),
+        ("52:54:00:00:00:04", "not a string"),
+    ] {
+        assert!(
+            s.warnings.iter().any(|w| w.contains(m) && w.contains(says)),
+            "{m}: {says:?} in {:?}",
+            s.warnings
+        );
+    }
+    assert!(
+        !s.warnings.iter().any(|w| w.contains("7c:fe:90:29:26:52")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn add_all_ports_answers_ports_that_are_not_pxe_enabled_without_their_ip() {
+    let ports = r#"{"address": "52:54:00:00:00:01", "pxe_enabled": false, "extra": {"fixed_ip": "192.0.2.9"}},
+                   {"address": "7c:fe:90:29:26:52", "pxe_enabled": false,
+                    "extra": {"client-id": "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"}}"#;
+    let eth = Mac::parse("52:54:00:00:00:01").expect("mac");
+    let ib = Mac::parse("7c:fe:90:29:26:52").expect("mac");
+    let guid = Guid::parse("7c:fe:90:03:00:29:26:52").expect("guid");
+    let ip = "192.0.2.9".parse().expect("ip");
+    let off = one_node(ports, false).current();
+    assert!(off.by_mac(&eth).is_none() && off.by_mac(&ib).is_none());
+    assert!(off.by_guid(&guid).is_none() && off.by_fixed_ip(ip).is_none());
+    assert!(off.ports().iter().all(|p| !p.boot_names));
+    let on = one_node(ports, true).current();
+    assert_eq!(on.by_mac(&eth).map(|m| m.via), Some(Via::EthernetMac));
+    assert_eq!(
+        on.by_ib(&IbHwAddr::Mac(ib)).map(|m| m.via),
+        Some(Via::IbMac)
+    );
+    assert!(on.by_guid(&guid).is_some());
+    assert!(
+        on.by_fixed_ip(ip).is_none(),
+        "Ironic gives a port that is not PXE-enabled no IP, so no <ip>.conf or hex-IP name"
+    );
+    assert!(on.ports().iter().all(|p| p.boot_names));
+    // Ironic's own lookup finds both either way.
+    for s in [&off, &on] {
+        assert!(s.any_port_by_address(&eth).is_some() && s.any_port_by_address(&ib).is_some());
+    }
+}

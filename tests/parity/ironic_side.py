@@ -311,14 +311,14 @@ class Ironic:
     def dhcp_options(self, node):
         """The options `PXEBaseMixin.prepare_ramdisk` sends to every Neutron port of the
         node (IPv4 then IPv6), per port: plus option 61 from `neutron.add_ports_to_network`.
-        Ports without a Neutron port are absent."""
+        Ports without a Neutron port are absent; `fixed_ips: []` marks one without an IP."""
         from ironic.common import neutron, pxe_utils
         boot = self.boot(node)
-        if boot is None:
-            return {}
-        task = self.task(node, boot)
+        # A boot interface without `pxe_boot` (fake, virtual media): Neutron ports for every
+        # port, no boot options (no prepare_ramdisk over the network).
+        task = self.task(node, boot or SimpleNamespace(capabilities=[]))
         common = []
-        for v in (4, 6):
+        for v in (4, 6) if boot else ():
             common += pxe_utils.dhcp_options_for_instance(
                 task, ipxe_enabled=boot.ipxe_enabled, ip_version=v,
                 http_boot_enabled=boot.http_boot_enabled)

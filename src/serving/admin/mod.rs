@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::model::addr::{self, Reading};
 use crate::model::boot;
-use crate::model::node::NodeUuid;
+use crate::model::node::{NodeUuid, PortLink};
 use crate::render::{Format, Server};
 use crate::serving::app::App;
 use crate::serving::journal::{self, Event, Journal};
@@ -47,9 +47,25 @@ pub struct PortView {
     pub client_id: Option<String>,
     pub pxelinux_names: Vec<String>,
     pub ipxe_name: String,
+    /// Whether ironpxe answers the port's boot names (PXE-enabled, or `add_all_ports`).
+    pub boot_names: bool,
+    /// Why the port boots otherwise than its fields suggest, if it does.
+    pub note: Option<String>,
 }
 
-/// A node as the API lists it.
+/// What the operator must know about a port Ironic treats unexpectedly.
+fn port_note(p: &IndexedPort) -> Option<String> {
+    let note = match (p.boot_names, p.port.pxe_enabled, p.port.client_id()) {
+        (false, _, _) => {
+            "not PXE-enabled: Ironic writes no boot config for it, its names are not answered"
+                .into()
+        }
+        (true, false, _) => "not PXE-enabled, booted by [neutron] add_all_ports".into(),
+        (true, true, Some(Err(why))) => format!("InfiniBand without a GUID: {why}"),
+        _ => return None,
+    };
+    Some(note)
+}
 #[derive(Serialize)]
 pub struct NodeView {
     pub uuid: String,
@@ -75,9 +91,14 @@ impl Admin {
             pxe_enabled: p.port.pxe_enabled,
             infiniband: p.is_infiniband(),
             guid: p.guid().map(|g| g.to_string()),
-            client_id: p.client_id.map(|c| c.to_string()),
+            client_id: match p.port.link() {
+                PortLink::Infiniband(form) => form.hex().map(|c| c.to_string()),
+                PortLink::Ethernet => None,
+            },
             pxelinux_names: d.pxelinux_names,
             ipxe_name: d.ipxe_name,
+            boot_names: p.boot_names,
+            note: port_note(p),
         }
     }
 
