@@ -39,6 +39,11 @@ const INVENTORIES: usize = 30;
 /// and `[deploy] http_url` to the same).
 const TFTP_SERVER: &str = "192.0.2.1";
 const HTTP_URL: &str = "http://192.0.2.1:8080";
+/// Ironic's `[DEFAULT] my_ipv6` and by-arch boot files, as `ironic_side.py` sets them.
+const MY_IPV6: &str = "2001:db8::1";
+const IRONIC_PXE: &str = "[ironic_pxe]\n\
+    pxe_bootfile_name_by_arch = { aarch64 = \"grubaa64.efi\", \"x86_64-bios\" = \"pxelinux-x86.0\" }\n\
+    ipxe_bootfile_name_by_arch = { \"aarch64-uefi\" = \"snp-arm.efi\", \"None-bios\" = \"undionly-noarch.kpxe\" }\n";
 
 /// Checks where ironpxe differs from Ironic on purpose: (check, reason). Also in
 /// docs/ironic-parity.md, "Differential test".
@@ -68,6 +73,14 @@ const DELIBERATE: &[(&str, &str)] = &[
         "Ironic gives every port of a node whose boot interface lacks pxe_boot a Neutron port; such nodes never boot from ironpxe, which lists none of their non-PXE ports",
     ),
     (
+        "names.unlinked.ip-conf[eth]",
+        "ironpxe answers <ip>.conf for every node with that fixed IP, as it answers <mac>.conf; Ironic links it only for UEFI nodes booted by PXE without iPXE",
+    ),
+    ("names.unlinked.ip-conf[ib]", "as above"),
+    ("names.unlinked.ip-conf[ib-guid-prefix]", "as above"),
+    ("names.unlinked.ip-conf[ib-no-client-id]", "as above"),
+    ("names.unlinked.ip-conf[odd-client-id]", "as above"),
+    (
         "lookup.address-dashes",
         "ironpxe reads every spelling of an address; Ironic's lookup API takes colon-separated MACs only",
     ),
@@ -76,20 +89,6 @@ const DELIBERATE: &[(&str, &str)] = &[
 /// Disagreements known today, each fixed by another part of issue 23: (check, issue item).
 /// Printed with examples, not failed. Delete an entry when its fix lands.
 const PENDING: &[(&str, &str)] = &[
-    ("dhcp.opt[v4:255]", "item 1: Ironic names siaddr 255"),
-    (
-        "dhcp.opt[v4:server-ip-address]",
-        "item 1: ironpxe's name for 255",
-    ),
-    ("dhcp.opt[v4:67]", "item 1: [pxe] boot file names"),
-    ("dhcp.opt[v4:tag:!ipxe,67]", "item 1: [pxe] boot file names"),
-    (
-        "dhcp.opt[v6:59]",
-        "item 1: Ironic also sends IPv6 options to every port",
-    ),
-    ("dhcp.opt[v6:tag:!ipxe6,59]", "item 1: IPv6 options"),
-    ("dhcp.opt[v6:tag:ipxe6,59]", "item 1: IPv6 options"),
-    ("names.linked.ip-conf", "item 3: <ip>.conf GRUB names"),
     (
         "inspect.port",
         "item 5: the port Ironic's inspection leaves",
@@ -533,11 +532,25 @@ fn opts_by_name(opts: &Value) -> BTreeMap<String, String> {
 /// option's value (absent on one side: `absent`).
 fn dhcp(report: &mut Report, answers: &Value, ports: &[PortInfo], state: &Path) {
     let state = state.to_string_lossy();
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = dir.path().join("ironpxe.toml");
+    fs::write(&config, IRONIC_PXE).expect("write config");
+    let config = config.to_string_lossy();
+    let url6 = format!("http://[{MY_IPV6}]:8080");
     let text = cli(
-        &["dhcp", "--format", "neutron", "--state-dir", &state]
-            .into_iter()
-            .chain(["--next-server", TFTP_SERVER, "--http-url", HTTP_URL])
-            .collect::<Vec<_>>(),
+        &[
+            "dhcp",
+            "--format",
+            "neutron",
+            "--config",
+            &config,
+            "--state-dir",
+            &state,
+        ]
+        .into_iter()
+        .chain(["--next-server", TFTP_SERVER, "--http-url", HTTP_URL])
+        .chain(["--next-server6", MY_IPV6, "--http-url6", &url6])
+        .collect::<Vec<_>>(),
         false,
     );
     let listed: Value = serde_json::from_str(&text).expect("dhcp --format neutron prints JSON");

@@ -31,6 +31,10 @@ from unittest import mock
 # What both sides are configured with (ironpxe gets the same values as flags).
 TFTP_SERVER = "192.0.2.1"
 HTTP_URL = "http://192.0.2.1:8080"
+# [DEFAULT] my_ipv6 and the by-arch boot files (ironpxe: --next-server6 and [ironic_pxe]).
+MY_IPV6 = "2001:db8::1"
+PXE_BY_ARCH = {"aarch64": "grubaa64.efi", "x86_64-bios": "pxelinux-x86.0"}
+IPXE_BY_ARCH = {"aarch64-uefi": "snp-arm.efi", "None-bios": "undionly-noarch.kpxe"}
 
 MLNX_PREFIX = "ff:00:00:00:00:00:02:00:00:02:c9:00"
 # A client-id prefix another vendor's firmware might use (same RFC 4390 shape).
@@ -228,6 +232,9 @@ class Ironic:
         CONF.set_override("sqlite_synchronous", False, group="database")  # a scratch DB
         CONF.set_override("tftp_server", TFTP_SERVER, group="pxe")
         CONF.set_override("http_url", HTTP_URL, group="deploy")
+        CONF.set_override("my_ipv6", MY_IPV6)
+        CONF.set_override("pxe_bootfile_name_by_arch", PXE_BY_ARCH, group="pxe")
+        CONF.set_override("ipxe_bootfile_name_by_arch", IPXE_BY_ARCH, group="pxe")
         from ironic.db import migration
         with contextlib.redirect_stderr(open(os.devnull, "w")):
             migration.create_schema()
@@ -347,7 +354,11 @@ class Ironic:
             if p.uuid not in vifs:
                 continue
             attrs = by_mac[p.address]
-            out[p.uuid] = {"opts": attrs.get("extra_dhcp_opts", []) + common,
+            # Neutron keeps the boot options of its port's IP versions (dhcp/neutron.py
+            # update_port_dhcp_opts): the mocked provisioning network is dual-stack (ironpxe:
+            # DHCPv6 on), and a port created with `fixed_ips: []` keeps none.
+            boot_opts = [] if attrs.get("fixed_ips") == [] else common
+            out[p.uuid] = {"opts": attrs.get("extra_dhcp_opts", []) + boot_opts,
                            "fixed_ips": attrs.get("fixed_ips")}
         return out
 
