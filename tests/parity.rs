@@ -88,17 +88,7 @@ const DELIBERATE: &[(&str, &str)] = &[
 
 /// Disagreements known today, each fixed by another part of issue 23: (check, issue item).
 /// Printed with examples, not failed. Delete an entry when its fix lands.
-const PENDING: &[(&str, &str)] = &[
-    (
-        "inspect.port",
-        "item 5: the port Ironic's inspection leaves",
-    ),
-    (
-        "inspect.verdict",
-        "item 5: ok exactly when inspection changes nothing",
-    ),
-    ("inspect.settings", "item 5: [inspector] settings"),
-];
+const PENDING: &[(&str, &str)] = &[];
 
 /// One answer compared.
 struct Mismatch {
@@ -723,40 +713,22 @@ fn derivations(report: &mut Report, answers: &Value, ports: &[PortInfo], state: 
 
 // ---- inspection -------------------------------------------------------------------------
 
-/// One interface block of `ironpxe inspect`: its rows.
-fn inspect_blocks(text: &str) -> HashMap<String, HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for block in text.split("\n\n") {
-        let rows: HashMap<String, String> = block
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        if let Some(name) = rows.get("interface") {
-            out.insert(name.clone(), rows);
-        }
-    }
-    out
-}
-
-/// A port as "pxe_enabled=<b> client-id=<v>", or "no port".
+/// A port as "pxe_enabled=<b> client-id=<v>" (`v` raw JSON, `null` when unset).
 fn port_summary(pxe: &Value, cid: &Value) -> String {
     format!("pxe_enabled={pxe} client-id={cid}")
 }
 
-/// `inspect.<property>`: per inventory interface, the port Ironic's inspection hooks
-/// (validate-interfaces, ports; default `[inspector]` settings) leave vs the port `ironpxe
-/// inspect` says Ironic should have, and whether ironpxe calls the interface "ok" exactly
-/// when inspection changes nothing. `inspect.settings`: the other `[inspector]` settings.
+/// `inspect.<property>[<flags>]` per inspected node and `[inspector]` settings, from Ironic's
+/// validate-interfaces and ports hooks vs `ironpxe inspect --format json`:
+/// * `inspect.port`: per address, the port the node has afterwards (or "no port");
+/// * `inspect.fails`: whether inspection fails (Ironic raises; ironpxe reports `error`);
+/// * `inspect.verdict`: ironpxe says "no change" exactly when Ironic changed nothing.
 fn inspections(report: &mut Report, answers: &Value, dir: &Path) {
     let state = dir.join("state");
-    let has_settings = cli(&["inspect", "--help"], false).contains("--add-ports");
     let before = enrolled(&state);
     for r in answers["inspections"].as_array().expect("inspections") {
         let node = r["node"].as_str().expect("node");
         let inv_path = dir.join("inventories").join(format!("{node}.json"));
-        let inv: Value = serde_json::from_str(&fs::read_to_string(&inv_path).expect("inventory"))
-            .expect("inventory JSON");
         let settings = &r["settings"];
         let flags: Vec<String> = ["add_ports", "keep_ports", "update_pxe_enabled"]
             .iter()
@@ -765,21 +737,10 @@ fn inspections(report: &mut Report, answers: &Value, dir: &Path) {
                 [format!("--{}", k.replace('_', "-")), value]
             })
             .collect();
-        let default =
-            flags.join(" ") == "--add-ports pxe --keep-ports all --update-pxe-enabled true";
-        let tag = match default {
-            true => String::new(),
-            false => format!("[{}]", flags.join(" ")),
+        let tag = match flags.join(" ").as_str() {
+            "--add-ports pxe --keep-ports all --update-pxe-enabled true" => String::new(),
+            other => format!("[{other}]"),
         };
-        if !default && !has_settings {
-            report.compare(
-                "inspect.settings",
-                &format!("node {node} with {settings}"),
-                "inspected with these settings",
-                "ironpxe inspect has no [inspector] settings",
-            );
-            continue;
-        }
         let (inv_arg, state_arg) = (inv_path.to_string_lossy(), state.to_string_lossy());
         let mut args = vec![
             "inspect",
@@ -788,64 +749,61 @@ fn inspections(report: &mut Report, answers: &Value, dir: &Path) {
             &state_arg,
             "--node",
             node,
+            "--format",
+            "json",
         ];
-        if !default {
-            args.extend(flags.iter().map(String::as_str));
+        args.extend(flags.iter().map(String::as_str));
+        let ours: Value = serde_json::from_str(&cli(&args, true))
+            .unwrap_or_else(|e| panic!("ironpxe inspect {args:?}: not JSON: {e}"));
+        let subject = format!("node {node} settings {settings}");
+        let fails = |v: &Value| if v.is_null() { "succeeds" } else { "fails" };
+        let theirs_failed = !r["error"].is_null();
+        report.compare(
+            &format!("inspect.fails{tag}"),
+            &subject,
+            fails(&r["error"]),
+            fails(&ours["error"]),
+        );
+        if theirs_failed {
+            continue;
         }
-        let blocks = inspect_blocks(&cli(&args, true));
-        let ifaces = inv["inventory"]["interfaces"]
+        let theirs: BTreeMap<String, String> = r["ports"]
+            .as_object()
+            .expect("ports")
+            .iter()
+            .map(|(a, p)| (a.clone(), port_summary(&p["pxe_enabled"], &p["client_id"])))
+            .collect();
+        let mine: BTreeMap<String, String> = ours["ports_after"]
             .as_array()
-            .expect("interfaces");
-        for iface in ifaces.iter().filter(|i| i["name"] != "lo") {
-            let (name, mac) = (
-                iface["name"].as_str().unwrap_or("?"),
-                iface["mac_address"].as_str().unwrap_or("?"),
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let a = p["address"].as_str().unwrap_or("?").to_owned();
+                (a, port_summary(&p["pxe_enabled"], &p["client_id"]))
+            })
+            .collect();
+        let addresses: BTreeSet<&String> = theirs.keys().chain(mine.keys()).collect();
+        let none = "no port".to_owned();
+        for a in addresses {
+            report.compare(
+                &format!("inspect.port{tag}"),
+                &format!("{subject} address {a}"),
+                theirs.get(a).unwrap_or(&none),
+                mine.get(a).unwrap_or(&none),
             );
-            let was = before.get(&(node.to_owned(), mac.to_owned())).cloned();
-            let outcome = Outcome {
-                subject: format!("node {node} interface {name} {mac} settings {settings}"),
-                tag: &tag,
-                was: was.unwrap_or_else(|| "no port".into()),
-            };
-            outcome.compare(report, &r["ports"][mac], blocks.get(name));
         }
-    }
-}
-
-/// One interface's inspection, compared.
-struct Outcome<'a> {
-    subject: String,
-    /// `[<flags>]` for non-default `[inspector]` settings.
-    tag: &'a str,
-    /// The enrolled port before inspection, as [`port_summary`] writes it.
-    was: String,
-}
-
-impl Outcome<'_> {
-    /// `ironic`: the port after Ironic's hooks (null: none); `ours`: ironpxe's block.
-    fn compare(&self, report: &mut Report, ironic: &Value, ours: Option<&HashMap<String, String>>) {
-        let theirs = match ironic {
-            Value::Null => "no port".to_owned(),
-            p => port_summary(&p["pxe_enabled"], &p["client_id"]),
-        };
-        let suggested = ours
-            .and_then(|b| b.get("port"))
-            .and_then(|p| serde_json::from_str::<Value>(p).ok());
-        let mine = match suggested {
-            Some(p) => port_summary(&p["pxe_enabled"], &p["extra"]["client-id"]),
-            None => "no port".to_owned(),
-        };
-        let tag = self.tag;
-        report.compare(&format!("inspect.port{tag}"), &self.subject, &theirs, &mine);
-        let ok = ours
-            .and_then(|b| b.get("finding"))
-            .is_some_and(|f| f.starts_with("ok"));
+        let was: BTreeMap<String, String> = before
+            .iter()
+            .filter(|((n, _), _)| n == node)
+            .map(|((_, a), p)| (a.clone(), p.clone()))
+            .collect();
         let word = |same: bool| if same { "unchanged" } else { "changed" };
+        let no_changes = ours["changes"].as_array().is_some_and(|c| c.is_empty());
         report.compare(
             &format!("inspect.verdict{tag}"),
-            &self.subject,
-            word(self.was == theirs),
-            word(ok),
+            &subject,
+            word(was == theirs),
+            word(no_changes),
         );
     }
 }
