@@ -882,7 +882,7 @@ fn cli_prints_every_format_and_syncs_a_hostsdir() {
         assert!(out.contains(line), "{format}: {line} missing:\n{out}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("warning: node 11111111-2222-4333-8444-555555555555 port 0c:42:a1:00:00:01: InfiniBand port with an unusable extra.client-id"),
+            err.contains("warning: node 11111111-2222-4333-8444-555555555555 port 0c:42:a1:00:00:01: InfiniBand port (its extra.client-id is not empty) with an unusable extra.client-id"),
             "{format}: {err}"
         );
     }
@@ -937,7 +937,11 @@ fn cli_prints_every_format_and_syncs_a_hostsdir() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out.matches("created: ").count(), 4, "{out}");
+    assert_eq!(
+        out.matches("created: ").count(),
+        5,
+        "one file per node: {out}"
+    );
     let o = ironpxe(&[
         "dhcp",
         "--format",
@@ -948,7 +952,7 @@ fn cli_prints_every_format_and_syncs_a_hostsdir() {
         h,
     ]);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("unchanged: 4"),
+        String::from_utf8_lossy(&o.stdout).contains("unchanged: 5"),
         "{}",
         text(&o)
     );
