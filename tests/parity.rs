@@ -45,6 +45,46 @@ const IRONIC_PXE: &str = "[ironic_pxe]\n\
     pxe_bootfile_name_by_arch = { aarch64 = \"grubaa64.efi\", \"x86_64-bios\" = \"pxelinux-x86.0\" }\n\
     ipxe_bootfile_name_by_arch = { \"aarch64-uefi\" = \"snp-arm.efi\", \"None-bios\" = \"undionly-noarch.kpxe\" }\n";
 
+/// One run of both sides: the default settings, or Ironic's `[neutron] add_all_ports = True`
+/// (and ironpxe's `[neutron] add_all_ports = true`) on a smaller fleet.
+#[derive(Clone, Copy)]
+struct Variant {
+    nodes: usize,
+    inventories: usize,
+    add_all_ports: bool,
+}
+
+impl Variant {
+    const DEFAULT: Variant = Variant {
+        nodes: NODES,
+        inventories: INVENTORIES,
+        add_all_ports: false,
+    };
+    const ADD_ALL_PORTS: Variant = Variant {
+        nodes: 40,
+        inventories: 0,
+        add_all_ports: true,
+    };
+
+    /// Appended to every check name of the run, so both runs report side by side.
+    fn suffix(self) -> &'static str {
+        if self.add_all_ports {
+            "{add_all_ports}"
+        } else {
+            ""
+        }
+    }
+
+    /// ironpxe's configuration text for the run (served and `dhcp`).
+    fn toml(self) -> String {
+        let mut t = IRONIC_PXE.to_owned();
+        if self.add_all_ports {
+            t.push_str("[neutron]\nadd_all_ports = true\n");
+        }
+        t
+    }
+}
+
 /// Checks where ironpxe differs from Ironic on purpose: (check, reason). Also in
 /// docs/ironic-parity.md, "Differential test".
 const DELIBERATE: &[(&str, &str)] = &[
@@ -101,11 +141,20 @@ struct Mismatch {
 #[derive(Default)]
 struct Report {
     checks: BTreeMap<String, (usize, Vec<Mismatch>)>,
+    /// The running [`Variant`]'s suffix, appended to each check's name.
+    suffix: &'static str,
+}
+
+/// A check's name without its [`Variant`] suffix: what [`DELIBERATE`] and [`PENDING`] list
+/// (a listed difference holds in every variant).
+fn base(check: &str) -> &str {
+    check.split('{').next().unwrap_or(check)
 }
 
 impl Report {
     fn compare(&mut self, check: &str, subject: &str, ironic: &str, ironpxe: &str) {
-        let e = self.checks.entry(check.to_owned()).or_default();
+        let key = format!("{check}{}", self.suffix);
+        let e = self.checks.entry(key).or_default();
         e.0 += 1;
         if ironic != ironpxe {
             e.1.push(Mismatch {
@@ -121,7 +170,7 @@ impl Report {
     fn finish(&self, seed: u64) -> Vec<String> {
         let listed = |list: &[(&str, &str)], c: &str| {
             list.iter()
-                .find(|(name, _)| *name == c)
+                .find(|(name, _)| *name == base(c))
                 .map(|(_, why)| why.to_string())
         };
         let mut failures = Vec::new();
@@ -158,7 +207,7 @@ impl Report {
             }
         }
         for (c, _) in PENDING.iter().chain(DELIBERATE) {
-            if !self.checks.contains_key(*c) {
+            if !self.checks.keys().any(|k| base(k) == *c) {
                 failures.push(format!("{c}: listed, but no such check ran (renamed?)"));
             }
         }
@@ -178,14 +227,17 @@ fn seed() -> u64 {
 }
 
 /// Runs the Ironic side into `out`; returns its answers.
-fn ironic_side(seed: u64, out: &Path) -> Value {
+fn ironic_side(seed: u64, variant: Variant, out: &Path) -> Value {
     let venv = ironic::venv();
     let script = common::root().join("tests/parity/ironic_side.py");
     let run = Command::new(venv.join("bin/python"))
         .args(["-W", "ignore"])
         .arg(&script)
-        .args(["--seed", &seed.to_string(), "--nodes", &NODES.to_string()])
-        .args(["--inventories", &INVENTORIES.to_string(), "--out"])
+        .args(["--seed", &seed.to_string()])
+        .args(["--nodes", &variant.nodes.to_string()])
+        .args(["--inventories", &variant.inventories.to_string()])
+        .args(variant.add_all_ports.then_some("--add-all-ports"))
+        .arg("--out")
         .arg(out)
         .stdin(Stdio::null())
         .output()
@@ -213,7 +265,8 @@ struct PortInfo {
     guid: Option<String>,
     /// The generator's kind (`eth`, `ib`, `ib-upper`, `cid-empty` …).
     kind: String,
-    pxe_enabled: bool,
+    /// PXE-enabled, or booted all the same under `[neutron] add_all_ports`.
+    boots: bool,
     fixed_ip: Option<String>,
     /// The node boots from the network (Ironic links names for it).
     network_boot: bool,
@@ -232,7 +285,7 @@ impl PortInfo {
     /// The class in check names: what makes Ironic treat the port differently.
     fn class(&self) -> &'static str {
         match self.kind.as_str() {
-            _ if !self.pxe_enabled => "non-pxe",
+            _ if !self.boots => "non-pxe",
             "eth" => "eth",
             "ib" | "ib-upper" | "ib-other-prefix" => "ib",
             "ib-no-client-id" => "ib-no-client-id",
@@ -249,7 +302,7 @@ impl PortInfo {
     }
 }
 
-fn ports(answers: &Value) -> Vec<PortInfo> {
+fn ports(answers: &Value, variant: Variant) -> Vec<PortInfo> {
     let nodes = &answers["nodes"];
     let mut out: Vec<PortInfo> = answers["ports"]
         .as_object()
@@ -264,7 +317,7 @@ fn ports(answers: &Value) -> Vec<PortInfo> {
                 address: p["address"].as_str().expect("address").to_owned(),
                 guid: p["guid"].as_str().map(str::to_owned),
                 kind: p["kind"].as_str().expect("kind").to_owned(),
-                pxe_enabled: p["pxe_enabled"].as_bool().expect("pxe_enabled"),
+                boots: p["pxe_enabled"].as_bool().expect("pxe_enabled") || variant.add_all_ports,
                 fixed_ip: p["extra"]["fixed_ip"].as_str().map(str::to_owned),
             }
         })
@@ -276,26 +329,38 @@ fn ports(answers: &Value) -> Vec<PortInfo> {
 #[test]
 fn ironpxe_agrees_with_ironic_and_the_agent() {
     let seed = seed();
-    let dir = tempfile::Builder::new()
-        .prefix("ironpxe-parity-")
-        .tempdir()
-        .expect("temp dir");
-    let answers = ironic_side(seed, dir.path());
-    let ports = ports(&answers);
-    assert!(ports.len() > 150, "only {} ports generated", ports.len());
-    let state = dir.path().join("state");
     let mut report = Report::default();
-    names(&mut report, &answers, &ports, &state);
-    dhcp(&mut report, &answers, &ports, &state);
-    lookups(&mut report, &answers, &ports, &state);
-    derivations(&mut report, &answers, &ports, &state);
-    inspections(&mut report, &answers, dir.path());
+    for variant in [Variant::DEFAULT, Variant::ADD_ALL_PORTS] {
+        run(&mut report, seed, variant);
+    }
     let failures = report.finish(seed);
     assert!(
         failures.is_empty(),
         "ironpxe disagrees with Ironic (reproduce: IRONPXE_PARITY_SEED={seed} cargo test --test parity):\n{}",
         failures.join("\n")
     );
+}
+
+/// Both sides on one generated fleet, compared into `report`.
+fn run(report: &mut Report, seed: u64, variant: Variant) {
+    report.suffix = variant.suffix();
+    let dir = tempfile::Builder::new()
+        .prefix("ironpxe-parity-")
+        .tempdir()
+        .expect("temp dir");
+    let answers = ironic_side(seed, variant, dir.path());
+    let ports = ports(&answers, variant);
+    assert!(
+        ports.len() > variant.nodes * 5 / 4,
+        "only {} ports generated",
+        ports.len()
+    );
+    let state = dir.path().join("state");
+    names(report, &answers, &ports, &state, variant);
+    dhcp(report, &answers, &ports, &state, variant);
+    lookups(report, &answers, &ports, &state);
+    derivations(report, &answers, &ports, &state);
+    inspections(report, &answers, dir.path());
 }
 
 // ---- names ------------------------------------------------------------------------------
@@ -375,7 +440,7 @@ impl Asker {
     }
 }
 
-fn start_server(state: &Path) -> Asker {
+fn start_server(state: &Path, variant: Variant) -> Asker {
     let mut files = Vec::new();
     for e in fs::read_dir(state).expect("state dir") {
         let p = e.expect("entry").path();
@@ -384,6 +449,7 @@ fn start_server(state: &Path) -> Asker {
     }
     let server = Ironpxe::start_with(Options {
         state: files,
+        toml: variant.toml(),
         ..Options::default()
     });
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -436,8 +502,8 @@ fn candidates(p: &PortInfo) -> Vec<(&'static str, &'static str, String)> {
 /// `names.linked.<kind>`: every name Ironic links for a node (for its boot interface and
 /// mode) resolves in ironpxe to that node. `names.unlinked.<kind>[class]`: a name ironpxe
 /// resolves to a port's node is one Ironic links for it under some boot interface.
-fn names(report: &mut Report, answers: &Value, ports: &[PortInfo], state: &Path) {
-    let mut asker = start_server(state);
+fn names(report: &mut Report, answers: &Value, ports: &[PortInfo], state: &Path, variant: Variant) {
+    let mut asker = start_server(state, variant);
     for (node, n) in answers["nodes"].as_object().expect("nodes") {
         for link in n["links"].as_array().expect("links") {
             let (root, name) = (
@@ -520,11 +586,11 @@ fn opts_by_name(opts: &Value) -> BTreeMap<String, String> {
 /// `dhcp.port-listed[class]`: ironpxe lists a port in `dhcp --format neutron` exactly when
 /// Ironic creates a Neutron port for it; `dhcp.opt[<version>:<name>]`: per listed port, each
 /// option's value (absent on one side: `absent`).
-fn dhcp(report: &mut Report, answers: &Value, ports: &[PortInfo], state: &Path) {
+fn dhcp(report: &mut Report, answers: &Value, ports: &[PortInfo], state: &Path, variant: Variant) {
     let state = state.to_string_lossy();
     let dir = tempfile::tempdir().expect("config dir");
     let config = dir.path().join("ironpxe.toml");
-    fs::write(&config, IRONIC_PXE).expect("write config");
+    fs::write(&config, variant.toml()).expect("write config");
     let config = config.to_string_lossy();
     let url6 = format!("http://[{MY_IPV6}]:8080");
     let text = cli(

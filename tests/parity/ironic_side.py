@@ -219,7 +219,7 @@ def run_ipa(tmp, addresses):
 class Ironic:
     """A configured Ironic library (no services) over a fresh sqlite database."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, add_all_ports=False):
         warnings.filterwarnings("ignore")
         import logging
         logging.disable(logging.CRITICAL)
@@ -235,6 +235,7 @@ class Ironic:
         CONF.set_override("my_ipv6", MY_IPV6)
         CONF.set_override("pxe_bootfile_name_by_arch", PXE_BY_ARCH, group="pxe")
         CONF.set_override("ipxe_bootfile_name_by_arch", IPXE_BY_ARCH, group="pxe")
+        CONF.set_override("add_all_ports", add_all_ports, group="neutron")
         from ironic.db import migration
         with contextlib.redirect_stderr(open(os.devnull, "w")):
             migration.create_schema()
@@ -447,6 +448,8 @@ def main():
     ap.add_argument("--nodes", type=int, default=120)
     ap.add_argument("--inventories", type=int, default=30)
     ap.add_argument("--out")
+    ap.add_argument("--add-all-ports", action="store_true",
+                    help="Ironic's [neutron] add_all_ports = True")
     ap.add_argument("--ipa", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ipa:
@@ -468,7 +471,7 @@ def answer(args, nodes, ports, guids, kinds, rng, tmp):
     guid_list = sorted({g for g in guids.values() if g})
     ipa = run_ipa(tmp, [ipoib_address(g, rng) for g in guid_list])
     ipa_macs = {a["ipoib"][36:]: a["mac"] for a in ipa}
-    ironic = Ironic(tmp)
+    ironic = Ironic(tmp, add_all_ports=args.add_all_ports)
     made = ironic.enrol(nodes, ports)
     by_node = {}
     for p in ports:
