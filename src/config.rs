@@ -447,6 +447,10 @@ impl Config {
                 key: "ironic",
                 message: e.to_string(),
             })?;
+            self.ironic.subset().map_err(|e| ConfigError::Invalid {
+                key: "ironic.subset",
+                message: e.to_string(),
+            })?;
         }
         if self.tftp_listen.is_empty() {
             return Err(ConfigError::Invalid {
