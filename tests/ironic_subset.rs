@@ -111,6 +111,41 @@ fn served_as(px: &Ironpxe, mac: &str) -> String {
     }
 }
 
+/// ironpxe polling `ironic` every second with `more` appended to its `[ironic]` section
+/// (`[ironic.subset]` unless `more` starts one), after its first complete poll.
+fn start(ironic: &Ironic, more: &str) -> Ironpxe {
+    let api = ironic.url();
+    let more = if more.contains("[ironic.subset]") {
+        more.to_owned()
+    } else {
+        format!("[ironic.subset]\n{more}")
+    };
+    let px = Ironpxe::start_with(Options {
+        toml: format!(
+            "[boot]\nipa_api_url = \"{api}\"\n[ironic]\nurl = \"{api}\"\ninterval_secs = 1\n{more}"
+        ),
+        state: Vec::new(),
+        ..Options::default()
+    });
+    px.wait_until("the first complete Ironic poll", || {
+        healthz(&px)["ironic"]["polls_ok"].as_u64().unwrap_or(0) >= 1
+    });
+    px
+}
+
+/// Ironic's API request lines (`… - GET /v1/… - 200 (…ms)`), complete lines only: the
+/// replicas keep polling while the test reads.
+fn api_log(ironic: &Ironic) -> String {
+    let mut all = String::new();
+    for name in ["ironic.log", "ironic.out"] {
+        all += &std::fs::read_to_string(ironic.dir().join(name)).unwrap_or_default();
+    }
+    all.lines()
+        .filter(|l| l.contains(" - GET /v1/") && l.trim_end().ends_with("ms)"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn healthz(px: &Ironpxe) -> Value {
     let (code, body) = px.get("/healthz");
     assert_eq!(code, 200, "{body}");
@@ -145,21 +180,12 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
         "Ironic itself filters by the group written to its database: {listed}"
     );
 
-    let api = ironic.url();
-    let px = Ironpxe::start_with(Options {
-        toml: format!(
-            "[boot]\nipa_api_url = \"{api}\"\n\
-             [ironic]\nurl = \"{api}\"\ninterval_secs = 1\npage_limit = 1\n\
-             [ironic.subset]\nconductor_groups = [\"ROW-A\"]\nshards = [\"s1\"]\n\
-             owners = [\"p1\"]\nresource_classes = [\"rc-a\"]\n\
-             provisioning_networks = [\"prov-a\"]\n"
-        ),
-        state: Vec::new(),
-        ..Options::default()
-    });
-    px.wait_until("the first complete Ironic poll", || {
-        healthz(&px)["ironic"]["polls_ok"].as_u64().unwrap_or(0) >= 1
-    });
+    let px = start(
+        &ironic,
+        "page_limit = 1\n[ironic.subset]\nconductor_groups = [\"ROW-A\"]\nshards = [\"s1\"]\n\
+         owners = [\"p1\"]\nresource_classes = [\"rc-a\"]\n\
+         provisioning_networks = [\"prov-a\"]\n",
+    );
 
     let h = healthz(&px);
     assert_eq!(h["nodes"], json!(2), "only in-1 and in-2: {h}");
@@ -181,20 +207,9 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
         }
     }
 
-    // A node moving into the slice (its conductor group changed) is served at the next poll.
-    ironic.sql(
-        "UPDATE nodes SET conductor_group = 'row-a' WHERE uuid = ?",
-        &[&uuids[2]],
-    );
-    px.wait_until("other-group to join the slice", || {
-        served_as(&px, NODES[2].mac).contains(&format!("node other-group {}", uuids[2]))
-    });
-    assert_eq!(healthz(&px)["nodes"], json!(3));
-
     // Ironic did the filtering: every listing ironpxe asked for carried the filters, pages
     // after the first too (by marker), and ports were listed by shard.
-    let log = std::fs::read_to_string(ironic.dir().join("ironic.log")).unwrap_or_default()
-        + &std::fs::read_to_string(ironic.dir().join("ironic.out")).unwrap_or_default();
+    let log = api_log(&ironic);
     let listings: Vec<&str> = log
         .lines()
         .filter_map(|l| l.split_once(" - GET /v1/").map(|(_, r)| r))
@@ -221,9 +236,40 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
         !ports.is_empty() && ports.iter().all(|r| r.contains("shard=s1")),
         "ports listed by shard: {ports:#?}"
     );
+
+    // A second replica for the other row, by conductor group alone: its ports come by
+    // `conductor_groups=` (Ironic 39 takes it with no microversion guard).
+    let px2 = start(&ironic, "conductor_groups = [\"Row-B\"]\n");
+    let h = healthz(&px2);
+    assert_eq!((&h["nodes"], &h["ports"]), (&json!(1), &json!(1)), "{h}");
+    assert!(served_as(&px2, NODES[2].mac).contains(&format!("node other-group {}", uuids[2])));
+    assert!(served_as(&px2, NODES[0].mac).starts_with("unknown:"));
+    let log = api_log(&ironic);
     assert!(
-        !px.log().contains("Ironic poll failed"),
-        "every poll succeeded:\n{}",
-        px.log()
+        log.lines()
+            .any(|l| l.contains("GET /v1/ports?") && l.contains("conductor_groups=row-b")),
+        "the second replica lists ports by conductor group"
     );
+
+    // A node moving between rows (its conductor group changed) moves between the replicas
+    // at their next polls.
+    ironic.sql(
+        "UPDATE nodes SET conductor_group = 'row-a' WHERE uuid = ?",
+        &[&uuids[2]],
+    );
+    px.wait_until("other-group to join row-a's replica", || {
+        served_as(&px, NODES[2].mac).contains(&format!("node other-group {}", uuids[2]))
+    });
+    px2.wait_until("other-group to leave row-b's replica", || {
+        served_as(&px2, NODES[2].mac).starts_with("unknown:")
+    });
+    assert_eq!(healthz(&px)["nodes"], json!(3));
+    assert_eq!(healthz(&px2)["nodes"], json!(0));
+    for p in [&px, &px2] {
+        assert!(
+            !p.log().contains("Ironic poll failed"),
+            "every poll succeeded:\n{}",
+            p.log()
+        );
+    }
 }
