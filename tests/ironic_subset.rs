@@ -2,12 +2,16 @@
 //! conductor groups, two shards, two owners, two resource classes and two provisioning
 //! networks; ironpxe started with one value of each serves exactly the nodes in all five,
 //! pages filtered listings correctly (one node per page: Ironic's own `next` links drop the
-//! filters), and picks up a node that moves into its slice.
+//! filters), picks up a node that moves into its slice, and loads only its slice from the
+//! cache.
 
 mod common;
 
 use common::ironic::Ironic;
 use common::*;
+use ironpxe::state::source::ironic::load_cache_of;
+use ironpxe::state::source::subset::{Subset, SubsetConfig};
+use ironpxe::state::{IndexConfig, Store};
 use serde_json::{json, Value};
 
 /// One enrolled node: name, where it sits, its port, and whether the replica must serve it.
@@ -265,6 +269,22 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
     });
     assert_eq!(healthz(&px)["nodes"], json!(3));
     assert_eq!(healthz(&px2)["nodes"], json!(0));
+
+    // The cache keeps where each node sits: a replica restarted with another subset while
+    // Ironic is down loads only that subset's nodes from it.
+    let cache = px.state.path().join(".ironic-cache.json");
+    let loaded = |subset: &str| {
+        let cfg: SubsetConfig = toml::from_str(subset).expect("subset toml");
+        let store = Store::new(IndexConfig::default());
+        load_cache_of(&store, &cache, &Subset::from_config(&cfg).expect("subset"));
+        let s = store.current();
+        (s.nodes().len(), s.ports().len())
+    };
+    assert_eq!(loaded(""), (3, 3), "row-a's replica cached its three nodes");
+    assert_eq!(loaded("owners = [\"p1\"]\nshards = [\"s1\"]"), (3, 3));
+    assert_eq!(loaded("conductor_groups = [\"row-b\"]"), (0, 0));
+    assert_eq!(loaded("resource_classes = [\"rc-b\"]"), (0, 0));
+
     for p in [&px, &px2] {
         assert!(
             !p.log().contains("Ironic poll failed"),

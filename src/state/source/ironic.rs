@@ -220,6 +220,11 @@ impl Client {
         &self.base
     }
 
+    /// The slice of the fleet this client lists.
+    pub fn subset(&self) -> &Subset {
+        &self.subset
+    }
+
     /// One complete poll: every page of nodes and of ports (of the configured subset).
     pub async fn poll(&self) -> Result<StateDoc, IronicError> {
         let mut nodes = Vec::new();
@@ -476,9 +481,20 @@ impl PollState {
 
 /// Loads the cache from the last good poll into the store (a restart while Ironic is down).
 pub fn load_cache(store: &Store, cache: &Path) {
+    load_cache_of(store, cache, &Subset::default());
+}
+
+/// [`load_cache`], keeping only `subset`'s nodes: the subset may have changed since the cache
+/// was written.
+pub fn load_cache_of(store: &Store, cache: &Path, subset: &Subset) {
     match std::fs::read(cache) {
         Ok(bytes) => match StateDoc::from_slice(&bytes) {
             Ok(doc) => {
+                let cached = doc.nodes.len();
+                let doc = subset.select(doc);
+                if doc.nodes.len() < cached {
+                    tracing::info!(cache = %cache.display(), dropped = cached - doc.nodes.len(), "cached nodes outside [ironic.subset] not loaded");
+                }
                 tracing::info!(cache = %cache.display(), nodes = doc.nodes.len(), "loaded the last good Ironic poll");
                 store.apply(vec![(source_id(), Update::Replace(doc))]);
             }
