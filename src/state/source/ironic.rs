@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 use crate::model::node::{Node, Port, StateDoc};
+use crate::state::source::subset::{Subset, SubsetConfig};
 use crate::state::{SourceError, SourceId, Store, Update};
 
 /// `[ironic]` in the config.
@@ -47,6 +48,8 @@ pub struct IronicConfig {
     pub application_credential_id: Option<String>,
     pub application_credential_secret: Option<String>,
     pub application_credential_secret_file: Option<PathBuf>,
+    /// `[ironic.subset]`: serve one slice of the fleet (see [`subset`](super::subset)).
+    pub subset: SubsetConfig,
 }
 
 impl fmt::Debug for IronicConfig {
@@ -117,6 +120,15 @@ pub enum IronicError {
 }
 
 impl IronicConfig {
+    /// The validated `[ironic.subset]`, checked against `api_version`.
+    pub fn subset(&self) -> Result<Subset, IronicError> {
+        let s =
+            Subset::from_config(&self.subset).map_err(|e| IronicError::Config(e.to_string()))?;
+        s.check_api_version(self.api_version.as_deref())
+            .map_err(|e| IronicError::Config(e.to_string()))?;
+        Ok(s)
+    }
+
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs.unwrap_or(10).max(1))
     }
@@ -176,6 +188,7 @@ pub struct Client {
     limit: u32,
     auth: Auth,
     token: Mutex<Option<Token>>,
+    subset: Subset,
 }
 
 impl Client {
@@ -199,6 +212,7 @@ impl Client {
             limit: cfg.page_limit.unwrap_or(1000).max(1),
             auth: cfg.auth()?,
             token: Mutex::new(None),
+            subset: cfg.subset()?,
         })
     }
 
@@ -206,20 +220,31 @@ impl Client {
         &self.base
     }
 
-    /// One complete poll: every page of nodes and of ports.
+    /// The slice of the fleet this client lists.
+    pub fn subset(&self) -> &Subset {
+        &self.subset
+    }
+
+    /// One complete poll: every page of nodes and of ports (of the configured subset).
     pub async fn poll(&self) -> Result<StateDoc, IronicError> {
-        let nodes = self.list("nodes").await?;
-        let ports = self.list("ports").await?;
-        Ok(StateDoc {
-            nodes: nodes.nodes,
+        let mut nodes = Vec::new();
+        for query in self.subset.node_queries() {
+            nodes.extend(self.list("nodes", &query).await?.nodes);
+        }
+        let ports = self.list("ports", &self.subset.port_query()).await?;
+        Ok(self.subset.select(StateDoc {
+            nodes,
             ports: ports.ports,
-        })
+        }))
     }
 
     /// Follows `next` links until the listing ends; any failed page fails the whole list.
-    async fn list(&self, what: &str) -> Result<StateDoc, IronicError> {
+    /// A filtered listing (`query`, `&k=v…`) pages by `marker` itself: Ironic's `next` link
+    /// drops the filters.
+    async fn list(&self, what: &str, query: &str) -> Result<StateDoc, IronicError> {
         let mut all = StateDoc::default();
-        let mut path = format!("/v1/{what}?detail=True&limit={}", self.limit);
+        let first = format!("/v1/{what}?detail=True&limit={}{query}", self.limit);
+        let mut path = first.clone();
         for _page in 0..=100_000 {
             let body = self.get(&path).await?;
             let doc = StateDoc::from_slice(&body).map_err(|e| IronicError::Json {
@@ -231,9 +256,23 @@ impl Client {
                 message: e.to_string(),
             })?;
             let got = doc.nodes.len() + doc.ports.len();
+            let last = match (doc.nodes.last(), doc.ports.last()) {
+                (Some(n), _) => Some(n.uuid.to_string()),
+                (None, Some(p)) => p.uuid.map(|u| u.to_string()),
+                (None, None) => None,
+            };
             all.nodes.extend(doc.nodes);
             all.ports.extend(doc.ports);
             match next.next.as_deref().and_then(path_of) {
+                Some(_) if got > 0 && !query.is_empty() => match last {
+                    Some(last) => path = Subset::next_page(&first, &last),
+                    None => {
+                        return Err(IronicError::Json {
+                            what: format!("GET {path}"),
+                            message: "a listed port has no uuid to page on".into(),
+                        })
+                    }
+                },
                 Some(p) if got > 0 => path = p,
                 _ => return Ok(all),
             }
@@ -442,9 +481,20 @@ impl PollState {
 
 /// Loads the cache from the last good poll into the store (a restart while Ironic is down).
 pub fn load_cache(store: &Store, cache: &Path) {
+    load_cache_of(store, cache, &Subset::default());
+}
+
+/// [`load_cache`], keeping only `subset`'s nodes: the subset may have changed since the cache
+/// was written.
+pub fn load_cache_of(store: &Store, cache: &Path, subset: &Subset) {
     match std::fs::read(cache) {
         Ok(bytes) => match StateDoc::from_slice(&bytes) {
             Ok(doc) => {
+                let cached = doc.nodes.len();
+                let doc = subset.select(doc);
+                if doc.nodes.len() < cached {
+                    tracing::info!(cache = %cache.display(), dropped = cached - doc.nodes.len(), "cached nodes outside [ironic.subset] not loaded");
+                }
                 tracing::info!(cache = %cache.display(), nodes = doc.nodes.len(), "loaded the last good Ironic poll");
                 store.apply(vec![(source_id(), Update::Replace(doc))]);
             }
