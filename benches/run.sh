@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks ironpxe side by side with tftpd-hpa, async-tftp's own DirHandler and nginx, all on
+# Benchmarks ironpxe side by side with tftpd-hpa, async-tftp's own DirHandler, a null TFTP
+# responder (the config phase's ceiling) and nginx, all on
 # loopback, and writes BENCHMARKS.md. Reports only: nothing here fails on a number.
 #
 #   bash benches/run.sh            full run (3 runs per cell; ≤ 25 min on 2 cores)
@@ -7,7 +8,7 @@
 #
 # Needs root (apt-get; tftpd-hpa's --secure chroots). Environment knobs: BENCH_DIR (scratch,
 # default target/bench), BENCH_BASE_PORT (default 17000: uses +69 +80 +169 +180 +269 +369
-# +380 +469, admin +81 +381), IRONPXE_LOG (ironpxe's RUST_LOG, default info as shipped), BENCHMARKS_OUT.
+# +380 +469 +569, admin +81 +381), IRONPXE_LOG (ironpxe's RUST_LOG, default info as shipped), BENCHMARKS_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -164,7 +165,7 @@ chmod -R a+rX "$B"
 
 TFTP_IRONPXE=127.0.0.1:$((PORT + 69)) HTTP_IRONPXE=127.0.0.1:$((PORT + 80))
 TFTP_HPA=127.0.0.1:$((PORT + 169)) TFTP_BARE=127.0.0.1:$((PORT + 269))
-TFTP_IDEAL=127.0.0.1:$((PORT + 469))
+TFTP_IDEAL=127.0.0.1:$((PORT + 469)) TFTP_NULL=127.0.0.1:$((PORT + 569))
 HTTP_NGINX=127.0.0.1:$((PORT + 180))
 TFTP_SCALE=127.0.0.1:$((PORT + 369)) HTTP_SCALE=127.0.0.1:$((PORT + 380))
 
@@ -232,6 +233,10 @@ note "$LOADGEN" ideal-tftpd --root "$B/tftp-root" --listen "$TFTP_IDEAL" --max-s
     2>"$B/ideal.log" &
 IDEAL_PID=$!
 PIDS+=("$IDEAL_PID")
+note "$LOADGEN" null-tftpd --listen "$TFTP_NULL" --max-seconds 3600
+"$LOADGEN" null-tftpd --listen "$TFTP_NULL" --max-seconds 3600 2>"$B/null.log" &
+NULL_PID=$!
+PIDS+=("$NULL_PID")
 NGX=$B/nginx
 mkdir -p "$NGX/tmp"
 cat >"$NGX/nginx.conf" <<EOF
@@ -267,6 +272,7 @@ PIDS+=("$NGINX_PID")
 for t in "$TFTP_IRONPXE" "$TFTP_HPA" "$TFTP_BARE" "$TFTP_IDEAL"; do
     "$LOADGEN" probe --server "$t" --file ldlinux.c32 --wait-s 15
 done
+"$LOADGEN" probe --server "$TFTP_NULL" --file pxelinux.cfg/default --wait-s 15
 for _ in $(seq 100); do
     curl -sf -o /dev/null "http://$HTTP_NGINX/ipxe/n0" && break
     sleep 0.1
@@ -274,9 +280,9 @@ done
 curl -sf -o /dev/null "http://$HTTP_NGINX/ipxe/n0"
 
 declare -A TFTP_ADDR=([ironpxe]=$TFTP_IRONPXE [tftpd-hpa]=$TFTP_HPA [dirhandler]=$TFTP_BARE
-    [ideal]=$TFTP_IDEAL)
+    [ideal]=$TFTP_IDEAL [null]=$TFTP_NULL)
 declare -A TFTP_PID=([ironpxe]=$IRONPXE_PID [tftpd-hpa]=$TFTPD_PID [dirhandler]=$BARE_PID
-    [ideal]=$IDEAL_PID)
+    [ideal]=$IDEAL_PID [null]=$NULL_PID)
 
 # ---------------------------------------------------------------------------------------------
 # 1. Boot storm. Runs interleave the servers so drift on the machine spreads over all of them.
@@ -290,7 +296,10 @@ for r in $(seq "$RUNS"); do
             for ld in 0 1; do
                 extra=()
                 ((ld)) && extra=(--ldlinux --ldlinux-file "$B/tftp-root/ldlinux.c32")
-                for s in ironpxe tftpd-hpa dirhandler; do
+                servers=(ironpxe tftpd-hpa dirhandler)
+                # The null responder serves configs only: the config phase's ceiling.
+                ((ld)) || servers+=(null)
+                for s in "${servers[@]}"; do
                     result "$LOADGEN" storm --server "${TFTP_ADDR[$s]}" --server-name "$s" \
                         --server-pid "${TFTP_PID[$s]}" --run "$r" --nodes "$NODES" \
                         --clients "$n" --concurrency "$k" --unknown-pct "$UNKNOWN_PCT" \

@@ -24,6 +24,7 @@
 //! * `live`         — latency from an atomic rename of a state file to the new config
 //! * `bare-tftpd`   — async-tftp's own `DirHandler` (`with_dir_ro`), the baseline
 //! * `ideal-tftpd`  — a minimal windowed sender, the reference for bulk transfers
+//! * `null-tftpd`   — a stateless responder with one config in memory: the config phase's ceiling
 //! * `wait-ready`   — time from process start to a log line, and peak RSS
 //! * `probe`        — one TFTP fetch (readiness checks)
 //! * `report`       — `BENCHMARKS.md` from the results
@@ -64,6 +65,7 @@ enum Cmd {
     Live(scenarios::LiveArgs),
     BareTftpd(peers::BareArgs),
     IdealTftpd(peers::IdealArgs),
+    NullTftpd(peers::NullArgs),
     WaitReady(measure::WaitReadyArgs),
     Probe(scenarios::ProbeArgs),
     Report(report::ReportArgs),
@@ -83,6 +85,7 @@ fn main() {
         Cmd::Live(a) => scenarios::live(&a).map(|v| println!("{v}")),
         Cmd::BareTftpd(a) => peers::bare_tftpd(&a),
         Cmd::IdealTftpd(a) => peers::ideal_tftpd(&a),
+        Cmd::NullTftpd(a) => peers::null_tftpd(&a),
         Cmd::WaitReady(a) => measure::wait_ready(&a).map(|v| println!("{v}")),
         Cmd::Probe(a) => scenarios::probe(&a),
         Cmd::Report(a) => report::report(&a),

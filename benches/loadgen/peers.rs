@@ -1,5 +1,6 @@
 //! The reference TFTP servers ironpxe is measured against besides tftpd-hpa: async-tftp's
-//! own directory server (the baseline), and ideal-tftpd (the simplest fast design, for bulk).
+//! own directory server (the baseline), ideal-tftpd (the simplest fast design, for bulk) and
+//! null-tftpd (no server at all, for the config phase).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -172,4 +173,143 @@ fn ideal_send(
         }
     }
     Ok(())
+}
+
+// ---- null-tftpd: the client's ceiling for the config phase ----
+
+/// A TFTP responder that keeps no state and renders nothing: every packet is answered from
+/// its own content alone, from the listening socket (no socket per transfer), with one fixed
+/// config held in memory. A storm's config phase against it measures the client and the
+/// kernel, not a server: the ceiling a real server's config phase is read against.
+///
+/// PXELINUX's SMBIOS-UUID and hex-IP names (told apart by their shape) get "file not
+/// found", every other name the config, so a known client makes as many requests as it does
+/// against ironpxe (UUID miss, then its hardware name); an unknown one stops at its
+/// hardware name instead of walking to `default` (compare `requests/s` for those).
+#[derive(Args)]
+pub struct NullArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Receiving threads on the one socket (ironpxe's default: one per core).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Exits by itself after this long.
+    #[arg(long, default_value_t = 3600)]
+    max_seconds: u64,
+}
+
+/// The config every hit gets: a PXELINUX config of the size ironpxe renders for a deploy.
+const NULL_CONFIG: &[u8] = b"# null-tftpd: one fixed config for every client\n\
+default deploy\n\
+label deploy\n  kernel images/d6c53ffe94065bd9/ipa.kernel\n  append initrd=images/8c0c39788f17f5d1/\
+ipa.initramfs selinux=0 troubleshoot=0 text nofb vga=normal ipa-api-url=http://127.0.0.1:6385 \
+BOOTIF=01-52-54-00-12-34-56\nipappend 2\n";
+
+pub fn null_tftpd(a: &NullArgs) -> Res<()> {
+    // As large a receive buffer as ironpxe asks for: a ceiling must not drop requests.
+    let sock = crate::tftp::socket_with_rcvbuf(a.listen, 8 << 20)?;
+    // Woken once a second to notice the time limit.
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let stop = Instant::now() + Duration::from_secs(a.max_seconds);
+    eprintln!(
+        "null-tftpd answering on {} ({} bytes, {} threads)",
+        a.listen,
+        NULL_CONFIG.len(),
+        a.threads
+    );
+    let threads: Vec<_> = (0..a.threads.max(1))
+        .map(|_| {
+            let sock = sock.try_clone()?;
+            Ok(std::thread::spawn(move || null_loop(&sock, stop)))
+        })
+        .collect::<io::Result<_>>()?;
+    for t in threads {
+        t.join().map_err(|_| "null-tftpd thread panicked")??;
+    }
+    Ok(())
+}
+
+fn null_loop(sock: &UdpSocket, stop: Instant) -> io::Result<()> {
+    let (mut buf, mut out) = ([0u8; 1500], Vec::with_capacity(1500));
+    while Instant::now() < stop {
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        out.clear();
+        null_reply(&buf[..n], &mut out);
+        if !out.is_empty() {
+            // A full send buffer or a vanished client: the client retransmits.
+            let _ = sock.send_to(&out, peer);
+        }
+    }
+    Ok(())
+}
+
+/// The reply to one packet, from that packet alone (empty: none).
+fn null_reply(p: &[u8], out: &mut Vec<u8>) {
+    let data = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&[0, 3, 0, 1]);
+        out.extend_from_slice(NULL_CONFIG);
+    };
+    match p.get(..2) {
+        Some([0, 1]) => {}
+        // ACK of the OACK (block 0): the one data block. Later ACKs end the transfer.
+        Some([0, 4]) if p.get(2..4) == Some(&[0, 0]) => return data(out),
+        _ => return,
+    }
+    let mut parts = p[2..].split(|&b| b == 0);
+    let name = parts.next().unwrap_or_default();
+    let _mode = parts.next();
+    if null_misses(name) {
+        out.extend_from_slice(b"\0\x05\0\x01File not found\0");
+        return;
+    }
+    // Options: blksize is granted when the config fits one block of it; tsize answered.
+    let mut oack = false;
+    out.extend_from_slice(&[0, 6]);
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        if k.eq_ignore_ascii_case(b"tsize") {
+            out.extend_from_slice(format!("tsize\0{}\0", NULL_CONFIG.len()).as_bytes());
+            oack = true;
+        } else if k.eq_ignore_ascii_case(b"blksize") {
+            let fits = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|bs| (NULL_CONFIG.len() + 1..=65464).contains(&bs));
+            if fits {
+                out.extend_from_slice(b"blksize\0");
+                out.extend_from_slice(v);
+                out.push(0);
+                oack = true;
+            }
+        }
+    }
+    if !oack {
+        out.clear();
+        data(out);
+    }
+}
+
+/// PXELINUX's names that no client is found by here: `pxelinux.cfg/<uuid>` (36 characters
+/// with dashes) and `pxelinux.cfg/<hex IP prefix>` (1 to 8 hex digits).
+fn null_misses(name: &[u8]) -> bool {
+    let name = name.strip_prefix(b"/").unwrap_or(name);
+    let Some(rest) = name.strip_prefix(b"pxelinux.cfg/") else {
+        return false;
+    };
+    let hex = |b: &u8| b.is_ascii_hexdigit();
+    let uuid = rest.len() == 36 && rest.iter().all(|b| hex(b) || *b == b'-');
+    let hex_ip = (1..=8).contains(&rest.len()) && rest.iter().all(hex);
+    uuid || hex_ip
 }

@@ -241,6 +241,8 @@ struct Targets {
     storm_hpa: Target,
     storm_1000: Target,
     storm_ldlinux: Target,
+    storm_null: Target,
+    storm_ldlinux_dirhandler: Target,
     bulk_ws8: Target,
     bulk_ws1: Target,
     http: Target,
@@ -340,7 +342,8 @@ pub fn report(a: &ReportArgs) -> Res<()> {
         fact.entry((*k).to_owned()).or_insert_with(|| "?".into());
     }
     let (storm, storm_targets) = storm(&results);
-    let [storm_dirhandler, storm_hpa, storm_1000, storm_ldlinux] = storm_targets;
+    let [storm_dirhandler, storm_hpa, storm_1000, storm_ldlinux, storm_null, storm_ldlinux_dirhandler] =
+        storm_targets;
     let (bulk, bulk_ws8, bulk_ws1) = bulk(&results);
     let (http, http_target) = http(&results);
     let (live, live_target) = live(&results);
@@ -367,6 +370,8 @@ pub fn report(a: &ReportArgs) -> Res<()> {
             storm_hpa,
             storm_1000,
             storm_ldlinux,
+            storm_null,
+            storm_ldlinux_dirhandler,
             bulk_ws8,
             bulk_ws1,
             http: http_target,
@@ -410,12 +415,14 @@ fn other_load(results: &Results) -> Option<OtherLoad> {
     })
 }
 
-/// Section 1 and its targets: vs DirHandler, vs tftpd-hpa, 1000 at a time, with ldlinux.c32.
-fn storm(results: &Results) -> (Vec<StormRow>, [Target; 4]) {
-    let servers = ["ironpxe", "dirhandler", "tftpd-hpa"];
+/// Section 1 and its targets: vs DirHandler, vs tftpd-hpa, 1000 at a time, with ldlinux.c32,
+/// vs the null responder (config phase only: it serves no files), DirHandler with ldlinux.c32.
+fn storm(results: &Results) -> (Vec<StormRow>, [Target; 6]) {
+    let servers = ["ironpxe", "dirhandler", "tftpd-hpa", "null"];
     let server_title = |s: &str| {
         match s {
             "dirhandler" => "async-tftp DirHandler",
+            "null" => "null responder (ceiling)",
             other => other,
         }
         .to_string()
@@ -538,7 +545,24 @@ fn storm(results: &Results) -> (Vec<StormRow>, [Target; 4]) {
     );
     let (text, min) = min_ratio(&ld);
     let ldlinux = target(text, min.map(|m| m >= 2.5));
-    (table, [dirhandler, hpa, at_1000, ldlinux])
+    let every_k = |server: &str, ld: bool| -> Vec<(String, Option<f64>)> {
+        ks.iter()
+            .filter_map(Value::as_u64)
+            .flat_map(|k| {
+                pick(server, k, ld)
+                    .into_iter()
+                    .map(move |(n, r)| (format!("{n}, {k} at a time"), r))
+            })
+            .collect()
+    };
+    let (text, min) = min_ratio(&every_k("null", false));
+    let null = target(text, min.map(|m| m >= 0.75));
+    let (text, min) = min_ratio(&every_k("dirhandler", true));
+    let ld_dirhandler = target(text, min.map(|m| m >= 1.0));
+    (
+        table,
+        [dirhandler, hpa, at_1000, ldlinux, null, ld_dirhandler],
+    )
 }
 
 /// Section 2 and its targets: windowsize ≥ 8 and windowsize 1, vs tftpd-hpa.
