@@ -12,6 +12,7 @@
 //! `read_req_open` stays a lookup in prebuilt state: classify the name, look the node up,
 //! take the render from the cache.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -148,6 +149,9 @@ pub struct TftpHandler {
     cfg: TftpConfig,
     local_ip: IpAddr,
     http_port: u16,
+    /// What a specific (not wildcard) listen address tells every client, built once: per
+    /// request it cost an address preview and two formatted strings.
+    fixed_server: Option<crate::render::Server>,
     memory: Arc<MemoryFiles>,
     limiter: crate::serving::limits::Limiter,
 }
@@ -156,13 +160,37 @@ impl TftpHandler {
     /// How this client reaches us, for its configs: the listen address, or on a wildcard
     /// listen address (`[::]`, `0.0.0.0`, where the listening socket cannot say which
     /// address the request came to) the address the kernel would answer `client` from.
-    fn server(&self, client: SocketAddr) -> crate::render::Server {
+    fn server(&self, client: SocketAddr) -> Cow<'_, crate::render::Server> {
+        if let Some(s) = &self.fixed_server {
+            return Cow::Borrowed(s);
+        }
         let local = if self.local_ip.is_unspecified() {
             reply_source(client).unwrap_or(self.local_ip)
         } else {
             self.local_ip
         };
-        self.app.default_server(local, self.http_port)
+        Cow::Owned(self.app.default_server(local, self.http_port))
+    }
+
+    fn new(
+        app: Arc<App>,
+        cfg: &TftpConfig,
+        local_ip: IpAddr,
+        http_port: u16,
+        memory: Arc<MemoryFiles>,
+        limiter: crate::serving::limits::Limiter,
+    ) -> TftpHandler {
+        let fixed_server =
+            (!local_ip.is_unspecified()).then(|| app.default_server(local_ip, http_port));
+        TftpHandler {
+            app,
+            cfg: cfg.clone(),
+            local_ip,
+            http_port,
+            fixed_server,
+            memory,
+            limiter,
+        }
     }
 
     /// Answers a read request; `log` was made as it arrived and counts it however it ends.
@@ -670,14 +698,14 @@ pub fn start(
         let group = bind_group(addr, per_address, cfg.socket_rcvbuf, &app.metrics)?;
         let local = group[0].local_addr()?;
         for (i, sock) in group.into_iter().enumerate() {
-            let handler = TftpHandler {
-                app: app.clone(),
-                cfg: cfg.clone(),
-                local_ip: local.ip(),
+            let handler = TftpHandler::new(
+                app.clone(),
+                cfg,
+                local.ip(),
                 http_port,
-                memory: memory.clone(),
-                limiter: limiter.clone(),
-            };
+                memory.clone(),
+                limiter.clone(),
+            );
             let builder = TftpServerBuilder::with_handler(handler)
                 .std_socket(sock)
                 .map_err(io::Error::other)?
@@ -712,14 +740,14 @@ mod tests {
 
     fn handler(root: &Path) -> TftpHandler {
         let app = App::for_tests(vec![root.to_owned()]);
-        TftpHandler {
-            app: Arc::new(app),
-            cfg: TftpConfig::default(),
-            local_ip: IpAddr::from([127, 0, 0, 1]),
-            http_port: 8080,
-            memory: Arc::new(MemoryFiles::new(&TftpConfig::default())),
-            limiter: crate::serving::limits::Limiter::new(10, 10),
-        }
+        TftpHandler::new(
+            Arc::new(app),
+            &TftpConfig::default(),
+            IpAddr::from([127, 0, 0, 1]),
+            8080,
+            Arc::new(MemoryFiles::new(&TftpConfig::default())),
+            crate::serving::limits::Limiter::new(10, 10),
+        )
     }
 
     /// On a wildcard listener a client's configs name the address the kernel answers it
@@ -727,6 +755,12 @@ mod tests {
     #[test]
     fn a_wildcard_listener_names_the_address_that_reaches_the_client() {
         let mut h = handler(Path::new("/nonexistent"));
+        assert_eq!(
+            h.server("127.0.0.1:4011".parse().expect("addr")).http_url,
+            "http://127.0.0.1:8080",
+            "a specific listener's answer is built once"
+        );
+        h.fixed_server = None;
         h.local_ip = IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
         let s = h.server("[::1]:4011".parse().expect("addr"));
         assert_eq!(
@@ -742,7 +776,14 @@ mod tests {
             reply_source("127.0.0.2:9".parse().expect("addr")),
             Some(IpAddr::from([127, 0, 0, 1]))
         );
-        h.local_ip = IpAddr::from([192, 0, 2, 1]);
+        h = TftpHandler::new(
+            h.app.clone(),
+            &h.cfg,
+            IpAddr::from([192, 0, 2, 1]),
+            8080,
+            h.memory.clone(),
+            h.limiter.clone(),
+        );
         let s = h.server("127.0.0.1:4011".parse().expect("addr"));
         assert_eq!(
             s.http_url, "http://192.0.2.1:8080",
