@@ -41,6 +41,11 @@ where
     // to fire (`None`: not armed).
     timer: Timer,
     timer_at: Option<Instant>,
+    // The memory blocks are cut from: once every block cut from it has been
+    // ACKed (and dropped), `reserve` takes it back, so a lock-step transfer
+    // reads every block into one allocation instead of allocating and freeing
+    // one per block.
+    arena: BytesMut,
 }
 
 impl<'r, R> ReadRequest<'r, R>
@@ -96,6 +101,10 @@ where
             gso: cfg!(target_os = "linux") && connected,
             timer: Timer::never(),
             timer_at: None,
+            arena: BytesMut::with_capacity(
+                (PACKET_DATA_HEADER_LEN + block_size)
+                    * negotiated_window_size,
+            ),
         })
     }
 
@@ -179,8 +188,10 @@ where
         &mut self,
         block_id: u16,
     ) -> Result<(Bytes, bool), Error> {
-        let mut buffer: BytesMut =
-            BytesMut::with_capacity(PACKET_DATA_HEADER_LEN + self.block_size);
+        // Empty here (every block is split off); reclaims the whole arena when
+        // the blocks cut from it are gone, else allocates anew.
+        let mut buffer = std::mem::take(&mut self.arena);
+        buffer.reserve(PACKET_DATA_HEADER_LEN + self.block_size);
         Packet::encode_data_head(block_id, &mut buffer);
 
         // The reader gets initialised (zeroed) memory: `AsyncRead::poll_read`
@@ -191,7 +202,9 @@ where
         let len =
             self.read_block(&mut buffer[PACKET_DATA_HEADER_LEN..]).await?;
         buffer.truncate(PACKET_DATA_HEADER_LEN + len);
-        Ok((buffer.freeze(), len < self.block_size))
+        let block = buffer.split().freeze();
+        self.arena = buffer;
+        Ok((block, len < self.block_size))
     }
 
     /// Sends packets contained in a window and waits for client to acknowledge them. Returns amount

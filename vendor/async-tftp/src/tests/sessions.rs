@@ -859,3 +859,132 @@ fn transfer_address_keeps_the_scope_and_takes_port_0() {
         }
     }
 }
+
+/// Counts, on threads that opt in, the allocations of one size: what a
+/// transfer allocates per block.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub struct Counting;
+
+    thread_local! {
+        /// The allocation size counted on this thread (0: none).
+        pub static SIZE: Cell<usize> = const { Cell::new(0) };
+    }
+    pub static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+    // SAFETY: every call is forwarded to `System` unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if SIZE.try_with(Cell::get).unwrap_or(0) == layout.size() {
+                COUNT.fetch_add(1, Ordering::Relaxed);
+            }
+            System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(
+            &self,
+            ptr: *mut u8,
+            layout: Layout,
+            new_size: usize,
+        ) -> *mut u8 {
+            if SIZE.try_with(Cell::get).unwrap_or(0) == new_size {
+                COUNT.fetch_add(1, Ordering::Relaxed);
+            }
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+}
+
+/// Patch 11: a lock-step transfer reads its blocks into one allocation. The
+/// server thread counts allocations of a block's size (4 + 512 bytes) over a
+/// 41-block transfer: 1 (the transfer's arena), where one per block (41) was
+/// allocated and freed before.
+#[test]
+fn lock_step_transfer_reuses_one_block_buffer() {
+    use crate::packet;
+    use crate::server::Handler;
+    use futures_lite::io::{AsyncRead, Sink};
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll};
+
+    const LEN: usize = 40 * 512 + 7;
+
+    struct Fill(usize);
+
+    impl AsyncRead for Fill {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.0);
+            buf[..n].fill(0x5A);
+            self.0 -= n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    struct FillHandler;
+
+    impl Handler for FillHandler {
+        type Reader = Fill;
+        type Writer = Sink;
+
+        async fn read_req_open(
+            &mut self,
+            _client: &SocketAddr,
+            _path: &Path,
+        ) -> Result<(Fill, Option<u64>), packet::Error> {
+            Ok((Fill(LEN), Some(LEN as u64)))
+        }
+
+        async fn write_req_open(
+            &mut self,
+            _client: &SocketAddr,
+            _path: &Path,
+            _size: Option<u64>,
+        ) -> Result<Sink, packet::Error> {
+            Err(packet::Error::IllegalOperation)
+        }
+    }
+
+    let tftpd = future::block_on(
+        TftpServerBuilder::with_handler(FillHandler)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .timeout(SHORT)
+            .build(),
+    )
+    .unwrap();
+    let addr = tftpd.listen_addr().unwrap();
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let thread = std::thread::spawn(move || {
+        counting::SIZE.with(|s| s.set(4 + 512));
+        future::block_on(future::or(tftpd.serve(), async move {
+            let _ = stopped.recv().await;
+            Ok(())
+        }))
+    });
+
+    let sock = client();
+    sock.send_to(&rrq("any", Opts::default()), addr).unwrap();
+    let (first, tid) = first_reply(&sock);
+    let dl = download(&sock, tid, &first);
+    assert_eq!(dl.data, vec![0x5A; LEN]);
+    drop(stop);
+    let _ = thread.join();
+    assert_eq!(
+        counting::COUNT.load(Ordering::Relaxed),
+        1,
+        "block-sized allocations on the server thread over 41 blocks"
+    );
+}
