@@ -125,7 +125,7 @@ async fn follows_pagination_and_a_partial_poll_changes_nothing() {
         Some("latest")
     );
     assert!(
-        first.path.contains("limit=2") && first.path.contains("detail=True"),
+        first.path.contains("limit=2") && first.path.contains("fields=uuid,"),
         "{}",
         first.path
     );

@@ -1,12 +1,16 @@
 //! Ironic itself as a state source: a REST client (noauth, HTTP basic, or Keystone
-//! application credentials with token renewal) and a poller feeding the same store as the
-//! watched directory.
+//! application credentials with token renewal) and a change-driven poller feeding the same
+//! store as the watched directory.
 //!
-//! A poll reads every page of `GET /v1/nodes?detail=True` and `GET /v1/ports?detail=True`;
-//! only a complete poll replaces the API's contribution to the store. A failed or partial
-//! poll changes nothing and is reported (log, `/metrics`, `/healthz`). Each good poll is
-//! also written atomically to a cache file, so a restart while Ironic is down still boots
-//! every known machine.
+//! Ironic's listings cost it a large constant per node (its Python encoding, not its
+//! database), so the poller walks the fleet once — every page of `nodes` and `ports` with
+//! only the fields ironpxe reads — and then, every `interval_secs`, asks only what changed:
+//! four small listings sorted newest first ([`refresh`](super::refresh)), whose entries it
+//! merges into its own view. A full reconciliation every `reconcile_secs` walks only uuids,
+//! which removes what was deleted (Ironic keeps no record of deletions). The store gets the
+//! whole view only when something changed. A failed or partial request changes nothing and is
+//! reported (log, `/metrics`, `/healthz`). Each published view is also written atomically to
+//! a cache file, so a restart while Ironic is down still boots every known machine.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use crate::model::node::{Node, Port, StateDoc};
+use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
+use crate::state::source::refresh::{sift, Delta, Moved, Stamp, View, Watermark};
 use crate::state::{SourceError, SourceId, Store, Update};
 
 /// `[ironic]` in the config.
@@ -26,8 +31,14 @@ pub struct IronicConfig {
     pub url: Option<String>,
     /// `X-OpenStack-Ironic-API-Version`; `latest` when unset.
     pub api_version: Option<String>,
-    /// Seconds between polls (default 10).
+    /// Seconds between change probes (default 2): four small sorted listings per probe.
     pub interval_secs: Option<u64>,
+    /// Seconds between full reconciliations (default 600): `fields=uuid` walks of nodes and
+    /// ports that remove what was deleted and fetch anything the probes missed.
+    pub reconcile_secs: Option<u64>,
+    /// Seconds a change probe reads back before the newest timestamp it saw last (default
+    /// 5): clock skew between Ironic's hosts and rows committed with an older timestamp.
+    pub change_overlap_secs: Option<u64>,
     /// Seconds one request may take (default 30).
     pub timeout_secs: Option<u64>,
     /// Page size asked for (default 1000; Ironic caps it at its `max_limit`).
@@ -118,7 +129,16 @@ pub enum IronicError {
 
 impl IronicConfig {
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.interval_secs.unwrap_or(10).max(1))
+        Duration::from_secs(self.interval_secs.unwrap_or(2).max(1))
+    }
+
+    /// The change-driven refresh's timing.
+    pub fn refresh(&self) -> Refresh {
+        Refresh {
+            interval: self.interval(),
+            reconcile: Duration::from_secs(self.reconcile_secs.unwrap_or(600).max(1)),
+            overlap: Duration::from_secs(self.change_overlap_secs.unwrap_or(5)),
+        }
     }
 
     /// Resolves the credentials, reading secret files.
@@ -206,10 +226,11 @@ impl Client {
         &self.base
     }
 
-    /// One complete poll: every page of nodes and of ports.
+    /// One complete walk: every page of nodes and of ports, with only the fields ironpxe
+    /// reads ([`NODE_FIELDS`], [`PORT_FIELDS`]).
     pub async fn poll(&self) -> Result<StateDoc, IronicError> {
-        let nodes = self.list("nodes").await?;
-        let ports = self.list("ports").await?;
+        let nodes = self.list("nodes", &format!("fields={NODE_FIELDS}")).await?;
+        let ports = self.list("ports", &format!("fields={PORT_FIELDS}")).await?;
         Ok(StateDoc {
             nodes: nodes.nodes,
             ports: ports.ports,
@@ -217,10 +238,10 @@ impl Client {
     }
 
     /// Follows `next` links until the listing ends; any failed page fails the whole list.
-    async fn list(&self, what: &str) -> Result<StateDoc, IronicError> {
+    async fn list(&self, what: &str, query: &str) -> Result<StateDoc, IronicError> {
         let mut all = StateDoc::default();
-        let mut path = format!("/v1/{what}?detail=True&limit={}", self.limit);
-        for _page in 0..=100_000 {
+        let mut path = format!("/v1/{what}?{query}&limit={}", self.limit);
+        for _page in 0..=MAX_WALK_PAGES {
             let body = self.get(&path).await?;
             let doc = StateDoc::from_slice(&body).map_err(|e| IronicError::Json {
                 what: format!("GET {path}"),
@@ -241,6 +262,126 @@ impl Client {
         Err(IronicError::Request {
             what: what.into(),
             message: "pagination does not end".into(),
+        })
+    }
+
+    /// Every uuid of a listing (`fields=uuid`: the cheapest complete walk Ironic offers).
+    /// Entries whose uuid does not parse are counted in the second value, not listed.
+    pub async fn uuids(&self, kind: Kind) -> Result<(Vec<String>, usize), IronicError> {
+        let mut out = Vec::new();
+        let mut bad = 0;
+        let mut path = format!("/v1/{}?fields=uuid&limit={}", kind.path(), self.limit);
+        for _page in 0..=MAX_WALK_PAGES {
+            let page = self.page(&path).await?;
+            let got = page.entries(kind).len();
+            for v in page.entries(kind) {
+                match v.get("uuid").and_then(serde_json::Value::as_str) {
+                    Some(u) => out.push(u.to_owned()),
+                    None => bad += 1,
+                }
+            }
+            match page.next.as_deref().and_then(path_of) {
+                Some(p) if got > 0 => path = p,
+                _ => return Ok((out, bad)),
+            }
+        }
+        Err(IronicError::Request {
+            what: kind.path().into(),
+            message: "pagination does not end".into(),
+        })
+    }
+
+    /// One change probe: `kind` sorted by `key` newest first, read (at most `max_pages`
+    /// pages of `limit`) down to `cutoff`. `cutoff: None` reads only the first page: the
+    /// newest timestamp, to start a mark from.
+    ///
+    /// Ironic 39 sorts nodes by any column but its JSON ones (`node.py`
+    /// `invalid_sort_key_list`) and ports by any but `extra`, `internal_info`,
+    /// `local_link_connection`; `updated_at` cannot be asked for in `fields=`, and
+    /// `fields=` and `detail=True` exclude each other (`utils.get_request_return_fields`), so
+    /// probes ask `detail=True` (API 1.43) and read the full entry. Neither column is
+    /// indexed: each probe is a scan of the table in the database (cheap next to Ironic's
+    /// per-node encoding, which a probe pays only for the entries it returns).
+    pub async fn probe(
+        &self,
+        kind: Kind,
+        key: SortKey,
+        cutoff: Option<Stamp>,
+        limit: u32,
+        max_pages: usize,
+    ) -> Result<Probe, IronicError> {
+        let limit = limit.clamp(1, self.limit);
+        let mut path = format!(
+            "/v1/{}?detail=True&sort_key={}&sort_dir=desc&limit={limit}",
+            kind.path(),
+            key.name()
+        );
+        let ceiling = Stamp::from(SystemTime::now()).plus(FUTURE_TOLERANCE);
+        let mut out = Probe::default();
+        for _page in 0..max_pages {
+            let page = self.page(&path).await?;
+            let next = page.next.clone();
+            let entries = page.into_entries(kind);
+            let stamps: Vec<_> = entries
+                .iter()
+                .map(|v| match v.get(key.name()) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(Stamp::parse(s).ok_or(())),
+                    Some(_) => Some(Err(())),
+                })
+                .collect();
+            let sifted = sift(&stamps, cutoff, ceiling);
+            out.top = out.top.max(sifted.top);
+            let got = entries.len();
+            let mut take = sifted.take.iter().peekable();
+            for (i, v) in entries.into_iter().enumerate() {
+                if take.next_if_eq(&&i).is_some() {
+                    out.entries.push(v);
+                }
+            }
+            let next = next.as_deref().and_then(path_of);
+            if cutoff.is_none() || sifted.reached_old || got == 0 || next.is_none() {
+                out.complete = true;
+                return Ok(out);
+            }
+            path = next.unwrap_or_default();
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/nodes/<uuid>` with [`NODE_FIELDS`]; `None` when Ironic no longer has it.
+    pub async fn node(&self, uuid: NodeUuid) -> Result<Option<Node>, IronicError> {
+        self.one(&format!("/v1/nodes/{uuid}?fields={NODE_FIELDS}"))
+            .await
+    }
+
+    /// `GET /v1/ports/<uuid>` with [`PORT_FIELDS`]; `None` when Ironic no longer has it.
+    pub async fn port(&self, uuid: PortUuid) -> Result<Option<Port>, IronicError> {
+        self.one(&format!("/v1/ports/{uuid}?fields={PORT_FIELDS}"))
+            .await
+    }
+
+    async fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, IronicError> {
+        match self.get(path).await {
+            Ok(body) => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| IronicError::Json {
+                    what: format!("GET {path}"),
+                    message: e.to_string(),
+                }),
+            Err(IronicError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn page(&self, path: &str) -> Result<Page, IronicError> {
+        let body = self.get(path).await?;
+        serde_json::from_slice(&body).map_err(|e| IronicError::Json {
+            what: format!("GET {path}"),
+            message: e.to_string(),
         })
     }
 
@@ -378,6 +519,111 @@ fn httpdate_rfc3339(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(s.trim()).ok()
 }
 
+/// What ironpxe reads of a node (what `model::node::Node` deserialises), asked with
+/// `fields=` (API 1.8). Microversions: `driver_internal_info` 1.3; `boot_interface`,
+/// `deploy_interface`, `inspect_interface` 1.31; the rest 1.1. `api_version` below 1.31 makes
+/// Ironic refuse the walk (406), which the log names.
+pub const NODE_FIELDS: &str = "uuid,name,provision_state,target_provision_state,\
+boot_interface,deploy_interface,inspect_interface,driver_info,instance_info,properties,\
+driver_internal_info,extra";
+
+/// What ironpxe reads of a port; `pxe_enabled` needs API 1.19.
+pub const PORT_FIELDS: &str = "uuid,address,node_uuid,pxe_enabled,extra";
+
+/// A walk longer than this many pages is refused as an answer that never ends.
+const MAX_WALK_PAGES: usize = 100_000;
+
+/// Entries per change-probe page, and pages per probe: more changes than this since the
+/// last probe (2 000) mean a full walk instead.
+const PROBE_LIMIT: u32 = 100;
+const MAX_PROBE_PAGES: usize = 20;
+
+/// Listed uuids the view lacks that a reconciliation fetches one by one; more mean a walk.
+const MAX_TARGETED: usize = 200;
+
+/// Timestamps this far past our own clock still move a mark; later ones are hostile or a
+/// broken clock, taken in but ignored for the mark.
+const FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
+
+/// The two listings a change probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Nodes,
+    Ports,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Nodes => "nodes",
+            Kind::Ports => "ports",
+        }
+    }
+}
+
+/// The column a change probe sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    UpdatedAt,
+    /// A row never updated has `updated_at: null`; its `created_at` finds it.
+    CreatedAt,
+}
+
+impl SortKey {
+    fn name(self) -> &'static str {
+        match self {
+            SortKey::UpdatedAt => "updated_at",
+            SortKey::CreatedAt => "created_at",
+        }
+    }
+}
+
+/// The four probes of one refresh, in order (their marks are kept in this order).
+const PROBES: [(Kind, SortKey); 4] = [
+    (Kind::Nodes, SortKey::UpdatedAt),
+    (Kind::Nodes, SortKey::CreatedAt),
+    (Kind::Ports, SortKey::UpdatedAt),
+    (Kind::Ports, SortKey::CreatedAt),
+];
+
+/// What a change probe found.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// The entries at or after the cutoff, as Ironic sent them.
+    pub entries: Vec<serde_json::Value>,
+    /// The newest sane timestamp seen.
+    pub top: Option<Stamp>,
+    /// False when the page cap was reached before the cutoff: too many changes to trust.
+    pub complete: bool,
+}
+
+/// One page of a listing, entries kept raw (probes read their timestamps first).
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    nodes: Vec<serde_json::Value>,
+    #[serde(default)]
+    ports: Vec<serde_json::Value>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+impl Page {
+    fn entries(&self, kind: Kind) -> &[serde_json::Value] {
+        match kind {
+            Kind::Nodes => &self.nodes,
+            Kind::Ports => &self.ports,
+        }
+    }
+
+    fn into_entries(self, kind: Kind) -> Vec<serde_json::Value> {
+        match kind {
+            Kind::Nodes => self.nodes,
+            Kind::Ports => self.ports,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Next {
     #[serde(default)]
@@ -478,30 +724,230 @@ fn write_cache(cache: &Path, doc: &StateDoc) -> std::io::Result<()> {
     crate::support::fs::write_atomic(cache, &data)
 }
 
-/// Polls forever, feeding the store; returns only when the store's owner goes away.
+/// The change-driven refresh's timing (`[ironic]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refresh {
+    /// Between change probes.
+    pub interval: Duration,
+    /// Between uuid reconciliations.
+    pub reconcile: Duration,
+    /// How far back before the last newest timestamp a probe reads.
+    pub overlap: Duration,
+}
+
+/// The poller's view of Ironic and where its probes stand.
+struct Refresher {
+    client: Arc<Client>,
+    cfg: Refresh,
+    view: View,
+    /// One mark per entry of [`PROBES`].
+    marks: [Watermark; 4],
+    /// No complete walk yet, or the probes lost track: walk everything next.
+    need_walk: bool,
+    last_reconcile: Instant,
+}
+
+impl Refresher {
+    fn new(client: Arc<Client>, cfg: Refresh) -> Refresher {
+        Refresher {
+            client,
+            cfg,
+            view: View::default(),
+            marks: [Watermark::default(); 4],
+            need_walk: true,
+            last_reconcile: Instant::now(),
+        }
+    }
+
+    /// One refresh; true when the view changed.
+    async fn cycle(&mut self) -> Result<bool, IronicError> {
+        if self.need_walk {
+            self.walk().await?;
+            return Ok(true);
+        }
+        let mut changed = false;
+        if self.last_reconcile.elapsed() >= self.cfg.reconcile {
+            changed |= self.reconcile().await?;
+            if self.need_walk {
+                return Ok(changed);
+            }
+        }
+        Ok(self.incremental().await? || changed)
+    }
+
+    /// The full walk. The marks are taken first: whatever changes during the walk is newer
+    /// than them, so the next probe reads it again.
+    async fn walk(&mut self) -> Result<(), IronicError> {
+        let mut marks = [Watermark::default(); 4];
+        for (mark, (kind, key)) in marks.iter_mut().zip(PROBES) {
+            let p = self.client.probe(kind, key, None, 1, 1).await?;
+            mark.advance(p.top);
+        }
+        let doc = self.client.poll().await?;
+        let (view, dropped) = View::from_doc(doc);
+        if dropped > 0 {
+            tracing::warn!(dropped, "Ironic listed ports without a uuid; ignored");
+        }
+        tracing::info!(
+            nodes = view.node_count(),
+            ports = view.port_count(),
+            "walked every Ironic node and port"
+        );
+        self.view = view;
+        self.marks = marks;
+        self.need_walk = false;
+        self.last_reconcile = Instant::now();
+        Ok(())
+    }
+
+    /// The four change probes, merged into the view only when all four are complete.
+    async fn incremental(&mut self) -> Result<bool, IronicError> {
+        let mut probes = Vec::with_capacity(PROBES.len());
+        for (mark, (kind, key)) in self.marks.iter().zip(PROBES) {
+            let cutoff = mark.cutoff(self.cfg.overlap);
+            let p = self
+                .client
+                .probe(kind, key, cutoff, PROBE_LIMIT, MAX_PROBE_PAGES)
+                .await?;
+            if !p.complete {
+                tracing::warn!(
+                    listing = kind.path(),
+                    sort_key = key.name(),
+                    max = PROBE_LIMIT as usize * MAX_PROBE_PAGES,
+                    "more changes since the last probe than one probe reads: walking the fleet"
+                );
+                self.walk().await?;
+                return Ok(true);
+            }
+            probes.push(p);
+        }
+        let mut delta = Delta::default();
+        let mut unreadable = 0usize;
+        for ((kind, key), (p, mark)) in PROBES
+            .into_iter()
+            .zip(probes.into_iter().zip(&mut self.marks))
+        {
+            for v in p.entries {
+                match kind {
+                    Kind::Nodes => match serde_json::from_value::<Node>(v) {
+                        Ok(n) => delta.nodes_changed += usize::from(self.view.upsert_node(n)),
+                        Err(_) => unreadable += 1,
+                    },
+                    Kind::Ports => match serde_json::from_value::<Port>(v) {
+                        Ok(p) => delta.ports_changed += usize::from(self.view.upsert_port(p)),
+                        Err(_) => unreadable += 1,
+                    },
+                }
+            }
+            if mark.advance(p.top) == Moved::Backward {
+                tracing::debug!(
+                    listing = kind.path(),
+                    sort_key = key.name(),
+                    "the newest timestamp went back (a deletion, or Ironic's clock); the mark follows"
+                );
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "Ironic sent entries ironpxe cannot read; their last good copies are kept"
+            );
+        }
+        if delta.any() {
+            tracing::debug!(?delta, "Ironic changes taken in");
+        }
+        Ok(delta.any())
+    }
+
+    /// Removes what Ironic no longer lists and fetches what the view lacks.
+    async fn reconcile(&mut self) -> Result<bool, IronicError> {
+        let (nodes, bad_n) = self.client.uuids(Kind::Nodes).await?;
+        let (ports, bad_p) = self.client.uuids(Kind::Ports).await?;
+        let nodes: std::collections::BTreeSet<NodeUuid> = nodes
+            .iter()
+            .filter_map(|u| NodeUuid::parse(u).ok())
+            .collect();
+        let ports: std::collections::BTreeSet<PortUuid> = ports
+            .iter()
+            .filter_map(|u| PortUuid::parse(u).ok())
+            .collect();
+        let mut delta = self.view.retain_listed(&nodes, &ports);
+        let (unknown_nodes, unknown_ports) = self.view.unknown(&nodes, &ports);
+        if unknown_nodes.len() + unknown_ports.len() > MAX_TARGETED {
+            tracing::warn!(
+                nodes = unknown_nodes.len(),
+                ports = unknown_ports.len(),
+                "reconciliation found many entries the probes missed: walking the fleet"
+            );
+            self.walk().await?;
+            return Ok(true);
+        }
+        // One request at a time: these are rare, and Ironic serves other clients too.
+        for u in &unknown_nodes {
+            if let Some(n) = self.client.node(*u).await? {
+                delta.nodes_changed += usize::from(self.view.upsert_node(n));
+            }
+        }
+        for u in &unknown_ports {
+            if let Some(p) = self.client.port(*u).await? {
+                delta.ports_changed += usize::from(self.view.upsert_port(p));
+            }
+        }
+        self.last_reconcile = Instant::now();
+        let orphans = self.view.orphan_ports();
+        tracing::info!(
+            nodes = self.view.node_count(),
+            ports = self.view.port_count(),
+            removed_nodes = delta.nodes_removed,
+            removed_ports = delta.ports_removed,
+            fetched_nodes = unknown_nodes.len(),
+            fetched_ports = unknown_ports.len(),
+            unreadable_uuids = bad_n + bad_p,
+            orphan_ports = orphans,
+            "reconciled with Ironic"
+        );
+        Ok(delta.any())
+    }
+}
+
+/// Refreshes forever, feeding the store; returns only when the store's owner goes away.
 ///
-/// Only the requests run on the runtime. Taking a poll in — the cache file written and synced,
-/// the snapshot of every node built — blocks for as long as the fleet is large, so it runs on
-/// the blocking pool, not on a worker that also serves HTTP.
+/// Only the requests run on the runtime. Taking a changed view in — the cache file written
+/// and synced, the snapshot of every node built — blocks for as long as the fleet is large,
+/// so it runs on the blocking pool, not on a worker that also serves HTTP.
 pub async fn run_poller(
     client: Arc<Client>,
     store: Arc<Store>,
     cache: PathBuf,
-    interval: Duration,
+    cfg: Refresh,
     state: Arc<PollState>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let base = client.base_url().to_owned();
+    let mut r = Refresher::new(client, cfg);
     loop {
         ticker.tick().await;
-        let polled = client.poll().await;
-        let (store, cache, state) = (store.clone(), cache.clone(), state.clone());
-        let base = client.base_url().to_owned();
-        let taken =
-            tokio::task::spawn_blocking(move || take_poll(polled, &base, &store, &cache, &state))
-                .await;
+        let outcome = r.cycle().await;
+        let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
+        let polled = match outcome {
+            Ok(changed) if changed || recovering => Ok(Some(r.view.to_doc())),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (store, cache, state, base) =
+            (store.clone(), cache.clone(), state.clone(), base.clone());
+        let taken = tokio::task::spawn_blocking(move || match polled {
+            Ok(None) => state.update(|s| {
+                s.polls_ok += 1;
+                s.last_ok = Some(Instant::now());
+            }),
+            Ok(Some(doc)) => take_poll(Ok(doc), &base, &store, &cache, &state),
+            Err(e) => take_poll(Err(e), &base, &store, &cache, &state),
+        })
+        .await;
         if let Err(e) = taken {
-            tracing::error!(error = %e, "taking in an Ironic poll failed");
+            tracing::error!(error = %e, "taking in an Ironic refresh failed");
         }
     }
 }
