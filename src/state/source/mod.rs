@@ -1,5 +1,5 @@
 //! Where node state comes from: a watched directory of Ironic JSON ([`dir`]) and the Ironic
-//! API itself ([`ironic`]). Both hand the store whole documents through the same
+//! API itself ([`ironic`], whose change-driven refresh keeps its pure rules in [`refresh`]). Both hand the store whole documents through the same
 //! [`Update`](crate::state::Update) shape.
 
 pub mod dir;
