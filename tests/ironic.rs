@@ -855,9 +855,13 @@ fn inspect_plans_and_applies_what_ironics_own_inspection_does() {
     assert!(text.contains("result: ok:"), "{text}");
 }
 
+/// Entries in each answer the proxy forwarded: (request path, entries listed).
+type Answers = std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>;
+
 /// A counting proxy in front of Ironic: the tests' HTTP server logs every request ironpxe
-/// makes, and each is forwarded to Ironic as HTTP/1.0 (so the answer is never chunked).
-fn counting_proxy(api_port: u16) -> common::http_server::HttpServer {
+/// makes, and each is forwarded to Ironic as HTTP/1.0 (so the answer is never chunked);
+/// `answers` gets how many entries each listing answer held.
+fn counting_proxy(api_port: u16, answers: Answers) -> common::http_server::HttpServer {
     use common::http_server::{HttpServer, Reply};
     use std::io::{Read, Write};
     HttpServer::start(move |req| {
@@ -887,7 +891,18 @@ fn counting_proxy(api_port: u16) -> common::http_server::HttpServer {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .expect("a status from Ironic");
-        Reply::new(status, out[split + 4..].to_vec()).header("Content-Type", "application/json")
+        let body = out[split + 4..].to_vec();
+        let listed = serde_json::from_slice::<Value>(&body).ok().map_or(0, |v| {
+            ["nodes", "ports"]
+                .iter()
+                .filter_map(|k| v[k].as_array().map(Vec::len))
+                .sum()
+        });
+        answers
+            .lock()
+            .expect("answers")
+            .push((req.path.clone(), listed));
+        Reply::new(status, body).header("Content-Type", "application/json")
     })
 }
 
@@ -919,12 +934,19 @@ fn polls_ok(px: &Ironpxe) -> u64 {
 }
 
 /// Over an idle stretch of at least `cycles` refreshes: (refreshes, requests ironpxe made
-/// per kind). Every request must be a change probe or a one-page uuid walk.
+/// per kind). Every request must be a one-page change probe answered with at most a few
+/// entries (the rows stamped exactly with the mark), or a page of a uuid walk. Starts after
+/// three refreshes (`change_overlap_secs` = 2 with `interval_secs` = 1): the probes' windows
+/// have settled.
 fn idle_requests(
     px: &Ironpxe,
     proxy: &common::http_server::HttpServer,
+    answers: &Answers,
     cycles: u64,
 ) -> (u64, usize, usize) {
+    let warm = polls_ok(px) + 3;
+    px.wait_until("the probes to settle", || polls_ok(px) >= warm);
+    let answered0 = answers.lock().expect("answers").len();
     let (p0, seen0) = (polls_ok(px), proxy.requests().len());
     px.wait_until(&format!("{cycles} idle refreshes"), || {
         polls_ok(px) >= p0 + cycles
@@ -940,11 +962,19 @@ fn idle_requests(
     for r in new {
         assert!(
             r.method == "GET"
-                && ((r.path.contains("sort_key=") && r.path.contains("limit=100"))
-                    || (r.path.contains("fields=uuid&") && !r.path.contains("marker="))),
-            "an idle refresh made a request other than a probe or a one-page uuid walk: {} {}",
+                && ((r.path.contains("sort_key=") && !r.path.contains("marker="))
+                    || r.path.contains("fields=uuid&")),
+            "an idle refresh made a request other than a one-page probe or a uuid walk: {} {}\n{:#?}",
             r.method,
-            r.path
+            r.path,
+            new.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+    }
+    let answered = answers.lock().expect("answers")[answered0..].to_vec();
+    for (path, listed) in &answered {
+        assert!(
+            !path.contains("sort_key=") || *listed <= 3,
+            "an idle probe listed {listed} entries: {path}"
         );
     }
     (p1 - p0, probes, walks)
@@ -956,10 +986,12 @@ fn the_change_driven_refresh_serves_changes_and_deletions_and_is_quiet_when_idle
     let ironic = Ironic::start();
     let mut fleet = enrol(&ironic, 0, 20);
     eprintln!("refresh: 20 nodes enrolled at {:.1?}", t0.elapsed());
-    let proxy = counting_proxy(ironic.api_port);
+    let answers = Answers::default();
+    let proxy = counting_proxy(ironic.api_port, answers.clone());
     let px = Ironpxe::start_with(Options {
         toml: format!(
-            "[ironic]\nurl = \"{}\"\ninterval_secs = 1\nreconcile_secs = 3\nchange_overlap_secs = 2\n",
+            "[ironic]\nurl = \"{}\"\ninterval_secs = 1\nreconcile_secs = 3\n\
+             change_overlap_secs = 2\npage_limit = 25\n",
             proxy.base
         ),
         state: vec![],
@@ -1027,12 +1059,51 @@ fn the_change_driven_refresh_serves_changes_and_deletions_and_is_quiet_when_idle
     });
 
     // (d) Idle: a bounded number of small requests per refresh, whatever the fleet's size.
-    let (cycles20, probes20, walks20) = idle_requests(&px, &proxy, 5);
+    let (cycles20, probes20, walks20) = idle_requests(&px, &proxy, &answers, 5);
     fleet.extend(enrol(&ironic, 20, 60));
     px.wait_until("40 new nodes (created_at probe)", || {
         counts(&px) == (Some(60), Some(60))
     });
-    let (cycles60, probes60, walks60) = idle_requests(&px, &proxy, 5);
+    // A probe longer than a page follows pages by marker on the sorted listing: ironpxe's
+    // client, five to a page, down to a cutoff older than every row.
+    let client = ironpxe::state::source::ironic::Client::new(
+        &ironpxe::state::source::ironic::IronicConfig {
+            url: Some(ironic.url()),
+            page_limit: Some(5),
+            ..Default::default()
+        },
+    )
+    .expect("client");
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(client.probe(
+            ironpxe::state::source::ironic::Kind::Nodes,
+            ironpxe::state::source::ironic::SortKey::CreatedAt,
+            "",
+            ironpxe::state::source::refresh::Stamp::parse("2000-01-01T00:00:00Z"),
+            100,
+            100,
+        ))
+        .expect("probe");
+    let created: Vec<&str> = probe
+        .entries
+        .iter()
+        .map(|n| n["created_at"].as_str().unwrap_or_default())
+        .collect();
+    let names: BTreeSet<&str> = probe
+        .entries
+        .iter()
+        .map(|n| n["name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(probe.complete);
+    assert_eq!((created.len(), names.len()), (60, 60), "every row once");
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first across pages: {created:?}"
+    );
+    let (cycles60, probes60, walks60) = idle_requests(&px, &proxy, &answers, 5);
     eprintln!(
         "refresh: idle, 20 nodes: {probes20} probes + {walks20} uuid walks in {cycles20} refreshes; \
          60 nodes: {probes60} + {walks60} in {cycles60}"
@@ -1050,8 +1121,10 @@ fn the_change_driven_refresh_serves_changes_and_deletions_and_is_quiet_when_idle
             probes as u64 >= 4 * (cycles - 1),
             "{n} nodes: every refresh probes: {probes} in {cycles}"
         );
+        // Nodes and ports, at 25 a page, once per reconcile_secs (3).
+        let pages = 2 * (n / 25 + 1) as u64;
         assert!(
-            walks as u64 <= 2 * (cycles / 3 + 2),
+            walks as u64 <= pages * (cycles / 3 + 2),
             "{n} nodes: {walks} uuid-walk pages in {cycles} refreshes (reconcile_secs = 3)"
         );
     }

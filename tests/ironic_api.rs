@@ -282,13 +282,15 @@ async fn a_probe_whose_pages_never_end_is_cut_off_and_reported_incomplete() {
     use ironpxe::state::source::refresh::Stamp;
     // Every page is full, every entry new, and there is always a next page.
     let srv = scripted_server(Arc::new(|req: &Seen| {
+        // Pages follow by marker: the last entry's uuid, whose last digits number it.
         let page: usize = req
             .path
             .split("marker=")
             .nth(1)
             .and_then(|m| m.split('&').next())
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
+            .and_then(|m| m.get(24..))
+            .and_then(|m| m.parse::<usize>().ok())
+            .map_or(0, |last| last / 5 + 1);
         let items: Vec<_> = (0..5)
             .map(|i| probed_node(page * 5 + i, Some("2026-12-03T18:00:00.000001+00:00")))
             .collect();
@@ -302,12 +304,18 @@ async fn a_probe_whose_pages_never_end_is_cut_off_and_reported_incomplete() {
     let client = Client::new(&config(&srv.base)).expect("client");
     let cutoff = Stamp::parse("2026-12-03T17:00:00+00:00");
     let p = client
-        .probe(Kind::Nodes, SortKey::UpdatedAt, cutoff, 5, 7)
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 5, 7)
         .await
         .expect("probe");
     assert!(!p.complete, "a probe that reached its page cap says so");
     assert_eq!(srv.hits(), 7, "bounded by the page cap");
     assert_eq!(p.entries.len(), 35);
+    let last = &srv.requests()[6].path;
+    assert!(
+        last.ends_with("&marker=00000000-0000-4000-8000-000000000029")
+            && last.contains("sort_key=updated_at"),
+        "pages follow by marker, keeping the sort: {last}"
+    );
     let first = &srv.requests()[0].path;
     assert!(
         first.contains("sort_key=updated_at")
@@ -319,15 +327,15 @@ async fn a_probe_whose_pages_never_end_is_cut_off_and_reported_incomplete() {
 }
 
 #[tokio::test]
-async fn a_probe_stops_at_the_first_old_entry_and_a_future_stamp_does_not_move_its_mark() {
+async fn a_probe_stops_at_the_first_null_and_a_future_stamp_does_not_move_its_mark() {
     use ironpxe::state::source::ironic::{Kind, SortKey};
     use ironpxe::state::source::refresh::Stamp;
     let srv = scripted_server(Arc::new(|_: &Seen| {
         let items = [
             probed_node(1, Some("2999-01-01T00:00:00+00:00")),
             probed_node(2, Some("2026-12-03T18:00:00+00:00")),
-            probed_node(3, None),
             probed_node(4, Some("not a time")),
+            probed_node(3, None),
             probed_node(5, Some("2026-12-03T10:00:00+00:00")),
         ];
         let body = format!(
@@ -339,7 +347,7 @@ async fn a_probe_stops_at_the_first_old_entry_and_a_future_stamp_does_not_move_i
     let client = Client::new(&config(&srv.base)).expect("client");
     let cutoff = Stamp::parse("2026-12-03T17:59:55+00:00");
     let p = client
-        .probe(Kind::Nodes, SortKey::UpdatedAt, cutoff, 2, 20)
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 2, 20)
         .await
         .expect("probe");
     assert!(p.complete);
@@ -356,7 +364,7 @@ async fn a_probe_stops_at_the_first_old_entry_and_a_future_stamp_does_not_move_i
     assert_eq!(
         uuids,
         vec!["000000000001", "000000000002", "000000000004"],
-        "future and unparsable entries are taken in, a null one is the created_at probe's"
+        "future and unparsable entries are taken in; a null one is the created_at probe's"
     );
     assert_eq!(p.top, Stamp::parse("2026-12-03T18:00:00+00:00"));
 }

@@ -265,24 +265,33 @@ impl Client {
         })
     }
 
-    /// Every uuid of a listing (`fields=uuid`: the cheapest complete walk Ironic offers).
-    /// Entries whose uuid does not parse are counted in the second value, not listed.
-    pub async fn uuids(&self, kind: Kind) -> Result<(Vec<String>, usize), IronicError> {
+    /// Every uuid of a listing (`fields=uuid`: the cheapest complete walk Ironic offers),
+    /// with `query` (`&k=v…` filters, or empty). Entries whose uuid does not parse are
+    /// counted in the second value, not listed.
+    pub async fn uuids(
+        &self,
+        kind: Kind,
+        query: &str,
+    ) -> Result<(Vec<String>, usize), IronicError> {
         let mut out = Vec::new();
         let mut bad = 0;
-        let mut path = format!("/v1/{}?fields=uuid&limit={}", kind.path(), self.limit);
+        let first = format!(
+            "/v1/{}?fields=uuid&limit={}{query}",
+            kind.path(),
+            self.limit
+        );
+        let mut path = first.clone();
         for _page in 0..=MAX_WALK_PAGES {
             let page = self.page(&path).await?;
-            let got = page.entries(kind).len();
             for v in page.entries(kind) {
                 match v.get("uuid").and_then(serde_json::Value::as_str) {
                     Some(u) => out.push(u.to_owned()),
                     None => bad += 1,
                 }
             }
-            match page.next.as_deref().and_then(path_of) {
-                Some(p) if got > 0 => path = p,
-                _ => return Ok((out, bad)),
+            match next_page(&first, &page, kind) {
+                Some(p) => path = p,
+                None => return Ok((out, bad)),
             }
         }
         Err(IronicError::Request {
@@ -291,9 +300,9 @@ impl Client {
         })
     }
 
-    /// One change probe: `kind` sorted by `key` newest first, read (at most `max_pages`
-    /// pages of `limit`) down to `cutoff`. `cutoff: None` reads only the first page: the
-    /// newest timestamp, to start a mark from.
+    /// One change probe: `kind` (with `query`, `&k=v…` filters, or empty) sorted by `key`
+    /// newest first, read (at most `max_pages` pages of `limit`) down to `cutoff`.
+    /// `cutoff: None` reads only the first page: the newest timestamp, to start a mark from.
     ///
     /// Ironic 39 sorts nodes by any column but its JSON ones (`node.py`
     /// `invalid_sort_key_list`) and ports by any but `extra`, `internal_info`,
@@ -301,26 +310,37 @@ impl Client {
     /// `fields=` and `detail=True` exclude each other (`utils.get_request_return_fields`), so
     /// probes ask `detail=True` (API 1.43) and read the full entry. Neither column is
     /// indexed: each probe is a scan of the table in the database (cheap next to Ironic's
-    /// per-node encoding, which a probe pays only for the entries it returns).
+    /// per-node encoding, which a probe pays only for the entries it returns). Pages are
+    /// followed by `marker` (the last entry's uuid; Ironic pages on the sort key and id), not
+    /// by `next`, which drops filters.
     pub async fn probe(
         &self,
         kind: Kind,
         key: SortKey,
+        query: &str,
         cutoff: Option<Stamp>,
         limit: u32,
         max_pages: usize,
     ) -> Result<Probe, IronicError> {
         let limit = limit.clamp(1, self.limit);
-        let mut path = format!(
-            "/v1/{}?detail=True&sort_key={}&sort_dir=desc&limit={limit}",
-            kind.path(),
-            key.name()
-        );
+        // Ironic encodes every row of a page, also those past the cutoff: start with two
+        // (the mark's own row and one older, the idle answer) and double while all are new.
+        let mut size = limit.min(2);
+        let first = |size: u32| {
+            format!(
+                "/v1/{}?detail=True&sort_key={}&sort_dir=desc&limit={size}{query}",
+                kind.path(),
+                key.name()
+            )
+        };
+        let mut path = first(size);
         let ceiling = Stamp::from(SystemTime::now()).plus(FUTURE_TOLERANCE);
         let mut out = Probe::default();
+        let mut dated = false;
         for _page in 0..max_pages {
             let page = self.page(&path).await?;
-            let next = page.next.clone();
+            size = (size * 2).min(limit);
+            let next = next_page(&first(size), &page, kind);
             let entries = page.into_entries(kind);
             let stamps: Vec<_> = entries
                 .iter()
@@ -330,21 +350,22 @@ impl Client {
                     Some(_) => Some(Err(())),
                 })
                 .collect();
-            let sifted = sift(&stamps, cutoff, ceiling);
+            let sifted = sift(&stamps, cutoff, ceiling, dated);
+            dated = sifted.dated;
             out.top = out.top.max(sifted.top);
-            let got = entries.len();
             let mut take = sifted.take.iter().peekable();
             for (i, v) in entries.into_iter().enumerate() {
                 if take.next_if_eq(&&i).is_some() {
                     out.entries.push(v);
                 }
             }
-            let next = next.as_deref().and_then(path_of);
-            if cutoff.is_none() || sifted.reached_old || got == 0 || next.is_none() {
-                out.complete = true;
-                return Ok(out);
+            match next {
+                Some(p) if cutoff.is_some() && !sifted.reached_old => path = p,
+                _ => {
+                    out.complete = true;
+                    return Ok(out);
+                }
             }
-            path = next.unwrap_or_default();
         }
         Ok(out)
     }
@@ -533,8 +554,8 @@ pub const PORT_FIELDS: &str = "uuid,address,node_uuid,pxe_enabled,extra";
 /// A walk longer than this many pages is refused as an answer that never ends.
 const MAX_WALK_PAGES: usize = 100_000;
 
-/// Entries per change-probe page, and pages per probe: more changes than this since the
-/// last probe (2 000) mean a full walk instead.
+/// Entries per change-probe page at most (pages start at two and double), and pages per
+/// probe: more changes than about 1 600 since the last probe mean a full walk instead.
 const PROBE_LIMIT: u32 = 100;
 const MAX_PROBE_PAGES: usize = 20;
 
@@ -628,6 +649,16 @@ impl Page {
 struct Next {
     #[serde(default)]
     next: Option<String>,
+}
+
+/// The next page of a listing that started at `first`: `first` plus `&marker=<the last
+/// entry's uuid>`, when Ironic says there is more (a `next` link) and the page was not empty.
+/// A marker that is not a uuid ends the listing here rather than go into a URL.
+fn next_page(first: &str, page: &Page, kind: Kind) -> Option<String> {
+    page.next.as_ref()?;
+    let last = page.entries(kind).last()?.get("uuid")?.as_str()?;
+    let uuid = NodeUuid::parse(last).ok()?;
+    Some(format!("{first}&marker={uuid}"))
 }
 
 /// The path and query of a `next` link (its host may be Ironic's public name).
@@ -780,8 +811,9 @@ impl Refresher {
     async fn walk(&mut self) -> Result<(), IronicError> {
         let mut marks = [Watermark::default(); 4];
         for (mark, (kind, key)) in marks.iter_mut().zip(PROBES) {
-            let p = self.client.probe(kind, key, None, 1, 1).await?;
-            mark.advance(p.top);
+            let started = Instant::now();
+            let p = self.client.probe(kind, key, "", None, 1, 1).await?;
+            mark.advance(p.top, self.cfg.overlap, started, Instant::now());
         }
         let doc = self.client.poll().await?;
         let (view, dropped) = View::from_doc(doc);
@@ -803,17 +835,17 @@ impl Refresher {
     /// The four change probes, merged into the view only when all four are complete.
     async fn incremental(&mut self) -> Result<bool, IronicError> {
         let mut probes = Vec::with_capacity(PROBES.len());
+        let started = Instant::now();
         for (mark, (kind, key)) in self.marks.iter().zip(PROBES) {
             let cutoff = mark.cutoff(self.cfg.overlap);
             let p = self
                 .client
-                .probe(kind, key, cutoff, PROBE_LIMIT, MAX_PROBE_PAGES)
+                .probe(kind, key, "", cutoff, PROBE_LIMIT, MAX_PROBE_PAGES)
                 .await?;
             if !p.complete {
                 tracing::warn!(
                     listing = kind.path(),
                     sort_key = key.name(),
-                    max = PROBE_LIMIT as usize * MAX_PROBE_PAGES,
                     "more changes since the last probe than one probe reads: walking the fleet"
                 );
                 self.walk().await?;
@@ -839,7 +871,7 @@ impl Refresher {
                     },
                 }
             }
-            if mark.advance(p.top) == Moved::Backward {
+            if mark.advance(p.top, self.cfg.overlap, started, Instant::now()) == Moved::Backward {
                 tracing::debug!(
                     listing = kind.path(),
                     sort_key = key.name(),
@@ -861,8 +893,8 @@ impl Refresher {
 
     /// Removes what Ironic no longer lists and fetches what the view lacks.
     async fn reconcile(&mut self) -> Result<bool, IronicError> {
-        let (nodes, bad_n) = self.client.uuids(Kind::Nodes).await?;
-        let (ports, bad_p) = self.client.uuids(Kind::Ports).await?;
+        let (nodes, bad_n) = self.client.uuids(Kind::Nodes, "").await?;
+        let (ports, bad_p) = self.client.uuids(Kind::Ports, "").await?;
         let nodes: std::collections::BTreeSet<NodeUuid> = nodes
             .iter()
             .filter_map(|u| NodeUuid::parse(u).ok())

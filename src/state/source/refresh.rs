@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
 
@@ -54,10 +54,21 @@ impl From<SystemTime> for Stamp {
     }
 }
 
-/// The newest timestamp one sorted listing showed last time.
+/// The newest timestamp one sorted listing showed last time, and whether rows older than it
+/// can still appear.
+///
+/// A probe reads back `overlap` before the mark: a row may be committed after a newer one
+/// was seen (a slow transaction, or a host whose clock is behind). Once a probe that started
+/// `overlap` after the mark was first seen has read that window, no such row can appear any
+/// more, and later probes read only from the mark itself (rows with exactly its timestamp
+/// still count), so a quiet fleet costs near-empty answers however large the last burst of
+/// changes was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Watermark {
     top: Option<Stamp>,
+    /// When the current top was first seen (our monotonic clock).
+    seen_at: Option<Instant>,
+    settled: bool,
 }
 
 /// How a complete probe moved a watermark.
@@ -74,24 +85,42 @@ pub enum Moved {
 impl Watermark {
     /// Entries at or after this are read; `None`: never probed, take only the top.
     pub fn cutoff(&self, overlap: Duration) -> Option<Stamp> {
-        self.top.map(|t| t.minus(overlap))
+        match self.settled {
+            true => self.top,
+            false => self.top.map(|t| t.minus(overlap)),
+        }
     }
 
     pub fn top(&self) -> Option<Stamp> {
         self.top
     }
 
-    /// Takes the newest timestamp a complete probe saw (see [`Sifted::top`]).
-    pub fn advance(&mut self, seen: Option<Stamp>) -> Moved {
-        let Some(seen) = seen else {
-            return Moved::Kept;
-        };
-        let moved = match self.top {
-            Some(t) if seen < t => Moved::Backward,
-            Some(t) if seen == t => Moved::Kept,
+    /// Takes the newest timestamp a complete probe saw (see [`Sifted::top`]); the probe
+    /// started at `started` and read from [`cutoff`](Self::cutoff); `now` is when it ended.
+    pub fn advance(
+        &mut self,
+        seen: Option<Stamp>,
+        overlap: Duration,
+        started: Instant,
+        now: Instant,
+    ) -> Moved {
+        let moved = match (seen, self.top) {
+            (None, _) => Moved::Kept,
+            (Some(s), Some(t)) if s == t => Moved::Kept,
+            (Some(s), Some(t)) if s < t => Moved::Backward,
             _ => Moved::Forward,
         };
-        self.top = Some(seen);
+        if moved == Moved::Kept {
+            if let Some(at) = self.seen_at {
+                if started.saturating_duration_since(at) >= overlap {
+                    self.settled = true;
+                }
+            }
+        } else {
+            self.top = seen;
+            self.seen_at = Some(now);
+            self.settled = false;
+        }
         moved
     }
 }
@@ -103,9 +132,11 @@ pub struct Sifted {
     pub take: Vec<usize>,
     /// The newest sane timestamp on the page.
     pub top: Option<Stamp>,
-    /// An entry older than the cutoff was seen: the listing is sorted newest first, so the
-    /// probe is done after this page.
+    /// An entry older than the cutoff, or a `null` after a dated entry, was seen: the
+    /// listing is sorted newest first, so the probe is done after this page.
     pub reached_old: bool,
+    /// A dated (non-`null`) entry was seen on this page or before it.
+    pub dated: bool,
 }
 
 /// Sifts a page of a probe sorted newest first by one timestamp. `stamps[i]` is entry i's
@@ -114,13 +145,32 @@ pub struct Sifted {
 /// not parse, which is taken in (it may be new) but never moves the mark. Stamps later than
 /// `ceiling` (our clock plus a tolerance) are taken in but do not count for the mark either:
 /// one row dated in the year 2999 would otherwise hide every later change.
-pub fn sift(stamps: &[Option<Result<Stamp, ()>>], cutoff: Option<Stamp>, ceiling: Stamp) -> Sifted {
+///
+/// A `null` after a dated entry (on this page, or an earlier one: `dated_before`) ends the
+/// probe: the database sorts `NULL`s last in descending order (MySQL, MariaDB, SQLite), so
+/// only never-updated rows follow. `NULL`s before any dated entry (PostgreSQL sorts them
+/// first) are skipped and paging goes on, bounded by the probe's page cap.
+pub fn sift(
+    stamps: &[Option<Result<Stamp, ()>>],
+    cutoff: Option<Stamp>,
+    ceiling: Stamp,
+    dated_before: bool,
+) -> Sifted {
     let mut out = Sifted::default();
+    let mut dated = dated_before;
     for (i, s) in stamps.iter().enumerate() {
         match s {
+            None if dated => {
+                out.reached_old = true;
+                break;
+            }
             None => {}
-            Some(Err(())) => out.take.push(i),
+            Some(Err(())) => {
+                dated = true;
+                out.take.push(i);
+            }
             Some(Ok(t)) => {
+                dated = true;
                 if *t <= ceiling {
                     out.top = out.top.max(Some(*t));
                 }
@@ -131,6 +181,7 @@ pub fn sift(stamps: &[Option<Result<Stamp, ()>>], cutoff: Option<Stamp>, ceiling
             }
         }
     }
+    out.dated = dated;
     out
 }
 
@@ -319,23 +370,39 @@ mod tests {
     }
 
     #[test]
-    fn the_mark_follows_the_newest_entry_both_ways() {
+    fn the_mark_follows_the_newest_entry_both_ways_and_settles_after_the_overlap() {
         let mut w = Watermark::default();
         let o = Duration::from_secs(5);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(w.cutoff(o), None);
-        assert_eq!(w.advance(None), Moved::Kept);
+        assert_eq!(w.advance(None, o, at(0), at(0)), Moved::Kept);
+        assert_eq!(w.cutoff(o), None, "nothing dated yet");
         let t = st("2026-12-03T18:00:00Z");
-        assert_eq!(w.advance(Some(t)), Moved::Forward);
+        assert_eq!(w.advance(Some(t), o, at(0), at(1)), Moved::Forward);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:55Z")));
-        assert_eq!(w.advance(Some(t)), Moved::Kept);
+        assert_eq!(w.advance(Some(t), o, at(3), at(3)), Moved::Kept);
         assert_eq!(
-            w.advance(None),
-            Moved::Kept,
-            "an empty listing keeps the mark"
+            w.cutoff(o),
+            Some(st("2026-12-03T17:59:55Z")),
+            "a probe that started within the overlap does not settle it"
         );
-        assert_eq!(w.top(), Some(t));
+        assert_eq!(w.advance(None, o, at(6), at(6)), Moved::Kept);
+        assert_eq!(w.top(), Some(t), "an empty listing keeps the mark");
+        assert_eq!(
+            w.cutoff(o),
+            Some(t),
+            "read the window once more than the overlap after first seeing the top: settled"
+        );
+        let newer = st("2026-12-03T18:00:10Z");
+        assert_eq!(w.advance(Some(newer), o, at(7), at(7)), Moved::Forward);
+        assert_eq!(
+            w.cutoff(o),
+            Some(st("2026-12-03T18:00:05Z")),
+            "a new top opens the window again"
+        );
         let back = st("2026-12-03T17:00:00Z");
-        assert_eq!(w.advance(Some(back)), Moved::Backward);
+        assert_eq!(w.advance(Some(back), o, at(8), at(8)), Moved::Backward);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T16:59:55Z")));
     }
 
@@ -352,18 +419,41 @@ mod tests {
             None,                                 // never updated: the created_at probe's
             Some(Ok(st("2026-12-03T17:59:54Z"))), // older: not taken, probe done
         ];
-        let s = sift(&stamps, cutoff, ceiling);
+        let s = sift(&stamps, cutoff, ceiling, false);
         assert_eq!(s.take, vec![0, 1, 2, 3]);
         assert_eq!(s.top, Some(st("2026-12-03T17:59:59Z")));
-        assert!(s.reached_old);
+        assert!(
+            s.reached_old,
+            "the null after dated entries ends it (NULLs last)"
+        );
 
-        let none_old = sift(&stamps[..5], cutoff, ceiling);
-        assert!(!none_old.reached_old, "page again");
+        let no_null = [stamps[..4].to_vec(), stamps[5..].to_vec()].concat();
+        let s = sift(&no_null, cutoff, ceiling, false);
+        assert_eq!(s.take, vec![0, 1, 2, 3]);
+        assert!(s.reached_old, "the older entry ends it");
 
-        let first = sift(&stamps, None, ceiling);
+        let recent = sift(&stamps[..4], cutoff, ceiling, false);
+        assert!(!recent.reached_old && recent.dated, "page again");
+        let next_page = sift(&[None, None], cutoff, ceiling, recent.dated);
+        assert!(next_page.reached_old, "NULLs on the next page end it too");
+
+        let nulls_first = [None, None, Some(Ok(st("2026-12-03T17:59:59Z")))];
+        let s = sift(&nulls_first, cutoff, ceiling, false);
+        assert_eq!(
+            s.take,
+            vec![2],
+            "NULLs first (PostgreSQL): skipped, not the end"
+        );
+        assert!(!s.reached_old && s.dated);
+
+        let first = sift(&no_null, None, ceiling, false);
         assert_eq!(first.take.len(), 5, "no mark yet: every dated entry");
         assert!(!first.reached_old);
-        assert_eq!(sift(&[None, None], cutoff, ceiling).top, None);
+        let empty = sift(&[None, None], cutoff, ceiling, false);
+        assert_eq!(
+            (empty.top, empty.reached_old, empty.dated),
+            (None, false, false)
+        );
     }
 
     #[test]
