@@ -1143,5 +1143,15 @@ fn the_change_driven_refresh_serves_changes_and_deletions_and_is_quiet_when_idle
     let h = healthz(&px);
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["ironic"]["polls_failed"], 0, "{h}");
+    // Everything above came through probes and reconciliations: one walk, at the start.
+    let walks = px.metric(r#"ironpxe_ironic_refresh_total{what="walk"}"#);
+    let reconciles = px.metric(r#"ironpxe_ironic_refresh_total{what="reconcile"}"#);
+    let changes = px.metric(r#"ironpxe_ironic_refresh_total{what="change"}"#);
+    eprintln!("refresh: {walks} walk, {reconciles} reconciliations, {changes} changes taken in");
+    assert_eq!(walks, 1.0, "no fallback walk");
+    assert!(reconciles >= 2.0, "{reconciles}");
+    // 40 nodes and 40 ports enrolled, a state change, a rename, a moved port, two deletions
+    // (the node's port with it): at least 86, and re-reads of unchanged rows count nothing.
+    assert!((86.0..200.0).contains(&changes), "{changes} changes");
     eprintln!("refresh: done in {:.1?}", t0.elapsed());
 }

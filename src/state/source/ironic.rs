@@ -701,6 +701,12 @@ pub struct PollStatus {
     pub last_error: Option<String>,
     pub nodes: usize,
     pub ports: usize,
+    /// Full walks (the first, and any fallback: a probe that lost track).
+    pub walks: u64,
+    /// Reconciliations by uuid walk.
+    pub reconciles: u64,
+    /// Node and port changes taken in from probes and reconciliations.
+    pub changes: u64,
 }
 
 /// Shared view of the poller.
@@ -771,6 +777,10 @@ struct Refresher {
     client: Arc<Client>,
     cfg: Refresh,
     view: View,
+    /// Counts since the last report (see [`PollStatus`]).
+    walks: u64,
+    reconciles: u64,
+    changes: u64,
     /// One mark per entry of [`PROBES`].
     marks: [Watermark; 4],
     /// No complete walk yet, or the probes lost track: walk everything next.
@@ -784,6 +794,9 @@ impl Refresher {
             client,
             cfg,
             view: View::default(),
+            walks: 0,
+            reconciles: 0,
+            changes: 0,
             marks: [Watermark::default(); 4],
             need_walk: true,
             last_reconcile: Instant::now(),
@@ -827,6 +840,7 @@ impl Refresher {
         );
         self.view = view;
         self.marks = marks;
+        self.walks += 1;
         self.need_walk = false;
         self.last_reconcile = Instant::now();
         Ok(())
@@ -888,6 +902,7 @@ impl Refresher {
         if delta.any() {
             tracing::debug!(?delta, "Ironic changes taken in");
         }
+        self.changes += (delta.nodes_changed + delta.ports_changed) as u64;
         Ok(delta.any())
     }
 
@@ -926,6 +941,10 @@ impl Refresher {
             }
         }
         self.last_reconcile = Instant::now();
+        self.reconciles += 1;
+        self.changes +=
+            (delta.nodes_changed + delta.ports_changed + delta.nodes_removed + delta.ports_removed)
+                as u64;
         let orphans = self.view.orphan_ports();
         tracing::info!(
             nodes = self.view.node_count(),
@@ -961,6 +980,16 @@ pub async fn run_poller(
     loop {
         ticker.tick().await;
         let outcome = r.cycle().await;
+        let counts = (
+            std::mem::take(&mut r.walks),
+            std::mem::take(&mut r.reconciles),
+            std::mem::take(&mut r.changes),
+        );
+        state.update(|s| {
+            s.walks += counts.0;
+            s.reconciles += counts.1;
+            s.changes += counts.2;
+        });
         let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
         let polled = match outcome {
             Ok(changed) if changed || recovering => Ok(Some(r.view.to_doc())),
