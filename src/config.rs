@@ -447,6 +447,10 @@ impl Config {
                 key: "ironic",
                 message: e.to_string(),
             })?;
+            self.ironic.subset().map_err(|e| ConfigError::Invalid {
+                key: "ironic.subset",
+                message: e.to_string(),
+            })?;
         }
         if self.tftp_listen.is_empty() {
             return Err(ConfigError::Invalid {
@@ -643,6 +647,27 @@ mod tests {
             c.tftp_listen.len() >= 2,
             "one listen address per provisioning interface"
         );
+    }
+
+    #[test]
+    fn a_bad_ironic_subset_stops_the_start_naming_the_key() {
+        let load = |t: &str| toml::from_str::<Config>(t).expect("toml");
+        let ok =
+            load("[ironic]\nurl = \"http://127.0.0.1:6385\"\n[ironic.subset]\nshards = [\"s1\"]\n");
+        assert!(ok.validate().is_ok());
+        let err = load("[ironic]\nurl = \"http://i:6385\"\n[ironic.subset]\nshards = [\"a&b\"]\n")
+            .validate()
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("ironic.subset.shards"), "{err}");
+        let err = load(
+            "[ironic]\nurl = \"http://i:6385\"\napi_version = \"1.40\"\n\
+             [ironic.subset]\nconductor_groups = [\"row-a\"]\n",
+        )
+        .validate()
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("needs Ironic API 1.46"), "{err}");
     }
 
     #[test]

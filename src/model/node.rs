@@ -195,6 +195,13 @@ pub struct DriverInfo {
     pub rescue_kernel: Option<String>,
     pub rescue_ramdisk: Option<String>,
     pub kernel_append_params: Option<String>,
+    /// The node's own Neutron provisioning network (name or UUID); read only by the
+    /// `[ironic.subset]` filter.
+    #[serde(
+        deserialize_with = "text_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provisioning_network: Option<String>,
 }
 
 /// The boot-relevant part of `instance_info`.
@@ -262,6 +269,33 @@ pub struct Node {
     pub driver_internal_info: DriverInternalInfo,
     #[serde(default, deserialize_with = "null_default")]
     pub extra: Map<String, Value>,
+    /// Where Ironic places the node: read only by the `[ironic.subset]` filter, so a replica
+    /// serves its slice alone. Plain fields, not a flattened struct: `flatten` would buffer
+    /// every node's whole JSON while parsing.
+    #[serde(
+        default,
+        deserialize_with = "text_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub conductor_group: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "text_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shard: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "text_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owner: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "text_only",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resource_class: Option<String>,
     /// Ports embedded in a node object (or links, in list responses); moved out into
     /// [`StateDoc::ports`] on load, so always empty afterwards.
     #[serde(

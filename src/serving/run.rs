@@ -181,7 +181,7 @@ fn start_ironic(
     }
     let client = crate::state::source::ironic::Client::new(&cfg.ironic)?;
     let cache = cfg.ironic_cache();
-    crate::state::source::ironic::load_cache(&live.store, &cache);
+    crate::state::source::ironic::load_cache_of(&live.store, &cache, client.subset());
     let state = Arc::new(crate::state::source::ironic::PollState::default());
     tracing::info!(ironic = client.base_url(), interval_secs = cfg.ironic.interval().as_secs(), cache = %cache.display(), "polling Ironic");
     tokio::spawn(crate::state::source::ironic::run_poller(

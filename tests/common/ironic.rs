@@ -407,6 +407,34 @@ impl Ironic {
         }
     }
 
+    /// Runs one SQL statement on Ironic's own sqlite database (its `dbsync`'d schema) with
+    /// `args` bound as parameters, through the venv's Python: for what the API refuses here,
+    /// such as a conductor group no running conductor serves.
+    pub fn sql(&self, statement: &str, args: &[&str]) {
+        let db = self.dir().join("ironic.sqlite");
+        let out = Command::new(self.venv.join("bin/python"))
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 c = sqlite3.connect(sys.argv[1], timeout=30)\n\
+                 n = c.execute(sys.argv[2], sys.argv[3:]).rowcount\n\
+                 c.commit()\n\
+                 sys.exit(0 if n > 0 else 3)",
+            ])
+            .arg(&db)
+            .arg(statement)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the venv's python");
+        assert!(
+            out.status.success(),
+            "SQL {statement:?} {args:?} on {} changed nothing or failed: {}",
+            db.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs `provision` targets in order, waiting for each state.
     pub fn drive(&self, node: &str, steps: &[(&str, Value, &str)]) {
         for (target, extra, state) in steps {

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
 use crate::state::source::refresh::{sift, Delta, Moved, Stamp, View, Watermark};
+use crate::state::source::subset::{Subset, SubsetConfig};
 use crate::state::{SourceError, SourceId, Store, Update};
 
 /// `[ironic]` in the config.
@@ -58,6 +59,8 @@ pub struct IronicConfig {
     pub application_credential_id: Option<String>,
     pub application_credential_secret: Option<String>,
     pub application_credential_secret_file: Option<PathBuf>,
+    /// `[ironic.subset]`: serve one slice of the fleet (see [`subset`](super::subset)).
+    pub subset: SubsetConfig,
 }
 
 impl fmt::Debug for IronicConfig {
@@ -128,6 +131,15 @@ pub enum IronicError {
 }
 
 impl IronicConfig {
+    /// The validated `[ironic.subset]`, checked against `api_version`.
+    pub fn subset(&self) -> Result<Subset, IronicError> {
+        let s =
+            Subset::from_config(&self.subset).map_err(|e| IronicError::Config(e.to_string()))?;
+        s.check_api_version(self.api_version.as_deref())
+            .map_err(|e| IronicError::Config(e.to_string()))?;
+        Ok(s)
+    }
+
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs.unwrap_or(2).max(1))
     }
@@ -196,6 +208,10 @@ pub struct Client {
     limit: u32,
     auth: Auth,
     token: Mutex<Option<Token>>,
+    subset: Subset,
+    /// `fields=` of node requests: [`NODE_FIELDS`] plus what the API version allows of
+    /// [`PLACEMENT_FIELDS`].
+    node_fields: String,
 }
 
 impl Client {
@@ -219,6 +235,8 @@ impl Client {
             limit: cfg.page_limit.unwrap_or(1000).max(1),
             auth: cfg.auth()?,
             token: Mutex::new(None),
+            subset: cfg.subset()?,
+            node_fields: node_fields(cfg.api_version.as_deref()),
         })
     }
 
@@ -226,21 +244,39 @@ impl Client {
         &self.base
     }
 
-    /// One complete walk: every page of nodes and of ports, with only the fields ironpxe
-    /// reads ([`NODE_FIELDS`], [`PORT_FIELDS`]).
+    /// The slice of the fleet this client lists.
+    pub fn subset(&self) -> &Subset {
+        &self.subset
+    }
+
+    /// One complete walk: every page of nodes and of ports (of the configured subset), with
+    /// only the fields ironpxe reads ([`Client::node_fields`], [`PORT_FIELDS`]).
     pub async fn poll(&self) -> Result<StateDoc, IronicError> {
-        let nodes = self.list("nodes", &format!("fields={NODE_FIELDS}")).await?;
-        let ports = self.list("ports", &format!("fields={PORT_FIELDS}")).await?;
-        Ok(StateDoc {
-            nodes: nodes.nodes,
+        let mut nodes = Vec::new();
+        let fields = format!("fields={}", self.node_fields);
+        for query in self.subset.node_queries() {
+            nodes.extend(self.list("nodes", &fields, &query).await?.nodes);
+        }
+        let ports = self
+            .list(
+                "ports",
+                &format!("fields={PORT_FIELDS}"),
+                &self.subset.port_query(),
+            )
+            .await?;
+        Ok(self.subset.select(StateDoc {
+            nodes,
             ports: ports.ports,
-        })
+        }))
     }
 
     /// Follows `next` links until the listing ends; any failed page fails the whole list.
-    async fn list(&self, what: &str, query: &str) -> Result<StateDoc, IronicError> {
+    /// A filtered listing (`query`, `&k=v…`) pages by `marker` itself: Ironic's `next` link
+    /// drops the filters.
+    async fn list(&self, what: &str, fields: &str, query: &str) -> Result<StateDoc, IronicError> {
         let mut all = StateDoc::default();
-        let mut path = format!("/v1/{what}?{query}&limit={}", self.limit);
+        let first = format!("/v1/{what}?{fields}&limit={}{query}", self.limit);
+        let mut path = first.clone();
         for _page in 0..=MAX_WALK_PAGES {
             let body = self.get(&path).await?;
             let doc = StateDoc::from_slice(&body).map_err(|e| IronicError::Json {
@@ -252,9 +288,23 @@ impl Client {
                 message: e.to_string(),
             })?;
             let got = doc.nodes.len() + doc.ports.len();
+            let last = match (doc.nodes.last(), doc.ports.last()) {
+                (Some(n), _) => Some(n.uuid.to_string()),
+                (None, Some(p)) => p.uuid.map(|u| u.to_string()),
+                (None, None) => None,
+            };
             all.nodes.extend(doc.nodes);
             all.ports.extend(doc.ports);
             match next.next.as_deref().and_then(path_of) {
+                Some(_) if got > 0 && !query.is_empty() => match last {
+                    Some(last) => path = Subset::next_page(&first, &last),
+                    None => {
+                        return Err(IronicError::Json {
+                            what: format!("GET {path}"),
+                            message: "a listed port has no uuid to page on".into(),
+                        })
+                    }
+                },
                 Some(p) if got > 0 => path = p,
                 _ => return Ok(all),
             }
@@ -370,9 +420,9 @@ impl Client {
         Ok(out)
     }
 
-    /// `GET /v1/nodes/<uuid>` with [`NODE_FIELDS`]; `None` when Ironic no longer has it.
+    /// `GET /v1/nodes/<uuid>` with [`Client::node_fields`]; `None` when Ironic no longer has it.
     pub async fn node(&self, uuid: NodeUuid) -> Result<Option<Node>, IronicError> {
-        self.one(&format!("/v1/nodes/{uuid}?fields={NODE_FIELDS}"))
+        self.one(&format!("/v1/nodes/{uuid}?fields={}", self.node_fields))
             .await
     }
 
@@ -548,6 +598,32 @@ pub const NODE_FIELDS: &str = "uuid,name,provision_state,target_provision_state,
 boot_interface,deploy_interface,inspect_interface,driver_info,instance_info,properties,\
 driver_internal_info,extra";
 
+/// Where Ironic places a node (read by `[ironic.subset]`), with the microversion each needs:
+/// asked whenever `api_version` allows, so a walk's node equals a probe's (`detail=True`
+/// returns them all) and a re-read row is not taken for a change.
+pub const PLACEMENT_FIELDS: [(&str, u32); 4] = [
+    ("resource_class", 21),
+    ("conductor_group", 46),
+    ("owner", 50),
+    ("shard", 82),
+];
+
+/// `fields=` for nodes at `api_version` (unset or `latest`: every placement field).
+pub fn node_fields(api_version: Option<&str>) -> String {
+    let minor = match api_version.map(str::trim) {
+        None => u32::MAX,
+        Some(v) if v.eq_ignore_ascii_case("latest") => u32::MAX,
+        Some(v) => v
+            .strip_prefix("1.")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0),
+    };
+    PLACEMENT_FIELDS
+        .iter()
+        .filter(|(_, need)| minor >= *need)
+        .fold(NODE_FIELDS.to_owned(), |f, (name, _)| format!("{f},{name}"))
+}
+
 /// What ironpxe reads of a port; `pxe_enabled` needs API 1.19.
 pub const PORT_FIELDS: &str = "uuid,address,node_uuid,pxe_enabled,extra";
 
@@ -599,13 +675,30 @@ impl SortKey {
     }
 }
 
-/// The four probes of one refresh, in order (their marks are kept in this order).
-const PROBES: [(Kind, SortKey); 4] = [
-    (Kind::Nodes, SortKey::UpdatedAt),
-    (Kind::Nodes, SortKey::CreatedAt),
-    (Kind::Ports, SortKey::UpdatedAt),
-    (Kind::Ports, SortKey::CreatedAt),
-];
+/// The probes of one refresh, in order (their marks are kept in this order): nodes and
+/// ports, each by `updated_at` and `created_at`, once per listing of the subset (one node
+/// query per combination of its single-valued filters, one port query): four for the whole
+/// fleet.
+///
+/// With server-side node filters, one more: every node by `updated_at`, unfiltered, so a
+/// node whose placement changed through the API (which bumps `updated_at`) leaves this
+/// replica at once instead of at the next reconciliation. It costs Ironic the encoding of
+/// every change in the fleet, per replica.
+fn probes(subset: &Subset) -> Vec<(Kind, SortKey, String)> {
+    let mut out = Vec::new();
+    if subset.node_queries() != [String::new()] {
+        out.push((Kind::Nodes, SortKey::UpdatedAt, String::new()));
+    }
+    for q in subset.node_queries() {
+        for key in [SortKey::UpdatedAt, SortKey::CreatedAt] {
+            out.push((Kind::Nodes, key, q.clone()));
+        }
+    }
+    for key in [SortKey::UpdatedAt, SortKey::CreatedAt] {
+        out.push((Kind::Ports, key, subset.port_query()));
+    }
+    out
+}
 
 /// What a change probe found.
 #[derive(Debug, Default)]
@@ -725,9 +818,20 @@ impl PollState {
 
 /// Loads the cache from the last good poll into the store (a restart while Ironic is down).
 pub fn load_cache(store: &Store, cache: &Path) {
+    load_cache_of(store, cache, &Subset::default());
+}
+
+/// [`load_cache`], keeping only `subset`'s nodes: the subset may have changed since the cache
+/// was written.
+pub fn load_cache_of(store: &Store, cache: &Path, subset: &Subset) {
     match std::fs::read(cache) {
         Ok(bytes) => match StateDoc::from_slice(&bytes) {
             Ok(doc) => {
+                let cached = doc.nodes.len();
+                let doc = subset.select(doc);
+                if doc.nodes.len() < cached {
+                    tracing::info!(cache = %cache.display(), dropped = cached - doc.nodes.len(), "cached nodes outside [ironic.subset] not loaded");
+                }
                 tracing::info!(cache = %cache.display(), nodes = doc.nodes.len(), "loaded the last good Ironic poll");
                 store.apply(vec![(source_id(), Update::Replace(doc))]);
             }
@@ -781,8 +885,9 @@ struct Refresher {
     walks: u64,
     reconciles: u64,
     changes: u64,
-    /// One mark per entry of [`PROBES`].
-    marks: [Watermark; 4],
+    /// What each probe asks ([`probes`]) and its mark.
+    probes: Vec<(Kind, SortKey, String)>,
+    marks: Vec<Watermark>,
     /// No complete walk yet, or the probes lost track: walk everything next.
     need_walk: bool,
     last_reconcile: Instant,
@@ -797,7 +902,8 @@ impl Refresher {
             walks: 0,
             reconciles: 0,
             changes: 0,
-            marks: [Watermark::default(); 4],
+            marks: Vec::new(),
+            probes: Vec::new(),
             need_walk: true,
             last_reconcile: Instant::now(),
         }
@@ -822,10 +928,11 @@ impl Refresher {
     /// The full walk. The marks are taken first: whatever changes during the walk is newer
     /// than them, so the next probe reads it again.
     async fn walk(&mut self) -> Result<(), IronicError> {
-        let mut marks = [Watermark::default(); 4];
-        for (mark, (kind, key)) in marks.iter_mut().zip(PROBES) {
+        let probes = probes(self.client.subset());
+        let mut marks = vec![Watermark::default(); probes.len()];
+        for (mark, (kind, key, query)) in marks.iter_mut().zip(&probes) {
             let started = Instant::now();
-            let p = self.client.probe(kind, key, "", None, 1, 1).await?;
+            let p = self.client.probe(*kind, *key, query, None, 1, 1).await?;
             mark.advance(p.top, self.cfg.overlap, started, Instant::now());
         }
         let doc = self.client.poll().await?;
@@ -840,6 +947,7 @@ impl Refresher {
         );
         self.view = view;
         self.marks = marks;
+        self.probes = probes;
         self.walks += 1;
         self.need_walk = false;
         self.last_reconcile = Instant::now();
@@ -848,13 +956,14 @@ impl Refresher {
 
     /// The four change probes, merged into the view only when all four are complete.
     async fn incremental(&mut self) -> Result<bool, IronicError> {
-        let mut probes = Vec::with_capacity(PROBES.len());
+        let mut probes = Vec::with_capacity(self.probes.len());
         let started = Instant::now();
-        for (mark, (kind, key)) in self.marks.iter().zip(PROBES) {
+        for (mark, (kind, key, query)) in self.marks.iter().zip(&self.probes) {
+            let (kind, key) = (*kind, *key);
             let cutoff = mark.cutoff(self.cfg.overlap);
             let p = self
                 .client
-                .probe(kind, key, "", cutoff, PROBE_LIMIT, MAX_PROBE_PAGES)
+                .probe(kind, key, query, cutoff, PROBE_LIMIT, MAX_PROBE_PAGES)
                 .await?;
             if !p.complete {
                 tracing::warn!(
@@ -869,13 +978,21 @@ impl Refresher {
         }
         let mut delta = Delta::default();
         let mut unreadable = 0usize;
-        for ((kind, key), (p, mark)) in PROBES
-            .into_iter()
+        let filtered = self.client.subset().node_queries() != [String::new()];
+        for ((kind, key, query), (p, mark)) in self
+            .probes
+            .iter()
             .zip(probes.into_iter().zip(&mut self.marks))
         {
+            let (kind, key) = (*kind, *key);
+            // The unfiltered node probe of a subset: what it lists outside the subset left.
+            let prune = filtered && query.is_empty();
             for v in p.entries {
                 match kind {
                     Kind::Nodes => match serde_json::from_value::<Node>(v) {
+                        Ok(n) if prune && !self.client.subset().selects(&n) => {
+                            delta.nodes_removed += usize::from(self.view.remove_node(&n.uuid))
+                        }
                         Ok(n) => delta.nodes_changed += usize::from(self.view.upsert_node(n)),
                         Err(_) => unreadable += 1,
                     },
@@ -908,8 +1025,14 @@ impl Refresher {
 
     /// Removes what Ironic no longer lists and fetches what the view lacks.
     async fn reconcile(&mut self) -> Result<bool, IronicError> {
-        let (nodes, bad_n) = self.client.uuids(Kind::Nodes, "").await?;
-        let (ports, bad_p) = self.client.uuids(Kind::Ports, "").await?;
+        let subset = self.client.subset();
+        let (mut nodes, mut bad_n) = (Vec::new(), 0);
+        for q in subset.node_queries() {
+            let (listed, bad) = self.client.uuids(Kind::Nodes, &q).await?;
+            nodes.extend(listed);
+            bad_n += bad;
+        }
+        let (ports, bad_p) = self.client.uuids(Kind::Ports, &subset.port_query()).await?;
         let nodes: std::collections::BTreeSet<NodeUuid> = nodes
             .iter()
             .filter_map(|u| NodeUuid::parse(u).ok())
@@ -992,7 +1115,9 @@ pub async fn run_poller(
         });
         let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
         let polled = match outcome {
-            Ok(changed) if changed || recovering => Ok(Some(r.view.to_doc())),
+            Ok(changed) if changed || recovering => {
+                Ok(Some(r.client.subset().select(r.view.to_doc())))
+            }
             Ok(_) => Ok(None),
             Err(e) => Err(e),
         };
@@ -1066,6 +1191,22 @@ fn take_poll(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_fields_follow_the_api_version() {
+        let all = node_fields(None);
+        assert!(
+            all.starts_with(NODE_FIELDS) && all.ends_with(",shard"),
+            "{all}"
+        );
+        assert_eq!(all, node_fields(Some("latest")));
+        assert_eq!(
+            node_fields(Some("1.50")),
+            format!("{NODE_FIELDS},resource_class,conductor_group,owner")
+        );
+        assert_eq!(node_fields(Some("1.31")), NODE_FIELDS);
+        assert_eq!(node_fields(Some("garbage")), NODE_FIELDS);
+    }
 
     #[test]
     fn next_links_keep_path_and_query_only() {

@@ -253,6 +253,11 @@ impl View {
         }
     }
 
+    /// Takes a node out (it left this replica's subset); true when it was there.
+    pub fn remove_node(&mut self, uuid: &NodeUuid) -> bool {
+        self.nodes.remove(uuid).is_some()
+    }
+
     /// Puts a port in; true when it is new or differs. A port without a uuid is refused.
     pub fn upsert_port(&mut self, p: Port) -> bool {
         let Some(u) = p.uuid else {
@@ -472,6 +477,9 @@ mod tests {
         no_uuid.uuid = None;
         assert!(!v.upsert_port(no_uuid), "a port without a uuid is refused");
         assert_eq!((v.node_count(), v.port_count()), (2, 1));
+        let n2 = NodeUuid::parse(N2).expect("uuid");
+        assert!(v.remove_node(&n2) && !v.remove_node(&n2));
+        assert!(v.upsert_node(node(N2, "available")));
         let doc = v.to_doc();
         let states: Vec<_> = doc
             .nodes
