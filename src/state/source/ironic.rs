@@ -1204,7 +1204,11 @@ mod tests {
             node_fields(Some("1.50")),
             format!("{NODE_FIELDS},resource_class,conductor_group,owner")
         );
-        assert_eq!(node_fields(Some("1.31")), NODE_FIELDS);
+        assert_eq!(
+            node_fields(Some("1.31")),
+            format!("{NODE_FIELDS},resource_class")
+        );
+        assert_eq!(node_fields(Some("1.20")), NODE_FIELDS);
         assert_eq!(node_fields(Some("garbage")), NODE_FIELDS);
     }
 
