@@ -854,3 +854,304 @@ fn inspect_plans_and_applies_what_ironics_own_inspection_does() {
     assert!(ok, "nothing left to do:\n{text}{err}");
     assert!(text.contains("result: ok:"), "{text}");
 }
+
+/// Entries in each answer the proxy forwarded: (request path, entries listed).
+type Answers = std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>;
+
+/// A counting proxy in front of Ironic: the tests' HTTP server logs every request ironpxe
+/// makes, and each is forwarded to Ironic as HTTP/1.0 (so the answer is never chunked);
+/// `answers` gets how many entries each listing answer held.
+fn counting_proxy(api_port: u16, answers: Answers) -> common::http_server::HttpServer {
+    use common::http_server::{HttpServer, Reply};
+    use std::io::{Read, Write};
+    HttpServer::start(move |req| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", api_port)).expect("reach Ironic");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        let mut head = format!(
+            "{} {} HTTP/1.0\r\nHost: 127.0.0.1:{api_port}\r\n",
+            req.method, req.path
+        );
+        for (k, v) in &req.headers {
+            if k.starts_with("x-openstack") || k == "accept" || k == "content-type" {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", req.body.len()));
+        s.write_all(head.as_bytes()).expect("forward head");
+        s.write_all(&req.body).expect("forward body");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).expect("Ironic's answer");
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP head from Ironic");
+        let status = String::from_utf8_lossy(&out[..split])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status from Ironic");
+        let body = out[split + 4..].to_vec();
+        let listed = serde_json::from_slice::<Value>(&body).ok().map_or(0, |v| {
+            ["nodes", "ports"]
+                .iter()
+                .filter_map(|k| v[k].as_array().map(Vec::len))
+                .sum()
+        });
+        answers
+            .lock()
+            .expect("answers")
+            .push((req.path.clone(), listed));
+        Reply::new(status, body).header("Content-Type", "application/json")
+    })
+}
+
+fn refresh_mac(i: usize) -> String {
+    format!("52:54:00:ab:{:02x}:{:02x}", i / 256, i % 256)
+}
+
+/// Enrols nodes `from..to` (`enroll` state, fake hardware), one port each.
+fn enrol(ironic: &Ironic, from: usize, to: usize) -> Vec<(String, String)> {
+    (from..to)
+        .map(|i| {
+            let node = ironic.create_node(&format!("refresh-{i}"), json!({}));
+            let port = ironic.create_port(&node, &refresh_mac(i), None);
+            (node, port)
+        })
+        .collect()
+}
+
+/// The iPXE script ironpxe serves for a MAC: (status, body).
+fn served(px: &Ironpxe, mac: &str) -> (u16, String) {
+    px.get(&format!("/ipxe/{mac}"))
+}
+
+/// ironpxe's completed refreshes (`/healthz`).
+fn polls_ok(px: &Ironpxe) -> u64 {
+    healthz(px)["ironic"]["polls_ok"]
+        .as_u64()
+        .expect("polls_ok")
+}
+
+/// Over an idle stretch of at least `cycles` refreshes: (refreshes, requests ironpxe made
+/// per kind). Every request must be a one-page change probe answered with at most a few
+/// entries (the rows stamped exactly with the mark), or a page of a uuid walk. Starts after
+/// three refreshes (`change_overlap_secs` = 2 with `interval_secs` = 1): the probes' windows
+/// have settled.
+fn idle_requests(
+    px: &Ironpxe,
+    proxy: &common::http_server::HttpServer,
+    answers: &Answers,
+    cycles: u64,
+) -> (u64, usize, usize) {
+    let warm = polls_ok(px) + 3;
+    px.wait_until("the probes to settle", || polls_ok(px) >= warm);
+    let answered0 = answers.lock().expect("answers").len();
+    let (p0, seen0) = (polls_ok(px), proxy.requests().len());
+    px.wait_until(&format!("{cycles} idle refreshes"), || {
+        polls_ok(px) >= p0 + cycles
+    });
+    let seen = proxy.requests();
+    let p1 = polls_ok(px);
+    let new = &seen[seen0..];
+    let probes = new.iter().filter(|r| r.path.contains("sort_key=")).count();
+    let walks = new
+        .iter()
+        .filter(|r| r.path.contains("fields=uuid&"))
+        .count();
+    for r in new {
+        assert!(
+            r.method == "GET"
+                && ((r.path.contains("sort_key=") && !r.path.contains("marker="))
+                    || r.path.contains("fields=uuid&")),
+            "an idle refresh made a request other than a one-page probe or a uuid walk: {} {}\n{:#?}",
+            r.method,
+            r.path,
+            new.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+    }
+    let answered = answers.lock().expect("answers")[answered0..].to_vec();
+    for (path, listed) in &answered {
+        assert!(
+            !path.contains("sort_key=") || *listed <= 3,
+            "an idle probe listed {listed} entries: {path}"
+        );
+    }
+    (p1 - p0, probes, walks)
+}
+
+#[test]
+fn the_change_driven_refresh_serves_changes_and_deletions_and_is_quiet_when_idle() {
+    let t0 = Instant::now();
+    let ironic = Ironic::start();
+    let mut fleet = enrol(&ironic, 0, 20);
+    eprintln!("refresh: 20 nodes enrolled at {:.1?}", t0.elapsed());
+    let answers = Answers::default();
+    let proxy = counting_proxy(ironic.api_port, answers.clone());
+    let px = Ironpxe::start_with(Options {
+        toml: format!(
+            "[ironic]\nurl = \"{}\"\ninterval_secs = 1\nreconcile_secs = 3\n\
+             change_overlap_secs = 2\npage_limit = 25\n",
+            proxy.base
+        ),
+        state: vec![],
+        ..Options::default()
+    });
+    let counts = |px: &Ironpxe| {
+        let h = healthz(px);
+        (h["nodes"].as_u64(), h["ports"].as_u64())
+    };
+    px.wait_until("the first walk", || counts(&px) == (Some(20), Some(20)));
+    let first = proxy.requests();
+    assert!(
+        first.iter().any(|r| r
+            .path
+            .starts_with("/v1/nodes?fields=uuid,name,provision_state")),
+        "the walk asks only for the fields ironpxe reads: {:?}",
+        first.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(
+        !first
+            .iter()
+            .any(|r| r.path.contains("detail=True") && !r.path.contains("sort_key=")),
+        "no detail walk"
+    );
+
+    // (a) A provision-state change through the API is served.
+    let (n0, _) = &fleet[0];
+    let (code, body) = served(&px, &refresh_mac(0));
+    assert!(
+        code == 200 && body.contains("provision state enroll"),
+        "{code} {body}"
+    );
+    let t = Instant::now();
+    ironic.provision(n0, "manage", json!({}));
+    ironic.wait_state(n0, "manageable");
+    px.wait_until("the manageable state to be served", || {
+        served(&px, &refresh_mac(0))
+            .1
+            .contains("provision state manageable")
+    });
+    eprintln!(
+        "refresh: provision state served {:.1?} after the API call",
+        t.elapsed()
+    );
+
+    // (b) A PATCH to a node field and to a port's address are served.
+    let (n1, _) = &fleet[1];
+    ironic.api(
+        "PATCH",
+        &format!("/v1/nodes/{n1}"),
+        Some(&json!([{"op": "replace", "path": "/name", "value": "renamed-by-patch"}])),
+    );
+    px.wait_until("the new name to be served", || {
+        served(&px, &refresh_mac(1)).1.contains("renamed-by-patch")
+    });
+    let (_, p2) = &fleet[2];
+    let moved = "52:54:00:cd:00:02";
+    ironic.api(
+        "PATCH",
+        &format!("/v1/ports/{p2}"),
+        Some(&json!([{"op": "replace", "path": "/address", "value": moved}])),
+    );
+    px.wait_until("the port's new address to be served", || {
+        served(&px, moved).0 == 200 && served(&px, &refresh_mac(2)).0 == 404
+    });
+
+    // (d) Idle: a bounded number of small requests per refresh, whatever the fleet's size.
+    let (cycles20, probes20, walks20) = idle_requests(&px, &proxy, &answers, 5);
+    fleet.extend(enrol(&ironic, 20, 60));
+    px.wait_until("40 new nodes (created_at probe)", || {
+        counts(&px) == (Some(60), Some(60))
+    });
+    // A probe longer than a page follows pages by marker on the sorted listing: ironpxe's
+    // client, five to a page, down to a cutoff older than every row.
+    let client = ironpxe::state::source::ironic::Client::new(
+        &ironpxe::state::source::ironic::IronicConfig {
+            url: Some(ironic.url()),
+            page_limit: Some(5),
+            ..Default::default()
+        },
+    )
+    .expect("client");
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(client.probe(
+            ironpxe::state::source::ironic::Kind::Nodes,
+            ironpxe::state::source::ironic::SortKey::CreatedAt,
+            "",
+            ironpxe::state::source::refresh::Stamp::parse("2000-01-01T00:00:00Z"),
+            100,
+            100,
+        ))
+        .expect("probe");
+    let created: Vec<&str> = probe
+        .entries
+        .iter()
+        .map(|n| n["created_at"].as_str().unwrap_or_default())
+        .collect();
+    let names: BTreeSet<&str> = probe
+        .entries
+        .iter()
+        .map(|n| n["name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(probe.complete);
+    assert_eq!((created.len(), names.len()), (60, 60), "every row once");
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first across pages: {created:?}"
+    );
+    let (cycles60, probes60, walks60) = idle_requests(&px, &proxy, &answers, 5);
+    eprintln!(
+        "refresh: idle, 20 nodes: {probes20} probes + {walks20} uuid walks in {cycles20} refreshes; \
+         60 nodes: {probes60} + {walks60} in {cycles60}"
+    );
+    for (n, cycles, probes, walks) in [
+        (20, cycles20, probes20, walks20),
+        (60, cycles60, probes60, walks60),
+    ] {
+        // A window can cut a refresh in two: one more refresh's worth at most.
+        assert!(
+            probes as u64 <= 4 * (cycles + 1),
+            "{n} nodes: {probes} probe requests in {cycles} refreshes"
+        );
+        assert!(
+            probes as u64 >= 4 * (cycles - 1),
+            "{n} nodes: every refresh probes: {probes} in {cycles}"
+        );
+        // Nodes and ports, at 25 a page, once per reconcile_secs (3).
+        let pages = 2 * (n / 25 + 1) as u64;
+        assert!(
+            walks as u64 <= pages * (cycles / 3 + 2),
+            "{n} nodes: {walks} uuid-walk pages in {cycles} refreshes (reconcile_secs = 3)"
+        );
+    }
+
+    // (c) Deletions through the API disappear after a reconciliation.
+    let (_, p3) = &fleet[3];
+    ironic.api("DELETE", &format!("/v1/ports/{p3}"), None);
+    px.wait_until("the deleted port to vanish", || {
+        served(&px, &refresh_mac(3)).0 == 404 && counts(&px) == (Some(60), Some(59))
+    });
+    let (n4, _) = &fleet[4];
+    ironic.api("DELETE", &format!("/v1/nodes/{n4}"), None);
+    px.wait_until("the deleted node to vanish", || {
+        served(&px, &refresh_mac(4)).0 == 404 && counts(&px) == (Some(59), Some(58))
+    });
+    let h = healthz(&px);
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["ironic"]["polls_failed"], 0, "{h}");
+    // Everything above came through probes and reconciliations: one walk, at the start.
+    let walks = px.metric(r#"ironpxe_ironic_refresh_total{what="walk"}"#);
+    let reconciles = px.metric(r#"ironpxe_ironic_refresh_total{what="reconcile"}"#);
+    let changes = px.metric(r#"ironpxe_ironic_refresh_total{what="change"}"#);
+    eprintln!("refresh: {walks} walk, {reconciles} reconciliations, {changes} changes taken in");
+    assert_eq!(walks, 1.0, "no fallback walk");
+    assert!(reconciles >= 2.0, "{reconciles}");
+    // 40 nodes and 40 ports enrolled, a state change, a rename, a moved port, two deletions
+    // (the node's port with it): at least 86, and re-reads of unchanged rows count nothing.
+    assert!((86.0..200.0).contains(&changes), "{changes} changes");
+    eprintln!("refresh: done in {:.1?}", t0.elapsed());
+}

@@ -1,5 +1,6 @@
 //! The Ironic API client against a scripted HTTP server: pagination, partial and failed
-//! polls, HTTP basic and Keystone authentication (no Keystone runs here, so its token
+//! polls, change probes that never end or carry hostile timestamps, HTTP basic and Keystone
+//! authentication (no Keystone runs here, so its token
 //! service is scripted too; the real-Ironic test covers noauth end to end).
 
 mod common;
@@ -125,7 +126,7 @@ async fn follows_pagination_and_a_partial_poll_changes_nothing() {
         Some("latest")
     );
     assert!(
-        first.path.contains("limit=2") && first.path.contains("detail=True"),
+        first.path.contains("limit=2") && first.path.contains("fields=uuid,"),
         "{}",
         first.path
     );
@@ -262,4 +263,108 @@ async fn keystone_token_is_reused_and_renewed() {
         .iter()
         .filter(|r| r.path.starts_with("/v1/"))
         .all(|r| r.headers.contains_key("x-auth-token")));
+}
+
+/// A node entry of a change probe, `updated_at` as given (`null` when `None`).
+fn probed_node(i: usize, updated_at: Option<&str>) -> String {
+    let stamp = updated_at
+        .map(|s| format!("\"{s}\""))
+        .unwrap_or_else(|| "null".into());
+    format!(
+        r#"{{"uuid": "00000000-0000-4000-8000-{i:012}", "provision_state": "active",
+            "created_at": "2026-01-01T00:00:00+00:00", "updated_at": {stamp}}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_probe_whose_pages_never_end_is_cut_off_and_reported_incomplete() {
+    use ironpxe::state::source::ironic::{Kind, SortKey};
+    use ironpxe::state::source::refresh::Stamp;
+    // Every page is full, every entry new, and there is always a next page.
+    let srv = scripted_server(Arc::new(|req: &Seen| {
+        // Pages follow by marker: the last entry's uuid, whose last digits number it.
+        let page: usize = req
+            .path
+            .split("marker=")
+            .nth(1)
+            .and_then(|m| m.split('&').next())
+            .and_then(|m| m.get(24..))
+            .and_then(|m| m.parse::<usize>().ok())
+            .map_or(0, |last| last / 5 + 1);
+        let items: Vec<_> = (0..5)
+            .map(|i| probed_node(page * 5 + i, Some("2026-12-03T18:00:00.000001+00:00")))
+            .collect();
+        let body = format!(
+            r#"{{"nodes": [{}], "next": "http://x/v1/nodes?detail=True&sort_key=updated_at&sort_dir=desc&limit=5&marker={}"}}"#,
+            items.join(","),
+            page + 1
+        );
+        (200, vec![], body)
+    }));
+    let client = Client::new(&config(&srv.base)).expect("client");
+    let cutoff = Stamp::parse("2026-12-03T17:00:00+00:00");
+    let p = client
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 5, 7)
+        .await
+        .expect("probe");
+    assert!(!p.complete, "a probe that reached its page cap says so");
+    assert_eq!(srv.hits(), 7, "bounded by the page cap");
+    assert_eq!(p.entries.len(), 35);
+    let last = &srv.requests()[6].path;
+    assert!(
+        last.ends_with("&marker=00000000-0000-4000-8000-000000000029")
+            && last.contains("sort_key=updated_at"),
+        "pages follow by marker, keeping the sort: {last}"
+    );
+    let first = &srv.requests()[0].path;
+    assert!(
+        first.contains("sort_key=updated_at")
+            && first.contains("sort_dir=desc")
+            && first.contains("detail=True")
+            && first.contains("limit=2"),
+        "limit capped by page_limit (2): {first}"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_stops_at_the_first_null_and_a_future_stamp_does_not_move_its_mark() {
+    use ironpxe::state::source::ironic::{Kind, SortKey};
+    use ironpxe::state::source::refresh::Stamp;
+    let srv = scripted_server(Arc::new(|_: &Seen| {
+        let items = [
+            probed_node(1, Some("2999-01-01T00:00:00+00:00")),
+            probed_node(2, Some("2026-12-03T18:00:00+00:00")),
+            probed_node(4, Some("not a time")),
+            probed_node(3, None),
+            probed_node(5, Some("2026-12-03T10:00:00+00:00")),
+        ];
+        let body = format!(
+            r#"{{"nodes": [{}], "next": "http://x/v1/nodes?marker=again"}}"#,
+            items.join(",")
+        );
+        (200, vec![], body)
+    }));
+    let client = Client::new(&config(&srv.base)).expect("client");
+    let cutoff = Stamp::parse("2026-12-03T17:59:55+00:00");
+    let p = client
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 2, 20)
+        .await
+        .expect("probe");
+    assert!(p.complete);
+    assert_eq!(
+        srv.hits(),
+        1,
+        "an entry older than the cutoff ends the probe"
+    );
+    let uuids: Vec<_> = p
+        .entries
+        .iter()
+        .map(|e| e["uuid"].as_str().unwrap_or_default()[24..].to_owned())
+        .collect();
+    assert_eq!(
+        uuids,
+        vec!["000000000001", "000000000002", "000000000004"],
+        "future and unparsable entries are taken in; a null one is the created_at probe's"
+    );
+    assert_eq!(p.top, Stamp::parse("2026-12-03T18:00:00+00:00"));
 }

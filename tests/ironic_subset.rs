@@ -126,7 +126,8 @@ fn start(ironic: &Ironic, more: &str) -> Ironpxe {
     };
     let px = Ironpxe::start_with(Options {
         toml: format!(
-            "[boot]\nipa_api_url = \"{api}\"\n[ironic]\nurl = \"{api}\"\ninterval_secs = 1\n{more}"
+            "[boot]\nipa_api_url = \"{api}\"\n[ironic]\nurl = \"{api}\"\ninterval_secs = 1\n\
+             reconcile_secs = 2\n{more}"
         ),
         state: Vec::new(),
         ..Options::default()
@@ -218,9 +219,18 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
         .lines()
         .filter_map(|l| l.split_once(" - GET /v1/").map(|(_, r)| r))
         .filter(|r| {
-            (r.starts_with("nodes?") || r.starts_with("ports?")) && r.contains("detail=True")
+            (r.starts_with("nodes?") || r.starts_with("ports?"))
+                && (r.contains("detail=True") || r.contains("fields="))
         })
         .collect();
+    // The one unfiltered listing: the change probe that sees nodes leave the subset.
+    let (leave_probes, listings): (Vec<&str>, Vec<&str>) = listings.into_iter().partition(|r| {
+        r.starts_with("nodes?") && r.contains("sort_key=updated_at") && !r.contains("owner=")
+    });
+    assert!(
+        !leave_probes.is_empty(),
+        "a subset replica probes for nodes leaving it"
+    );
     let nodes: Vec<&&str> = listings.iter().filter(|r| r.starts_with("nodes")).collect();
     assert!(
         nodes.iter().any(|r| r.contains("marker=")),
@@ -255,8 +265,9 @@ fn a_replica_serves_only_its_conductor_group_shard_owner_class_and_network() {
         "the second replica lists ports by conductor group"
     );
 
-    // A node moving between rows (its conductor group changed) moves between the replicas
-    // at their next polls.
+    // A node moving between rows (its conductor group changed) moves between the replicas.
+    // The change is made in the database, which leaves `updated_at` alone (the API bumps
+    // it): the change probes cannot see it, the reconciliation (`reconcile_secs = 2`) does.
     ironic.sql(
         "UPDATE nodes SET conductor_group = 'row-a' WHERE uuid = ?",
         &[&uuids[2]],

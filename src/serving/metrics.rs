@@ -324,6 +324,20 @@ fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
     );
     header(
         s,
+        "ironpxe_ironic_refresh_total",
+        "counter",
+        "Ironic refresh work: full walks (start, or a probe that lost track), uuid \
+         reconciliations, node and port changes taken in.",
+    );
+    for (what, n) in [
+        ("walk", p.walks),
+        ("reconcile", p.reconciles),
+        ("change", p.changes),
+    ] {
+        let _ = writeln!(s, "ironpxe_ironic_refresh_total{{what=\"{what}\"}} {n}");
+    }
+    header(
+        s,
         "ironpxe_ironic_last_good_poll_age_seconds",
         "gauge",
         "Seconds since the last complete poll (-1: none yet).",

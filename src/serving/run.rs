@@ -188,7 +188,7 @@ fn start_ironic(
         Arc::new(client),
         live.store.clone(),
         cache,
-        cfg.ironic.interval(),
+        cfg.ironic.refresh(),
         state.clone(),
     ));
     Ok(Some(state))

@@ -1,7 +1,9 @@
 //! Where node state comes from: a watched directory of Ironic JSON ([`dir`]) and the Ironic
-//! API itself ([`ironic`]), optionally one slice of the fleet ([`subset`]). Both hand the
-//! store whole documents through the same [`Update`](crate::state::Update) shape.
+//! API itself ([`ironic`], whose change-driven refresh keeps its pure rules in [`refresh`]),
+//! optionally one slice of the fleet ([`subset`]). Both hand the store whole documents
+//! through the same [`Update`](crate::state::Update) shape.
 
 pub mod dir;
 pub mod ironic;
+pub mod refresh;
 pub mod subset;
