@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::model::addr::{ClientId, Mac};
-use crate::model::node::{NodeUuid, Port, PortUuid};
+use crate::model::node::{python_truthy, NodeUuid, Port, PortUuid};
 
 /// `[inspector] add_ports`: which inventory interfaces become ports.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -244,11 +244,9 @@ fn parse_interface(index: usize, v: &Value) -> Result<InventoryInterface, Invent
 /// any other truthy value is refused.
 fn text_field(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
     match o.get(key) {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
-        Some(Value::String(s)) => Ok((!s.is_empty()).then(|| s.clone())),
-        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Ok(None),
-        Some(Value::Array(a)) if a.is_empty() => Ok(None),
-        Some(Value::Object(m)) if m.is_empty() => Ok(None),
+        None => Ok(None),
+        Some(v) if !python_truthy(v) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(format!("is {other}, not a string")),
     }
 }
