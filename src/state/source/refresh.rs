@@ -58,16 +58,23 @@ impl From<SystemTime> for Stamp {
 /// can still appear.
 ///
 /// A probe reads back `overlap` before the mark: a row may be committed after a newer one
-/// was seen (a slow transaction, or a host whose clock is behind). Once a probe that started
-/// `overlap` after the mark was first seen has read that window, no such row can appear any
-/// more, and later probes read only from the mark itself (rows with exactly its timestamp
-/// still count), so a quiet fleet costs near-empty answers however large the last burst of
-/// changes was.
+/// was seen (a slow transaction, or a host whose clock is behind). Such a row is dated no
+/// earlier than `overlap` before Ironic's clock when the probe that missed it ran, so the
+/// window never reaches further back than that (`floor`, from the answer's `Date`): a mark
+/// on an old row — a fleet enrolled in bulk long ago, thousands of rows within one overlap —
+/// is settled at once instead of being read back whole on every probe. Once a probe that
+/// started `overlap` after the mark was first seen has read that window, no such row can
+/// appear any more, and later probes read only from the mark itself (rows with exactly its
+/// timestamp still count), so a quiet fleet costs near-empty answers however large the last
+/// burst of changes was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Watermark {
     top: Option<Stamp>,
     /// When the current top was first seen (our monotonic clock).
     seen_at: Option<Instant>,
+    /// `overlap` before Ironic's clock at the latest probe since the current top was first
+    /// seen: no row that can still appear late is older.
+    floor: Option<Stamp>,
     settled: bool,
 }
 
@@ -87,7 +94,9 @@ impl Watermark {
     pub fn cutoff(&self, overlap: Duration) -> Option<Stamp> {
         match self.settled {
             true => self.top,
-            false => self.top.map(|t| t.minus(overlap)),
+            false => self
+                .top
+                .map(|t| self.floor.map_or(t.minus(overlap), |f| t.minus(overlap).max(f).min(t))),
         }
     }
 
@@ -96,13 +105,15 @@ impl Watermark {
     }
 
     /// Takes the newest timestamp a complete probe saw (see [`Sifted::top`]); the probe
-    /// started at `started` and read from [`cutoff`](Self::cutoff); `now` is when it ended.
+    /// started at `started` and read from [`cutoff`](Self::cutoff); `now` is when it ended;
+    /// `ironic_now` is Ironic's clock when it started (its answer's `Date`), if known.
     pub fn advance(
         &mut self,
         seen: Option<Stamp>,
         overlap: Duration,
         started: Instant,
         now: Instant,
+        ironic_now: Option<Stamp>,
     ) -> Moved {
         let moved = match (seen, self.top) {
             (None, _) => Moved::Kept,
@@ -111,6 +122,7 @@ impl Watermark {
             _ => Moved::Forward,
         };
         if moved == Moved::Kept {
+            self.floor = self.floor.max(ironic_now.map(|d| d.minus(overlap)));
             if let Some(at) = self.seen_at {
                 if started.saturating_duration_since(at) >= overlap {
                     self.settled = true;
@@ -119,7 +131,11 @@ impl Watermark {
         } else {
             self.top = seen;
             self.seen_at = Some(now);
+            self.floor = ironic_now.map(|d| d.minus(overlap));
             self.settled = false;
+        }
+        if let (Some(f), Some(t)) = (self.floor, self.top) {
+            self.settled |= f >= t;
         }
         moved
     }
@@ -381,18 +397,18 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(w.cutoff(o), None);
-        assert_eq!(w.advance(None, o, at(0), at(0)), Moved::Kept);
+        assert_eq!(w.advance(None, o, at(0), at(0), None), Moved::Kept);
         assert_eq!(w.cutoff(o), None, "nothing dated yet");
         let t = st("2026-12-03T18:00:00Z");
-        assert_eq!(w.advance(Some(t), o, at(0), at(1)), Moved::Forward);
+        assert_eq!(w.advance(Some(t), o, at(0), at(1), None), Moved::Forward);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:55Z")));
-        assert_eq!(w.advance(Some(t), o, at(3), at(3)), Moved::Kept);
+        assert_eq!(w.advance(Some(t), o, at(3), at(3), None), Moved::Kept);
         assert_eq!(
             w.cutoff(o),
             Some(st("2026-12-03T17:59:55Z")),
             "a probe that started within the overlap does not settle it"
         );
-        assert_eq!(w.advance(None, o, at(6), at(6)), Moved::Kept);
+        assert_eq!(w.advance(None, o, at(6), at(6), None), Moved::Kept);
         assert_eq!(w.top(), Some(t), "an empty listing keeps the mark");
         assert_eq!(
             w.cutoff(o),
@@ -400,15 +416,46 @@ mod tests {
             "read the window once more than the overlap after first seeing the top: settled"
         );
         let newer = st("2026-12-03T18:00:10Z");
-        assert_eq!(w.advance(Some(newer), o, at(7), at(7)), Moved::Forward);
+        assert_eq!(w.advance(Some(newer), o, at(7), at(7), None), Moved::Forward);
         assert_eq!(
             w.cutoff(o),
             Some(st("2026-12-03T18:00:05Z")),
             "a new top opens the window again"
         );
         let back = st("2026-12-03T17:00:00Z");
-        assert_eq!(w.advance(Some(back), o, at(8), at(8)), Moved::Backward);
+        assert_eq!(w.advance(Some(back), o, at(8), at(8), None), Moved::Backward);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T16:59:55Z")));
+    }
+
+    #[test]
+    fn a_mark_older_than_the_overlap_on_ironics_clock_is_settled_at_once() {
+        let o = Duration::from_secs(5);
+        let t0 = Instant::now();
+        // A fleet enrolled in bulk a day ago: thousands of rows within one overlap of the
+        // top. Ironic's clock says no late row can be older than 5 s before now.
+        let mut w = Watermark::default();
+        let top = st("2026-12-02T18:00:00Z");
+        let date = Some(st("2026-12-03T18:00:00Z"));
+        assert_eq!(w.advance(Some(top), o, t0, t0, date), Moved::Forward);
+        assert_eq!(w.cutoff(o), Some(top), "nothing before the top can still appear");
+
+        // A top 2 s before Ironic's clock: the window reaches back only to 5 s before it.
+        let mut w = Watermark::default();
+        let top = st("2026-12-03T17:59:58Z");
+        assert_eq!(w.advance(Some(top), o, t0, t0, date), Moved::Forward);
+        assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:55Z")));
+        // A later probe 2 s on (Ironic's clock) narrows it; our own clock has not moved.
+        let later = Some(st("2026-12-03T18:00:02Z"));
+        assert_eq!(w.advance(Some(top), o, t0, t0, later), Moved::Kept);
+        assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:57Z")));
+        // One 4 s on: nothing older than the top can appear any more.
+        let later = Some(st("2026-12-03T18:00:04Z"));
+        assert_eq!(w.advance(Some(top), o, t0, t0, later), Moved::Kept);
+        assert_eq!(w.cutoff(o), Some(top));
+        // Without a Date the window is the whole overlap, as before.
+        let mut w = Watermark::default();
+        assert_eq!(w.advance(Some(top), o, t0, t0, None), Moved::Forward);
+        assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:53Z")));
     }
 
     #[test]

@@ -215,8 +215,11 @@ impl Client {
         let ceiling = Stamp::from(SystemTime::now()).plus(FUTURE_TOLERANCE);
         let mut out = Probe::default();
         let mut dated = false;
-        for _page in 0..max_pages {
-            let page = self.page(&path).await?;
+        for n in 0..max_pages {
+            let (page, date) = self.page_dated(&path).await?;
+            if n == 0 {
+                out.ironic_now = date;
+            }
             size = (size * 2).min(limit);
             let next = next_page(&first(size), &page, kind);
             let entries = page.into_entries(kind);
@@ -277,11 +280,31 @@ impl Client {
     }
 
     async fn page(&self, path: &str) -> Result<Page, IronicError> {
-        let body = self.get(path).await?;
-        serde_json::from_slice(&body).map_err(|e| IronicError::Json {
+        Ok(self.page_dated(path).await?.0)
+    }
+
+    /// A page and Ironic's clock when it answered (its `Date` header), if sane: within
+    /// [`FUTURE_TOLERANCE`] of ours, so a broken clock or header cannot close a probe's
+    /// overlap window.
+    async fn page_dated(&self, path: &str) -> Result<(Page, Option<Stamp>), IronicError> {
+        let resp = self.send(reqwest::Method::GET, path, None).await?;
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .filter(|d| {
+                let now = SystemTime::now();
+                let off = d.duration_since(now).or_else(|_| now.duration_since(*d));
+                off.is_ok_and(|o| o <= FUTURE_TOLERANCE)
+            })
+            .map(Stamp::from);
+        let body = read_ok(resp, &format!("GET {path}")).await?;
+        let page = serde_json::from_slice(&body).map_err(|e| IronicError::Json {
             what: format!("GET {path}"),
             message: e.to_string(),
-        })
+        })?;
+        Ok((page, date))
     }
 
     /// GET with auth; one retry with a fresh token on 401.
@@ -504,6 +527,8 @@ pub struct Probe {
     pub top: Option<Stamp>,
     /// False when the page cap was reached before the cutoff: too many changes to trust.
     pub complete: bool,
+    /// Ironic's clock when the probe started (its first answer's `Date`).
+    pub ironic_now: Option<Stamp>,
 }
 
 /// One page of a listing, entries kept raw (probes read their timestamps first).

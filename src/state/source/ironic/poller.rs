@@ -200,7 +200,7 @@ impl Refresher {
         for (mark, (kind, key, query)) in marks.iter_mut().zip(&probes) {
             let started = Instant::now();
             let p = self.client.probe(*kind, *key, query, None, 1, 1).await?;
-            mark.advance(p.top, self.cfg.overlap, started, Instant::now());
+            mark.advance(p.top, self.cfg.overlap, started, Instant::now(), p.ironic_now);
         }
         let doc = self.client.poll().await?;
         let (view, dropped) = View::from_doc(doc);
@@ -269,7 +269,9 @@ impl Refresher {
                     },
                 }
             }
-            if mark.advance(p.top, self.cfg.overlap, started, Instant::now()) == Moved::Backward {
+            if mark.advance(p.top, self.cfg.overlap, started, Instant::now(), p.ironic_now)
+                == Moved::Backward
+            {
                 tracing::debug!(
                     listing = kind.path(),
                     sort_key = key.name(),

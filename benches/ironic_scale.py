@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""What one ironpxe costs a real Ironic at fleet scale, side by side with the poller it replaced.
+
+Runs in the venv `.ci/ironic-venv` installs (Ironic 39, sqlite, one API worker, fake hardware:
+the configuration issue 24 was measured on). For each N it enrols N nodes with one port each
+straight into Ironic's database — rows copied from a node and a port first created through
+Ironic's own API, so every column is what Ironic itself writes — and measures:
+
+* what each kind of request ironpxe (or its predecessor) sends costs Ironic, in CPU seconds
+  of Ironic's processes (`/proc/<pid>/stat`, every process of its group) per request;
+* the steady state: Ironic's CPU with 1 % of the nodes changing per minute (PATCHes of
+  `extra`), first without and then with `ironpxe serve --ironic-url` running; the difference
+  is what ironpxe costs. Meanwhile a node in `wait call-back` gets a new `deploy_kernel`
+  every few seconds and the time until ironpxe's HTTP answer for its MAC names it is taken
+  (propagation, from the moment Ironic's API answered the PATCH);
+* the first complete state after a cold start (no cache), and ironpxe's own CPU and RSS.
+
+Prints one JSON object per N on stdout (the shell wrapper turns them into BENCHMARKS.md).
+Reports only: nothing here fails on a number.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid as uuidlib
+
+HZ = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_cpu(pgid):
+    """CPU seconds (user + system) of every live process in a process group."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / HZ
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 1e6
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+class Api:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None, timeout=600):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("X-OpenStack-Ironic-API-Version", "latest")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None, len(raw)
+
+    def walk(self, first):
+        """Every page of a listing by `next` links (what the old poller did); bytes read."""
+        path, total = first, 0
+        while path:
+            doc, n = self.call("GET", path)
+            total += n
+            nxt = doc.get("next")
+            path = nxt[nxt.index("/v1/"):] if nxt else None
+        return total
+
+
+class Ironic:
+    def __init__(self, venv, root, dir):
+        self.venv, self.dir = venv, dir
+        self.port = free_port()
+        self.api = Api(f"http://127.0.0.1:{self.port}")
+        for sub in ("state", "tmp", "locks", "httpboot", "tftpboot", "images",
+                    "master_images", "tftp_master", "iso_master", "deploy_logs"):
+            os.makedirs(os.path.join(dir, sub), exist_ok=True)
+        with open(os.path.join(root, "tests/fixtures/ironic/ironic-parking.conf")) as f:
+            conf = f.read()
+        conf = (conf.replace("@IRONIC_DIR@", dir)
+                .replace("@API_PORT@", str(self.port))
+                .replace("@IMG_PORT@", "9")
+                # Request logging at debug costs Ironic CPU the measurement would count.
+                .replace("debug = true", "debug = false"))
+        self.conf = os.path.join(dir, "ironic.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.db = os.path.join(dir, "ironic.sqlite")
+        subprocess.run([f"{venv}/bin/ironic-dbsync", "--config-file", self.conf,
+                        "create_schema"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.proc = None
+
+    def start(self):
+        log = open(os.path.join(self.dir, "stderr.log"), "ab")
+        self.proc = subprocess.Popen([f"{self.venv}/bin/ironic", "--config-file", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                self.api.call("GET", "/v1", timeout=5)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise SystemExit("Ironic did not answer GET /v1 within 120 s; see " + self.dir)
+
+    def cpu(self):
+        return group_cpu(self.proc.pid)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def mac_of(i):
+    return "52:54:%02x:%02x:%02x:%02x" % ((i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255,
+                                          i & 255)
+
+
+def enrol(ironic, n, watched):
+    """N nodes, one port each, in one transaction. Node i's state: `watched` of them wait
+    for a deploy call-back with iPXE (their answers are what propagation watches), the rest
+    are a fleet at rest (active, available, manageable). Half of them were never updated
+    (`updated_at` NULL), as in a freshly enrolled fleet."""
+    api = ironic.api
+    proto, _ = api.call("POST", "/v1/nodes", {
+        "driver": "fake-hardware", "boot_interface": "ipxe", "deploy_interface": "direct",
+        "name": "proto",
+        "driver_info": {"deploy_kernel": "http://127.0.0.1:9/ipa.kernel",
+                        "deploy_ramdisk": "http://127.0.0.1:9/ipa.initramfs"},
+        "properties": {"cpu_arch": "x86_64", "capabilities": "boot_mode:bios"},
+        "instance_info": {"image_source": "http://127.0.0.1:9/user.img"}})
+    api.call("POST", "/v1/ports", {"node_uuid": proto["uuid"], "address": mac_of(0),
+                                   "pxe_enabled": True})
+    db = sqlite3.connect(ironic.db)
+    db.row_factory = sqlite3.Row
+    node = dict(db.execute("SELECT * FROM nodes WHERE uuid = ?", (proto["uuid"],)).fetchone())
+    port = dict(db.execute("SELECT * FROM ports WHERE node_id = ?", (node["id"],)).fetchone())
+    db.execute("DELETE FROM ports")
+    db.execute("DELETE FROM nodes")
+    ncols, pcols = [c for c in node if c != "id"], [c for c in port if c != "id"]
+    nsql = "INSERT INTO nodes (id, %s) VALUES (?, %s)" % (
+        ", ".join(ncols), ", ".join("?" * len(ncols)))
+    psql = "INSERT INTO ports (id, %s) VALUES (?, %s)" % (
+        ", ".join(pcols), ", ".join("?" * len(pcols)))
+    now = time.time()
+    rest = ["active"] * 8 + ["available", "manageable"]
+    nodes, ports = [], []
+    for i in range(1, n + 1):
+        row = dict(node)
+        row["uuid"] = str(uuidlib.UUID(int=random.getrandbits(128), version=4))
+        row["name"] = f"node-{i}"
+        row["provision_state"] = "wait call-back" if i <= watched else rest[i % len(rest)]
+        row["target_provision_state"] = "active" if i <= watched else None
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now - 86400 + i * 0.001))
+        row["created_at"] = stamp
+        row["updated_at"] = stamp if i % 2 else None
+        nodes.append([i] + [row[c] for c in ncols])
+        prow = dict(port)
+        prow["uuid"] = str(uuidlib.UUID(int=random.getrandbits(128), version=4))
+        prow["address"] = mac_of(i)
+        prow["node_id"] = i
+        prow["created_at"] = stamp
+        prow["updated_at"] = None
+        ports.append([i] + [prow[c] for c in pcols])
+    db.executemany(nsql, nodes)
+    db.executemany(psql, ports)
+    db.commit()
+    uuids = [r[0] for r in db.execute("SELECT uuid FROM nodes ORDER BY id")]
+    db.close()
+    return uuids
+
+
+NODE_FIELDS = None  # filled from ironpxe's own list (see main)
+
+
+def request_costs(ironic, uuids, fields, reps):
+    """Ironic CPU seconds and wall seconds per request, by kind."""
+    api = ironic.api
+    some = uuids[len(uuids) // 2]
+    kinds = {
+        "walk nodes detail (old poller)": lambda: api.walk("/v1/nodes?detail=True&limit=1000"),
+        "walk ports detail (old poller)": lambda: api.walk("/v1/ports?detail=True&limit=1000"),
+        "walk nodes fields= (start)": lambda: api.walk(f"/v1/nodes?fields={fields}&limit=1000"),
+        "walk ports fields= (start)": lambda: api.walk(
+            "/v1/ports?fields=uuid,address,extra,node_uuid,pxe_enabled&limit=1000"),
+        "walk nodes fields=uuid (reconcile)": lambda: api.walk("/v1/nodes?fields=uuid&limit=1000"),
+        "walk ports fields=uuid (reconcile)": lambda: api.walk("/v1/ports?fields=uuid&limit=1000"),
+        "probe nodes updated_at limit=2": lambda: api.call(
+            "GET", "/v1/nodes?detail=True&sort_key=updated_at&sort_dir=desc&limit=2"),
+        "probe nodes created_at limit=2": lambda: api.call(
+            "GET", "/v1/nodes?detail=True&sort_key=created_at&sort_dir=desc&limit=2"),
+        "probe nodes id limit=2": lambda: api.call(
+            "GET", "/v1/nodes?detail=True&sort_key=id&sort_dir=desc&limit=2"),
+        "probe ports updated_at limit=2": lambda: api.call(
+            "GET", "/v1/ports?detail=True&sort_key=updated_at&sort_dir=desc&limit=2"),
+        "probe ports created_at limit=2": lambda: api.call(
+            "GET", "/v1/ports?detail=True&sort_key=created_at&sort_dir=desc&limit=2"),
+        "nodes in one state, fields=uuid": lambda: api.call(
+            "GET", "/v1/nodes?provision_state=wait%20call-back&fields=uuid&limit=1000"),
+        "GET /v1/nodes/<uuid>?fields=": lambda: api.call("GET", f"/v1/nodes/{some}?fields={fields}"),
+        "GET /v1/ports?node=<uuid>": lambda: api.call(
+            "GET", f"/v1/ports?node={some}&fields=uuid,address,extra,node_uuid,pxe_enabled"),
+    }
+    out = {}
+    for name, f in kinds.items():
+        n = 1 if name.startswith("walk") else reps
+        try:
+            f()  # warm (caches, first-use imports)
+        except Exception as e:  # an API that refuses a request is a result too
+            out[name] = {"error": str(e)}
+            continue
+        c0, t0, size = ironic.cpu(), time.monotonic(), 0
+        for _ in range(n):
+            r = f()
+            size = r if isinstance(r, int) else size
+        c1, t1 = ironic.cpu(), time.monotonic()
+        out[name] = {"cpu_s": (c1 - c0) / n, "wall_s": (t1 - t0) / n, "bytes": size}
+    return out
+
+
+class Churn:
+    """PATCHes `extra/churn` of random nodes at `per_min` a minute, one at a time."""
+
+    def __init__(self, ironic, uuids, per_min):
+        self.api, self.uuids, self.gap = ironic.api, uuids, 60.0 / per_min
+        self.next = time.monotonic()
+        self.count = 0
+
+    def due(self):
+        now = time.monotonic()
+        while self.next <= now:
+            u = random.choice(self.uuids)
+            self.api.call("PATCH", f"/v1/nodes/{u}",
+                          [{"op": "add", "path": "/extra/churn", "value": self.count}])
+            self.count += 1
+            self.next += self.gap
+        return self.next
+
+
+def window(ironic, churn, seconds, watch=None):
+    """Runs the churn (and the propagation watch) for `seconds`; Ironic CPU share."""
+    c0, t0 = ironic.cpu(), time.monotonic()
+    end = t0 + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        nxt = churn.due()
+        if watch:
+            watch.step()
+        time.sleep(max(0.0, min(nxt, end) - time.monotonic()) if not watch else 0.02)
+    return (ironic.cpu() - c0) / (time.monotonic() - t0)
+
+
+class Watch:
+    """Changes a waiting node's deploy_kernel and times until ironpxe serves it."""
+
+    def __init__(self, ironic, http, watched, every):
+        self.api, self.http, self.watched, self.every = ironic.api, http, watched, every
+        self.pending = None
+        self.next = time.monotonic() + 1
+        self.samples = []
+        self.seq = 0
+
+    def step(self):
+        now = time.monotonic()
+        if self.pending:
+            mac, mark, since = self.pending
+            try:
+                with urllib.request.urlopen(f"{self.http}/{mac}", timeout=5) as r:
+                    body = r.read().decode(errors="replace")
+            except OSError:
+                body = ""
+            if mark in body:
+                self.samples.append(now - since)
+                self.pending = None
+            elif now - since > 60:
+                self.samples.append(float("inf"))
+                self.pending = None
+            return
+        if now < self.next:
+            return
+        i = random.randrange(len(self.watched))
+        u = self.watched[i]
+        self.seq += 1
+        mark = f"k{self.seq}x{random.getrandbits(32):08x}"
+        self.api.call("PATCH", f"/v1/nodes/{u}", [
+            {"op": "add", "path": "/driver_info/deploy_kernel",
+             "value": f"http://127.0.0.1:9/{mark}/ipa.kernel"}])
+        self.pending = (mac_of(i + 1), mark, time.monotonic())
+        self.next = time.monotonic() + self.every
+
+
+def metric(http, name):
+    with urllib.request.urlopen(f"{http}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
+
+
+def start_ironpxe(binary, root, ironic, scratch, interval):
+    cfg = os.path.join(scratch, "ironpxe.toml")
+    state = os.path.join(scratch, "ironpxe-state")
+    shutil.rmtree(state, ignore_errors=True)
+    os.makedirs(state)
+    tftp, http = free_port(), free_port()
+    with open(cfg, "w") as f:
+        f.write(f"""state_dir = "{state}"
+templates = "{root}/templates"
+tftp_root = "{root}/tftp-root"
+tftp_listen = ["127.0.0.1:{tftp}"]
+http_listen = "127.0.0.1:{http}"
+[images]
+allowed_urls = ["127.0.0.1"]
+[ironic]
+url = "{ironic.api.base}"
+interval_secs = {interval}
+""")
+    log = open(os.path.join(scratch, "ironpxe.log"), "ab")
+    t0 = time.monotonic()
+    proc = subprocess.Popen([binary, "serve", "--config", cfg], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "info"})
+    return proc, t0, f"http://127.0.0.1:{http}"
+
+
+def wait_nodes(proc, http, n, t0):
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit("ironpxe exited; see its log")
+        try:
+            if (metric(http, "ironpxe_nodes") or 0) >= n:
+                return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.05)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+
+
+def run(args, n):
+    scratch = tempfile.mkdtemp(prefix=f"ironic-scale-{n}-", dir=args.scratch)
+    ironic = Ironic(args.venv, args.root, os.path.join(scratch, "ironic"))
+    result = {"n": n}
+    try:
+        ironic.start()
+        t = time.monotonic()
+        uuids = enrol(ironic, n, args.watched)
+        result["enrol_s"] = time.monotonic() - t
+        time.sleep(2)
+        c0 = ironic.cpu()
+        time.sleep(args.idle)
+        result["idle_share"] = (ironic.cpu() - c0) / args.idle
+        result["requests"] = request_costs(ironic, uuids, args.fields, args.reps)
+        per_min = max(1, n // 100)
+        result["churn_per_min"] = per_min
+        churn = Churn(ironic, uuids, per_min)
+        result["share_churn_only"] = window(ironic, churn, args.window)
+        proc, t0, http = start_ironpxe(args.ironpxe, args.root, ironic, scratch, args.interval)
+        try:
+            result["first_state_s"] = wait_nodes(proc, http, n, t0)
+            time.sleep(1)
+            cpu0 = proc_cpu(proc.pid)
+            watch = Watch(ironic, http, uuids[:args.watched], args.every)
+            t = time.monotonic()
+            result["share_churn_ironpxe"] = window(ironic, churn, args.window, watch)
+            result["ironpxe_cpu_share"] = (proc_cpu(proc.pid) - cpu0) / (time.monotonic() - t)
+            result["ironpxe_rss_mb"] = rss_mb(proc.pid)
+            s = watch.samples
+            result["propagation"] = {"samples": len(s), "p50": pct(s, 50), "p99": pct(s, 99),
+                                     "max": max(s) if s else None}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    finally:
+        ironic.stop()
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", required=True, help="the ironpxe checkout")
+    p.add_argument("--venv", required=True)
+    p.add_argument("--ironpxe", required=True, help="the ironpxe binary")
+    p.add_argument("--fields", required=True, help="ironpxe's node fields= list")
+    p.add_argument("--n", type=int, action="append", required=True)
+    p.add_argument("--scratch", default=None)
+    p.add_argument("--watched", type=int, default=20)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--idle", type=float, default=10)
+    p.add_argument("--window", type=float, default=60)
+    p.add_argument("--every", type=float, default=3)
+    p.add_argument("--interval", type=int, default=2)
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args()
+    for n in args.n:
+        print(json.dumps(run(args, n)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
