@@ -157,12 +157,14 @@ def mac_of(i):
 
 def enrol(ironic, n, watched):
     """N nodes, one port each, in one transaction. Node i's state: `watched` of them wait
-    for a deploy call-back with iPXE (their answers are what propagation watches), the rest
+    for an inspection call-back with iPXE (their answers are what propagation watches, and
+    Ironic allows PATCHes in `inspect wait`, not in `wait call-back`), the rest
     are a fleet at rest (active, available, manageable). Half of them were never updated
     (`updated_at` NULL), as in a freshly enrolled fleet."""
     api = ironic.api
     proto, _ = api.call("POST", "/v1/nodes", {
         "driver": "fake-hardware", "boot_interface": "ipxe", "deploy_interface": "direct",
+        "inspect_interface": "agent",
         "name": "proto",
         "driver_info": {"deploy_kernel": "http://127.0.0.1:9/ipa.kernel",
                         "deploy_ramdisk": "http://127.0.0.1:9/ipa.initramfs"},
@@ -188,8 +190,8 @@ def enrol(ironic, n, watched):
         row = dict(node)
         row["uuid"] = str(uuidlib.UUID(int=random.getrandbits(128), version=4))
         row["name"] = f"node-{i}"
-        row["provision_state"] = "wait call-back" if i <= watched else rest[i % len(rest)]
-        row["target_provision_state"] = "active" if i <= watched else None
+        row["provision_state"] = "inspect wait" if i <= watched else rest[i % len(rest)]
+        row["target_provision_state"] = "manageable" if i <= watched else None
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now - 86400 + i * 0.001))
         row["created_at"] = stamp
         row["updated_at"] = stamp if i % 2 else None
@@ -235,7 +237,7 @@ def request_costs(ironic, uuids, fields, reps):
         "probe ports created_at limit=2": lambda: api.call(
             "GET", "/v1/ports?detail=True&sort_key=created_at&sort_dir=desc&limit=2"),
         "nodes in one state, fields=uuid": lambda: api.call(
-            "GET", "/v1/nodes?provision_state=wait%20call-back&fields=uuid&limit=1000"),
+            "GET", "/v1/nodes?provision_state=inspect%20wait&fields=uuid&limit=1000"),
         "GET /v1/nodes/<uuid>?fields=": lambda: api.call("GET", f"/v1/nodes/{some}?fields={fields}"),
         "GET /v1/ports?node=<uuid>": lambda: api.call(
             "GET", f"/v1/ports?node={some}&fields=uuid,address,extra,node_uuid,pxe_enabled"),
@@ -292,7 +294,7 @@ def window(ironic, churn, seconds, watch=None):
 
 
 class Watch:
-    """Changes a waiting node's deploy_kernel and times until ironpxe serves it."""
+    """Changes an inspecting node's deploy_kernel and times until ironpxe serves it."""
 
     def __init__(self, ironic, http, watched, every):
         self.api, self.http, self.watched, self.every = ironic.api, http, watched, every

@@ -64,9 +64,10 @@ impl From<SystemTime> for Stamp {
 /// on an old row — a fleet enrolled in bulk long ago, thousands of rows within one overlap —
 /// is settled at once instead of being read back whole on every probe. Once a probe that
 /// started `overlap` after the mark was first seen has read that window, no such row can
-/// appear any more, and later probes read only from the mark itself (rows with exactly its
-/// timestamp still count), so a quiet fleet costs near-empty answers however large the last
-/// burst of changes was.
+/// appear any more, and later probes read only what is newer than the mark — rows with
+/// exactly its timestamp were all seen by then, and a burst of them (a bulk enrolment;
+/// MySQL's `DATETIME` keeps whole seconds) would otherwise be read again on every probe — so
+/// a quiet fleet costs near-empty answers however large the last burst of changes was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Watermark {
     top: Option<Stamp>,
@@ -93,7 +94,7 @@ impl Watermark {
     /// Entries at or after this are read; `None`: never probed, take only the top.
     pub fn cutoff(&self, overlap: Duration) -> Option<Stamp> {
         match self.settled {
-            true => self.top,
+            true => self.top.map(|t| t.plus(Duration::from_micros(1))),
             false => self
                 .top
                 .map(|t| self.floor.map_or(t.minus(overlap), |f| t.minus(overlap).max(f).min(t))),
@@ -412,8 +413,9 @@ mod tests {
         assert_eq!(w.top(), Some(t), "an empty listing keeps the mark");
         assert_eq!(
             w.cutoff(o),
-            Some(t),
-            "read the window once more than the overlap after first seeing the top: settled"
+            Some(t.plus(Duration::from_micros(1))),
+            "read the window once more than the overlap after first seeing the top: settled, \
+             only what is newer than the top is read"
         );
         let newer = st("2026-12-03T18:00:10Z");
         assert_eq!(w.advance(Some(newer), o, at(7), at(7), None), Moved::Forward);
@@ -437,7 +439,8 @@ mod tests {
         let top = st("2026-12-02T18:00:00Z");
         let date = Some(st("2026-12-03T18:00:00Z"));
         assert_eq!(w.advance(Some(top), o, t0, t0, date), Moved::Forward);
-        assert_eq!(w.cutoff(o), Some(top), "nothing before the top can still appear");
+        let past_top = Some(top.plus(Duration::from_micros(1)));
+        assert_eq!(w.cutoff(o), past_top, "nothing up to the top can still appear");
 
         // A top 2 s before Ironic's clock: the window reaches back only to 5 s before it.
         let mut w = Watermark::default();
@@ -448,10 +451,10 @@ mod tests {
         let later = Some(st("2026-12-03T18:00:02Z"));
         assert_eq!(w.advance(Some(top), o, t0, t0, later), Moved::Kept);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:57Z")));
-        // One 4 s on: nothing older than the top can appear any more.
+        // One 4 s on: nothing up to the top can appear any more.
         let later = Some(st("2026-12-03T18:00:04Z"));
         assert_eq!(w.advance(Some(top), o, t0, t0, later), Moved::Kept);
-        assert_eq!(w.cutoff(o), Some(top));
+        assert_eq!(w.cutoff(o), Some(top.plus(Duration::from_micros(1))));
         // Without a Date the window is the whole overlap, as before.
         let mut w = Watermark::default();
         assert_eq!(w.advance(Some(top), o, t0, t0, None), Moved::Forward);
