@@ -304,7 +304,7 @@ async fn a_probe_whose_pages_never_end_is_cut_off_and_reported_incomplete() {
     let client = Client::new(&config(&srv.base)).expect("client");
     let cutoff = Stamp::parse("2026-12-03T17:00:00+00:00");
     let p = client
-        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 5, 7)
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, pages(5, 7))
         .await
         .expect("probe");
     assert!(!p.complete, "a probe that reached its page cap says so");
@@ -347,7 +347,7 @@ async fn a_probe_stops_at_the_first_null_and_a_future_stamp_does_not_move_its_ma
     let client = Client::new(&config(&srv.base)).expect("client");
     let cutoff = Stamp::parse("2026-12-03T17:59:55+00:00");
     let p = client
-        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, 2, 20)
+        .probe(Kind::Nodes, SortKey::UpdatedAt, "", cutoff, pages(2, 20))
         .await
         .expect("probe");
     assert!(p.complete);
@@ -367,4 +367,13 @@ async fn a_probe_stops_at_the_first_null_and_a_future_stamp_does_not_move_its_ma
         "future and unparsable entries are taken in; a null one is the created_at probe's"
     );
     assert_eq!(p.top, Stamp::parse("2026-12-03T18:00:00+00:00"));
+}
+
+/// A probe's pages as the poller asks them when idle: two rows first, doubling to `limit`.
+fn pages(limit: u32, max: usize) -> ironpxe::state::source::ironic::Pages {
+    ironpxe::state::source::ironic::Pages {
+        first: 2,
+        limit,
+        max,
+    }
 }

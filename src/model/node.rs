@@ -508,8 +508,8 @@ impl<'de> Deserialize<'de> for PortEntry {
 
 /// One state file's contents: a node, a node listing, a port listing, or both listings.
 /// Nodes and ports are shared with every snapshot built from the document, never copied:
-/// at 100k nodes a second copy is a few hundred megabytes.
-#[derive(Debug, Default, PartialEq)]
+/// at 100k nodes a second copy is a few hundred megabytes (a clone shares them).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StateDoc {
     pub nodes: Vec<Arc<Node>>,
     pub ports: Vec<Arc<Port>>,

@@ -79,19 +79,23 @@ impl Client {
 
     /// One complete walk: every page of nodes and of ports (of the configured subset), with
     /// only the fields ironpxe reads ([`Client::node_fields`], [`PORT_FIELDS`]).
+    ///
+    /// Nodes and ports are walked at once: Ironic's cost is its per-entry encoding, and an
+    /// Ironic with more than one API worker (its default: one per CPU) encodes both in
+    /// parallel, so the first state after a cold start takes the longer walk, not the sum.
     pub async fn poll(&self) -> Result<StateDoc, IronicError> {
-        let mut nodes = Vec::new();
-        let fields = format!("fields={}", self.node_fields);
-        for query in self.subset.node_queries() {
-            nodes.extend(self.list("nodes", &fields, &query).await?.nodes);
-        }
-        let ports = self
-            .list(
-                "ports",
-                &format!("fields={PORT_FIELDS}"),
-                &self.subset.port_query(),
-            )
-            .await?;
+        let nodes = async {
+            let mut nodes = Vec::new();
+            let fields = format!("fields={}", self.node_fields);
+            for query in self.subset.node_queries() {
+                nodes.extend(self.list("nodes", &fields, &query).await?.nodes);
+            }
+            Ok::<_, IronicError>(nodes)
+        };
+        let port_fields = format!("fields={PORT_FIELDS}");
+        let port_query = self.subset.port_query();
+        let ports = self.list("ports", &port_fields, &port_query);
+        let (nodes, ports) = tokio::try_join!(nodes, ports)?;
         Ok(self.subset.select(StateDoc {
             nodes,
             ports: ports.ports,
@@ -197,18 +201,23 @@ impl Client {
         key: SortKey,
         query: &str,
         cutoff: Option<Stamp>,
-        limit: u32,
-        max_pages: usize,
+        pages: Pages,
     ) -> Result<Probe, IronicError> {
+        let Pages {
+            first: first_page,
+            limit,
+            max: max_pages,
+        } = pages;
         let limit = limit.clamp(1, self.limit);
-        // Ironic encodes every row of a page, also those past the cutoff: start with two
-        // (the mark's own row and one older, the idle answer) and double while all are new.
-        let mut size = limit.min(2);
+        // Ironic encodes every row of a page, also those past the cutoff, and scans its
+        // table for every page sorted by `updated_at`: start with what the caller expects
+        // (two when idle: the mark's own row and one older) and double while all are new.
+        let mut size = first_page.clamp(1, limit);
         let first = |size: u32| {
             format!(
                 "/v1/{}?detail=True&sort_key={}&sort_dir=desc&limit={size}{query}",
                 kind.path(),
-                key.name()
+                key.sort_param()
             )
         };
         let mut path = first(size);
@@ -501,7 +510,7 @@ impl Kind {
     }
 }
 
-/// The column a change probe sorts by.
+/// The timestamp a change probe reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
     UpdatedAt,
@@ -510,12 +519,34 @@ pub enum SortKey {
 }
 
 impl SortKey {
+    /// The field whose timestamp the probe reads.
     pub(super) fn name(self) -> &'static str {
         match self {
             SortKey::UpdatedAt => "updated_at",
             SortKey::CreatedAt => "created_at",
         }
     }
+
+    /// The `sort_key` asked for. New rows are found in primary-key order: `id` is indexed
+    /// (`created_at` is not, so sorting by it scans the table: 25 ms of Ironic's CPU per
+    /// probe at 10 000 nodes against 11 ms), and ids grow with creation, so `created_at`
+    /// read in that order falls as the overlap window assumes: a row out of order by more
+    /// than the window breaks the window's own assumption anyway.
+    fn sort_param(self) -> &'static str {
+        match self {
+            SortKey::UpdatedAt => "updated_at",
+            SortKey::CreatedAt => "id",
+        }
+    }
+}
+
+/// How much a change probe may read: its first page's size, the size pages double up to,
+/// and how many pages before it gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pages {
+    pub first: u32,
+    pub limit: u32,
+    pub max: usize,
 }
 
 /// What a change probe found.

@@ -19,7 +19,7 @@ mod client;
 mod poller;
 
 pub use client::{
-    node_fields, Client, Kind, Probe, SortKey, NODE_FIELDS, PLACEMENT_FIELDS, PORT_FIELDS,
+    node_fields, Client, Kind, Pages, Probe, SortKey, NODE_FIELDS, PLACEMENT_FIELDS, PORT_FIELDS,
 };
 pub use poller::{
     load_cache, load_cache_of, poll_once, run_poller, PollState, PollStatus, Refresh,
