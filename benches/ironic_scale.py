@@ -20,6 +20,7 @@ Reports only: nothing here fails on a number.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid as uuidlib
@@ -100,7 +102,7 @@ class Api:
 
 
 class Ironic:
-    def __init__(self, venv, root, dir):
+    def __init__(self, venv, root, dir, workers):
         self.venv, self.dir = venv, dir
         self.port = free_port()
         self.api = Api(f"http://127.0.0.1:{self.port}")
@@ -113,7 +115,8 @@ class Ironic:
                 .replace("@API_PORT@", str(self.port))
                 .replace("@IMG_PORT@", "9")
                 # Request logging at debug costs Ironic CPU the measurement would count.
-                .replace("debug = true", "debug = false"))
+                .replace("debug = true", "debug = false")
+                .replace("api_workers = 1", f"api_workers = {workers}"))
         self.conf = os.path.join(dir, "ironic.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -263,37 +266,59 @@ def request_costs(ironic, uuids, fields, reps):
 
 
 class Churn:
-    """PATCHes `extra/churn` of random nodes at `per_min` a minute, one at a time."""
+    """PATCHes `extra/churn` of random nodes at `per_min` a minute, from a thread of its own
+    with a few requests in flight (one PATCH costs a 100 000-node Ironic ~40 ms, longer than
+    the gap between two), so the measurement's own pace never depends on Ironic's latency."""
 
     def __init__(self, ironic, uuids, per_min):
         self.api, self.uuids, self.gap = ironic.api, uuids, 60.0 / per_min
-        self.next = time.monotonic()
         self.count = 0
+        self.failed = 0
+        self.running = False
+        self.lock = threading.Lock()
 
-    def due(self):
-        now = time.monotonic()
-        while self.next <= now:
-            u = random.choice(self.uuids)
-            self.api.call("PATCH", f"/v1/nodes/{u}",
-                          [{"op": "add", "path": "/extra/churn", "value": self.count}])
-            self.count += 1
-            self.next += self.gap
-        return self.next
+    def _one(self, n):
+        try:
+            self.api.call("PATCH", f"/v1/nodes/{random.choice(self.uuids)}",
+                          [{"op": "add", "path": "/extra/churn", "value": n}])
+            with self.lock:
+                self.count += 1
+        except OSError:
+            with self.lock:
+                self.failed += 1
+
+    def _run(self):
+        nxt, n = time.monotonic(), 0
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            while self.running:
+                nxt += self.gap
+                pool.submit(self._one, n)
+                n += 1
+                time.sleep(max(0.0, nxt - time.monotonic()))
+
+    def start(self):
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
 
 
 def window(ironic, churn, seconds, watch=None):
-    """Runs the churn (and the propagation watch) for `seconds`; Ironic CPU share."""
-    c0, t0 = ironic.cpu(), time.monotonic()
+    """Runs the churn (and the propagation watch) for `seconds`: Ironic's CPU share and
+    the PATCHes per minute the churn achieved."""
+    c0, t0, n0 = ironic.cpu(), time.monotonic(), churn.count
+    churn.start()
     end = t0 + seconds
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        nxt = churn.due()
+    while time.monotonic() < end:
         if watch:
             watch.step()
-        time.sleep(max(0.0, min(nxt, end) - time.monotonic()) if not watch else 0.02)
-    return (ironic.cpu() - c0) / (time.monotonic() - t0)
+        time.sleep(0.02)
+    churn.stop()
+    took = time.monotonic() - t0
+    return (ironic.cpu() - c0) / took, (churn.count - n0) * 60 / took
 
 
 class Watch:
@@ -387,7 +412,7 @@ def pct(xs, p):
 
 def run(args, n):
     scratch = tempfile.mkdtemp(prefix=f"ironic-scale-{n}-", dir=args.scratch)
-    ironic = Ironic(args.venv, args.root, os.path.join(scratch, "ironic"))
+    ironic = Ironic(args.venv, args.root, os.path.join(scratch, "ironic"), args.api_workers)
     result = {"n": n}
     try:
         ironic.start()
@@ -402,7 +427,8 @@ def run(args, n):
         per_min = max(1, n // 100)
         result["churn_per_min"] = per_min
         churn = Churn(ironic, uuids, per_min)
-        result["share_churn_only"] = window(ironic, churn, args.window)
+        result["share_churn_only"], result["churn_only_per_min"] = window(
+            ironic, churn, args.window)
         proc, t0, http = start_ironpxe(args.ironpxe, args.root, ironic, scratch, args.interval)
         try:
             result["first_state_s"] = wait_nodes(proc, http, n, t0)
@@ -410,7 +436,8 @@ def run(args, n):
             cpu0 = proc_cpu(proc.pid)
             watch = Watch(ironic, http, uuids[:args.watched], args.every)
             t = time.monotonic()
-            result["share_churn_ironpxe"] = window(ironic, churn, args.window, watch)
+            result["share_churn_ironpxe"], result["churn_ironpxe_per_min"] = window(
+                ironic, churn, args.window, watch)
             result["ironpxe_cpu_share"] = (proc_cpu(proc.pid) - cpu0) / (time.monotonic() - t)
             result["ironpxe_rss_mb"] = rss_mb(proc.pid)
             s = watch.samples
@@ -441,10 +468,103 @@ def main():
     p.add_argument("--every", type=float, default=3)
     p.add_argument("--interval", type=int, default=2)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--api-workers", type=int, default=1)
+    p.add_argument("--report", help="splice the results into this Markdown file")
+    p.add_argument("--notes", default="", help="text under the tables")
     args = p.parse_args()
+    results = []
     for n in args.n:
-        print(json.dumps(run(args, n)), flush=True)
+        r = run(args, n)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    if args.report:
+        commit = subprocess.run(["git", "-C", args.root, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "?"
+        meta = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "cpus": os.cpu_count(),
+                "api_workers": args.api_workers, "window": args.window, "notes": args.notes}
+        splice(args.report, report(results, meta))
 
 
 if __name__ == "__main__":
     main()
+
+
+def fmt(x, unit="", digits=1):
+    return "—" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def report(results, meta):
+    """The BENCHMARKS.md section, between its markers."""
+    rows = sorted(results, key=lambda r: r["n"])
+    kinds = list(rows[0]["requests"].keys())
+    out = [BEGIN, "## Ironic at fleet scale", "",
+           f"`bash benches/ironic-scale.sh` ({meta['date']}, ironpxe {meta['commit']}, "
+           f"{meta['cpus']} cores). A real Ironic 39.0.0 (SQLite, fake hardware, "
+           f"`api_workers = {meta['api_workers']}`, request logging off) with N nodes and one "
+           "port each, enrolled into its database as copies of a node and port first created "
+           "through its API. Ironic's CPU is read from `/proc` for all its processes. "
+           "Reports only: nothing fails on a number.", "",
+           "**What each request costs Ironic** (CPU ms; a walk: CPU s for the whole fleet):", "",
+           "| request | " + " | ".join(f"N = {r['n']:,}" for r in rows) + " |",
+           "|---|" + "---|" * len(rows)]
+    for k in kinds:
+        cells = []
+        for r in rows:
+            v = r["requests"].get(k, {})
+            if "cpu_s" not in v:
+                cells.append("refused")
+            elif k.startswith("walk"):
+                cells.append(f"{v['cpu_s']:.1f} s")
+            else:
+                cells.append(f"{v['cpu_s'] * 1000:.0f}")
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
+    out += ["", "**Steady state**: 1 % of the nodes PATCHed per minute (`extra`), "
+            f"{meta['window']:.0f} s without ironpxe, then {meta['window']:.0f} s with "
+            "`ironpxe serve --ironic-url` (defaults: `interval_secs = 2`, "
+            "`change_overlap_secs = 5`); ironpxe's cost is the difference. Meanwhile a node "
+            "in `inspect wait` gets a new `driver_info.deploy_kernel` every few seconds and "
+            "the time from the PATCH's answer to ironpxe's `/ipxe/<mac>` naming it is taken. "
+            "The pre-refresh poller (a full `detail=True` walk of nodes and ports every 10 s) "
+            "is derived from the measured walk costs above: its CPU per walk over "
+            "max(10 s, the walk's wall time).", "",
+            "| N | PATCHes/min (without / with) | Ironic CPU, churn only | with ironpxe | "
+            "ironpxe's share of an Ironic core | pre-refresh poller's share | "
+            "propagation p50 / p99 / max (samples) | first complete state | ironpxe CPU | "
+            "ironpxe RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        q = r["requests"]
+        walk = q["walk nodes detail (old poller)"], q["walk ports detail (old poller)"]
+        old = sum(w["cpu_s"] for w in walk) / max(10.0, sum(w["wall_s"] for w in walk))
+        p = r["propagation"]
+        share = r["share_churn_ironpxe"] - r["share_churn_only"]
+        out.append(
+            f"| {r['n']:,} | {r['churn_only_per_min']:.0f} / {r['churn_ironpxe_per_min']:.0f} "
+            f"| {r['share_churn_only'] * 100:.1f} % | {r['share_churn_ironpxe'] * 100:.1f} % "
+            f"| **{share * 100:.1f} %** | {min(old, 1.0) * 100:.0f} %"
+            f"{' (saturated)' if old >= 1 else ''} "
+            f"| {fmt(p['p50'], ' s', 2)} / **{fmt(p['p99'], ' s', 2)}** / {fmt(p['max'], ' s', 2)}"
+            f" ({p['samples']}) | {fmt(r['first_state_s'], ' s')} "
+            f"| {r['ironpxe_cpu_share'] * 100:.1f} % | {r['ironpxe_rss_mb']:.0f} MB |")
+    out += ["", meta.get("notes", "").strip(), END]
+    return "\n".join(out) + "\n"
+
+
+BEGIN = "<!-- ironic-scale:begin (benches/ironic-scale.sh writes this section) -->"
+END = "<!-- ironic-scale:end -->"
+
+
+def splice(path, section):
+    """Replaces the section between the markers in `path` (or appends it)."""
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        text = ""
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:a] + section.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

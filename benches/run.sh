@@ -66,7 +66,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # ---------------------------------------------------------------------------------------------
 # The peers, from Debian. Their packages' init scripts must not start system daemons.
 need=()
-for p in tftpd-hpa nginx wrk syslinux-common time; do
+for p in tftpd-hpa nginx wrk syslinux-common time strace; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -312,6 +312,39 @@ for r in $(seq "$RUNS"); do
 done
 
 # ---------------------------------------------------------------------------------------------
+# 1b. Where an ldlinux.c32 storm's time goes: system calls per completed client, ironpxe
+# beside the bare DirHandler (same crate, same client), one storm each under `strace -c -f`.
+# strace slows both alike; its counts, not its times, are the point.
+log "1b. storm syscall profile"
+PROFILE_CLIENTS=$((QUICK == 1 ? 200 : 1000))
+for s in ironpxe dirhandler; do
+    strace -c -f -q -p "${TFTP_PID[$s]}" -o "$B/strace-$s.txt" &
+    SP=$!
+    sleep 1
+    "$LOADGEN" storm --server "${TFTP_ADDR[$s]}" --nodes "$NODES" --clients "$PROFILE_CLIENTS" \
+        --concurrency 200 --unknown-pct "$UNKNOWN_PCT" --timeout-ms "$STORM_TIMEOUT_MS" \
+        --ldlinux --ldlinux-file "$B/tftp-root/ldlinux.c32" >/dev/null 2>&1 || true
+    kill -INT "$SP"
+    wait "$SP" || true
+done
+# strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall"; the total line skipped.
+calls() { awk '$NF != "total" && $1 ~ /^[0-9.]+$/ {print $NF, $4}' "$1"; }
+{
+    echo "## 1b. Profile: system calls per client in the ldlinux.c32 storm"
+    echo
+    echo "\`strace -c -f\` attached to each server for one storm of $PROFILE_CLIENTS clients, 200 at a time, with ldlinux.c32 (the same client as section 1). Calls per completed client: every call that is at least 1 % of ironpxe's, and any the DirHandler makes more of."
+    echo
+    echo "| syscall | ironpxe | async-tftp DirHandler | ironpxe ÷ DirHandler |"
+    echo "|---|---|---|---|"
+    join -a1 -a2 -e 0 -o 0,1.2,2.2 <(calls "$B/strace-ironpxe.txt" | sort) \
+        <(calls "$B/strace-dirhandler.txt" | sort) |
+        awk -v n="$PROFILE_CLIENTS" '{ tot += $2; a[$1] = $2; b[$1] = $3 }
+            END { for (k in a) if (a[k] >= 0.01 * tot || b[k] > a[k]) 
+                printf "| %s | %.1f | %.1f | %s |\n", k, a[k] / n, b[k] / n,
+                    (b[k] > 0 ? sprintf("%.2f×", a[k] / b[k]) : "—") }' | sort -t'|' -k3 -gr
+} >"$B/profile.md"
+
+# ---------------------------------------------------------------------------------------------
 # 2. Bulk TFTP. One client: the whole file. More clients: a fixed measuring window.
 log "2. bulk TFTP"
 result "$LOADGEN" bulk --bench-name wsprobe --server "$TFTP_HPA" --server-name tftpd-hpa \
@@ -411,5 +444,9 @@ done
 
 # ---------------------------------------------------------------------------------------------
 fact duration "$(((SECONDS - T0) / 60)) min $(((SECONDS - T0) % 60)) s"
+# The "Ironic at fleet scale" section is benches/ironic-scale.sh's: kept as it was.
+KEEP=$(sed -n '/^<!-- ironic-scale:begin/,/^<!-- ironic-scale:end -->/p' "$OUT" 2>/dev/null || true)
 "$LOADGEN" report --results "$RESULTS" --facts "$FACTS" --commands "$CMDS" --out "$OUT"
+[[ -s $B/profile.md ]] && printf '\n%s\n' "$(cat "$B/profile.md")" >>"$OUT"
+[[ -z $KEEP ]] || printf '\n%s\n' "$KEEP" >>"$OUT"
 log "done: $OUT ($(((SECONDS - T0) / 60)) min $(((SECONDS - T0) % 60)) s)"

@@ -33,7 +33,7 @@ pub struct IronicConfig {
     pub url: Option<String>,
     /// `X-OpenStack-Ironic-API-Version`; `latest` when unset.
     pub api_version: Option<String>,
-    /// Seconds between change probes (default 2): four small sorted listings per probe.
+    /// Seconds between change probes (default 2): three small sorted listings per round.
     pub interval_secs: Option<u64>,
     /// Seconds between full reconciliations (default 600): `fields=uuid` walks of nodes and
     /// ports that remove what was deleted and fetch anything the probes missed.

@@ -1,12 +1,12 @@
 //! The change-driven poller: it walks the fleet once — every page of `nodes` and `ports`
 //! with only the fields ironpxe reads — and then, every `interval_secs`, asks only what
-//! changed: four small listings sorted newest first
+//! changed: three small listings sorted newest first, a fourth every fifth round
 //! ([`refresh`](crate::state::source::refresh)), whose entries it merges into its own view.
 //! A full reconciliation every `reconcile_secs` walks only uuids, which removes what was
 //! deleted (Ironic keeps no record of deletions). The store gets the whole view only when
 //! something changed. A failed or partial request changes nothing and is reported (log,
-//! `/metrics`, `/healthz`). Each published view is also written atomically to a cache file,
-//! so a restart while Ironic is down still boots every known machine.
+//! `/metrics`, `/healthz`). Published views are also written atomically to a cache file
+//! ([`CacheWriter`]), so a restart while Ironic is down still boots every known machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -43,9 +43,10 @@ fn next_first_page(took: usize) -> u32 {
 const MAX_TARGETED: usize = 200;
 
 /// The probes of one refresh, in order (their marks are kept in this order): nodes and
-/// ports, each by `updated_at` and `created_at`, once per listing of the subset (one node
-/// query per combination of its single-valued filters, one port query): four for the whole
-/// fleet.
+/// ports, each by `updated_at` and `created_at` (new rows, in `id` order), once per listing of
+/// the subset (one node query per combination of its single-valued filters, one port query):
+/// four for the whole fleet, of which the ports' `updated_at` runs every
+/// [`PORT_UPDATES_EVERY`]th round.
 ///
 /// With server-side node filters, one more: every node by `updated_at`, unfiltered, so a
 /// node whose placement changed through the API (which bumps `updated_at`) leaves this
@@ -313,7 +314,7 @@ impl Refresher {
         Ok(())
     }
 
-    /// The four change probes, merged into the view only when all four are complete.
+    /// The change probes of one round, merged into the view only when all are complete.
     async fn incremental(&mut self) -> Result<bool, IronicError> {
         let mut probes = Vec::with_capacity(self.probes.len());
         let started = Instant::now();
