@@ -355,6 +355,71 @@ fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
         "ironpxe_ironic_poll_failing {}",
         u8::from(p.last_error.is_some())
     );
+    if let Some(n) = &p.notify {
+        write_notifications(s, n, p.event_batches);
+    }
+}
+
+/// `[ironic.notifications]`' series.
+fn write_notifications(
+    s: &mut String,
+    n: &crate::state::source::ironic::NotifyStatus,
+    batches: u64,
+) {
+    header(
+        s,
+        "ironpxe_ironic_notifications_total",
+        "counter",
+        "Ironic notifications taken from the message bus, by what they name (ignored: \
+         events of objects ironpxe does not serve).",
+    );
+    for (kind, v) in [
+        ("node", n.node_events),
+        ("port", n.port_events),
+        ("ignored", n.ignored_events),
+    ] {
+        let _ = writeln!(
+            s,
+            "ironpxe_ironic_notifications_total{{kind=\"{kind}\"}} {v}"
+        );
+    }
+    for (name, help, v) in [
+        (
+            "ironpxe_ironic_notification_errors_total",
+            "Notifications that could not be read (skipped; the change probes catch them).",
+            n.decode_errors,
+        ),
+        (
+            "ironpxe_ironic_notification_overflows_total",
+            "Notifications dropped because the poller was behind (each asks for a resync).",
+            n.overflows,
+        ),
+        (
+            "ironpxe_ironic_notification_connects_total",
+            "Connections to the message bus that reached consuming (each asks for a resync).",
+            n.connects,
+        ),
+        (
+            "ironpxe_ironic_notification_batches_total",
+            "Bursts of notifications applied (one GET per node named).",
+            batches,
+        ),
+    ] {
+        header(s, name, "counter", help);
+        let _ = writeln!(s, "{name} {v}");
+    }
+    header(
+        s,
+        "ironpxe_ironic_notification_stream_up",
+        "gauge",
+        "1 while consuming Ironic's notifications (probes every probe_secs), 0 while not \
+         (probes every interval_secs).",
+    );
+    let _ = writeln!(
+        s,
+        "ironpxe_ironic_notification_stream_up {}",
+        u8::from(n.up)
+    );
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

@@ -95,9 +95,10 @@ impl Watermark {
     pub fn cutoff(&self, overlap: Duration) -> Option<Stamp> {
         match self.settled {
             true => self.top.map(|t| t.plus(Duration::from_micros(1))),
-            false => self
-                .top
-                .map(|t| self.floor.map_or(t.minus(overlap), |f| t.minus(overlap).max(f).min(t))),
+            false => self.top.map(|t| {
+                self.floor
+                    .map_or(t.minus(overlap), |f| t.minus(overlap).max(f).min(t))
+            }),
         }
     }
 
@@ -275,6 +276,19 @@ impl View {
         self.nodes.remove(uuid).is_some()
     }
 
+    /// Takes a port out (deleted in Ironic); true when it was there.
+    pub fn remove_port(&mut self, uuid: &PortUuid) -> bool {
+        self.ports.remove(uuid).is_some()
+    }
+
+    /// Takes out every port of a deleted node (Ironic deletes them with it, without a port
+    /// notification); how many.
+    pub fn remove_ports_of(&mut self, node: &NodeUuid) -> usize {
+        let before = self.ports.len();
+        self.ports.retain(|_, p| p.node_uuid.as_ref() != Some(node));
+        before - self.ports.len()
+    }
+
     /// Puts a port in; true when it is new or differs. A port without a uuid is refused.
     pub fn upsert_port(&mut self, p: Port) -> bool {
         let Some(u) = p.uuid else {
@@ -418,14 +432,20 @@ mod tests {
              only what is newer than the top is read"
         );
         let newer = st("2026-12-03T18:00:10Z");
-        assert_eq!(w.advance(Some(newer), o, at(7), at(7), None), Moved::Forward);
+        assert_eq!(
+            w.advance(Some(newer), o, at(7), at(7), None),
+            Moved::Forward
+        );
         assert_eq!(
             w.cutoff(o),
             Some(st("2026-12-03T18:00:05Z")),
             "a new top opens the window again"
         );
         let back = st("2026-12-03T17:00:00Z");
-        assert_eq!(w.advance(Some(back), o, at(8), at(8), None), Moved::Backward);
+        assert_eq!(
+            w.advance(Some(back), o, at(8), at(8), None),
+            Moved::Backward
+        );
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T16:59:55Z")));
     }
 
@@ -440,7 +460,11 @@ mod tests {
         let date = Some(st("2026-12-03T18:00:00Z"));
         assert_eq!(w.advance(Some(top), o, t0, t0, date), Moved::Forward);
         let past_top = Some(top.plus(Duration::from_micros(1)));
-        assert_eq!(w.cutoff(o), past_top, "nothing up to the top can still appear");
+        assert_eq!(
+            w.cutoff(o),
+            past_top,
+            "nothing up to the top can still appear"
+        );
 
         // A top 2 s before Ironic's clock: the window reaches back only to 5 s before it.
         let mut w = Watermark::default();

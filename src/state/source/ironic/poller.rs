@@ -7,14 +7,22 @@
 //! something changed. A failed or partial request changes nothing and is reported (log,
 //! `/metrics`, `/healthz`). Each published view is also written atomically to a cache file,
 //! so a restart while Ironic is down still boots every known machine.
+//!
+//! With `[ironic.notifications]`, Ironic's own change notifications drive it instead: each
+//! burst (coalesced for [`COALESCE`]) costs one `GET` per node it names, and the probes run
+//! only every `probe_secs` while the stream is healthy, as a safety net for a lost message.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use super::client::{Client, Kind, SortKey};
+use super::notify::{NotifyShared, NotifyStatus};
 use super::{source_id, IronicError};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
+use crate::state::source::notification::{Batch, Event, PortChange};
 use crate::state::source::refresh::{Delta, Moved, View, Watermark};
 use crate::state::source::subset::Subset;
 use crate::state::{SourceError, Store, Update};
@@ -26,6 +34,12 @@ const MAX_PROBE_PAGES: usize = 20;
 
 /// Listed uuids the view lacks that a reconciliation fetches one by one; more mean a walk.
 const MAX_TARGETED: usize = 200;
+
+/// How long a burst of notifications is gathered before it is applied: one `GET` per node
+/// for a provision-state change's `.start`/`.end`/`update` run, one publish per burst.
+pub const COALESCE: Duration = Duration::from_millis(100);
+/// Distinct entries one burst takes at most; more wait for the next one.
+const MAX_BATCH: usize = 500;
 
 /// The probes of one refresh, in order (their marks are kept in this order): nodes and
 /// ports, each by `updated_at` and `created_at`, once per listing of the subset (one node
@@ -67,15 +81,26 @@ pub struct PollStatus {
     pub reconciles: u64,
     /// Node and port changes taken in from probes and reconciliations.
     pub changes: u64,
+    /// Notification bursts applied.
+    pub event_batches: u64,
+    /// The notification stream, when `[ironic.notifications]` is on.
+    pub notify: Option<NotifyStatus>,
 }
 
 /// Shared view of the poller.
 #[derive(Default)]
-pub struct PollState(Mutex<PollStatus>);
+pub struct PollState(Mutex<PollStatus>, std::sync::OnceLock<Arc<NotifyShared>>);
 
 impl PollState {
     pub fn get(&self) -> PollStatus {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        s.notify = self.1.get().map(|n| n.status());
+        s
+    }
+
+    /// Shows this notification stream's counts in [`PollStatus::notify`].
+    pub fn set_notify(&self, n: Arc<NotifyShared>) {
+        let _ = self.1.set(n);
     }
 
     fn update(&self, f: impl FnOnce(&mut PollStatus)) {
@@ -200,7 +225,13 @@ impl Refresher {
         for (mark, (kind, key, query)) in marks.iter_mut().zip(&probes) {
             let started = Instant::now();
             let p = self.client.probe(*kind, *key, query, None, 1, 1).await?;
-            mark.advance(p.top, self.cfg.overlap, started, Instant::now(), p.ironic_now);
+            mark.advance(
+                p.top,
+                self.cfg.overlap,
+                started,
+                Instant::now(),
+                p.ironic_now,
+            );
         }
         let doc = self.client.poll().await?;
         let (view, dropped) = View::from_doc(doc);
@@ -269,8 +300,13 @@ impl Refresher {
                     },
                 }
             }
-            if mark.advance(p.top, self.cfg.overlap, started, Instant::now(), p.ironic_now)
-                == Moved::Backward
+            if mark.advance(
+                p.top,
+                self.cfg.overlap,
+                started,
+                Instant::now(),
+                p.ironic_now,
+            ) == Moved::Backward
             {
                 tracing::debug!(
                     listing = kind.path(),
@@ -290,6 +326,58 @@ impl Refresher {
         }
         self.changes += (delta.nodes_changed + delta.ports_changed) as u64;
         Ok(delta.any())
+    }
+
+    /// Applies a burst of notifications: one `GET` per node named (a deletion removes it
+    /// unread, so does a 404), ports from their payload when complete, else one `GET` each.
+    /// True when the view changed.
+    async fn apply(&mut self, batch: Batch) -> Result<bool, IronicError> {
+        let mut delta = Delta::default();
+        for (uuid, deleted) in batch.nodes {
+            let fetched = match deleted {
+                true => None,
+                false => self.client.node(uuid).await?,
+            };
+            match fetched {
+                Some(n) if self.client.subset().selects(&n) => {
+                    delta.nodes_changed += usize::from(self.view.upsert_node(n))
+                }
+                // Out of this replica's subset: its ports stay (a subset filters them at
+                // publish), as after a probe.
+                Some(_) => delta.nodes_removed += usize::from(self.view.remove_node(&uuid)),
+                None => {
+                    delta.nodes_removed += usize::from(self.view.remove_node(&uuid));
+                    delta.ports_removed += self.view.remove_ports_of(&uuid);
+                }
+            }
+        }
+        for (uuid, change) in batch.ports {
+            let port = match change {
+                PortChange::Deleted => None,
+                PortChange::Upsert(p) => Some(*p),
+                PortChange::Fetch => self.client.port(uuid).await?,
+            };
+            match port {
+                Some(p) => delta.ports_changed += usize::from(self.view.upsert_port(p)),
+                None => delta.ports_removed += usize::from(self.view.remove_port(&uuid)),
+            }
+        }
+        if delta.any() {
+            tracing::debug!(?delta, "Ironic notifications taken in");
+        }
+        self.changes +=
+            (delta.nodes_changed + delta.ports_changed + delta.nodes_removed + delta.ports_removed)
+                as u64;
+        Ok(delta.any())
+    }
+
+    /// When the next refresh is due: a probe round every `period`, a reconciliation every
+    /// `reconcile`, whichever comes first.
+    fn next_due(&self, last_probe: Option<Instant>, period: Duration) -> Instant {
+        match last_probe {
+            None => Instant::now(),
+            Some(t) => (t + period).min(self.last_reconcile + self.cfg.reconcile),
+        }
     }
 
     /// Removes what Ironic no longer lists and fetches what the view lacks.
@@ -353,57 +441,145 @@ impl Refresher {
     }
 }
 
+/// Ironic's notifications as the poller takes them: the decoded events and the stream's
+/// shared state (health, resync requests), and how often to probe while it is healthy.
+pub struct Notifications {
+    pub events: mpsc::Receiver<Event>,
+    pub shared: Arc<NotifyShared>,
+    pub probe_every: Duration,
+}
+
 /// Refreshes forever, feeding the store; returns only when the store's owner goes away.
 ///
 /// Only the requests run on the runtime. Taking a changed view in — the cache file written
 /// and synced, the snapshot of every node built — blocks for as long as the fleet is large,
 /// so it runs on the blocking pool, not on a worker that also serves HTTP.
+///
+/// With `notices`, a probe round runs every `probe_every` while the stream is up (every
+/// `interval` while it is down), at once on a resync request (a (re)connect, an overflow),
+/// and each burst of events is applied as it comes.
 pub async fn run_poller(
     client: Arc<Client>,
     store: Arc<Store>,
     cache: PathBuf,
     cfg: Refresh,
     state: Arc<PollState>,
+    mut notices: Option<Notifications>,
 ) {
-    let mut ticker = tokio::time::interval(cfg.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let base = client.base_url().to_owned();
     let mut r = Refresher::new(client, cfg);
+    let mut last_probe: Option<Instant> = None;
+    // A failed burst's changes are only caught by a probe: probe at the normal interval
+    // until one succeeds.
+    let mut distrust = false;
     loop {
-        ticker.tick().await;
-        let outcome = r.cycle().await;
-        let counts = (
-            std::mem::take(&mut r.walks),
-            std::mem::take(&mut r.reconciles),
-            std::mem::take(&mut r.changes),
-        );
-        state.update(|s| {
-            s.walks += counts.0;
-            s.reconciles += counts.1;
-            s.changes += counts.2;
-        });
-        let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
-        let polled = match outcome {
-            Ok(changed) if changed || recovering => {
-                Ok(Some(r.client.subset().select(r.view.to_doc())))
-            }
-            Ok(_) => Ok(None),
-            Err(e) => Err(e),
+        let up = !distrust && notices.as_ref().is_some_and(|n| n.shared.is_up());
+        let period = match (&notices, up) {
+            (Some(n), true) => n.probe_every,
+            _ => cfg.interval,
         };
-        let (store, cache, state, base) =
-            (store.clone(), cache.clone(), state.clone(), base.clone());
-        let taken = tokio::task::spawn_blocking(move || match polled {
-            Ok(None) => state.update(|s| {
-                s.polls_ok += 1;
-                s.last_ok = Some(Instant::now());
-            }),
-            Ok(Some(doc)) => take_poll(Ok(doc), &base, &store, &cache, &state),
-            Err(e) => take_poll(Err(e), &base, &store, &cache, &state),
-        })
-        .await;
-        if let Err(e) = taken {
-            tracing::error!(error = %e, "taking in an Ironic refresh failed");
+        let due = r.next_due(last_probe, period);
+        let mut batch = None;
+        match notices.as_mut() {
+            None => tokio::time::sleep_until(due.into()).await,
+            Some(n) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = n.shared.wake.notified() => {
+                        if !n.shared.take_resync() {
+                            continue; // health changed: recompute the period
+                        }
+                    }
+                    ev = n.events.recv() => match ev {
+                        Some(e) => batch = Some(gather(e, &mut n.events).await),
+                        None => {
+                            tracing::warn!("the notification consumer stopped; probing every interval_secs");
+                            notices = None;
+                            continue;
+                        }
+                    },
+                }
+            }
         }
+        let outcome = match batch {
+            // Before the first walk the view is empty: the walk reads these changes anyway.
+            Some(_) if r.need_walk => continue,
+            Some(b) => {
+                let applied = r.apply(b).await;
+                distrust = applied.is_err();
+                state.update(|s| s.event_batches += 1);
+                applied
+            }
+            None => {
+                last_probe = Some(Instant::now());
+                let o = r.cycle().await;
+                if o.is_ok() {
+                    distrust = false;
+                }
+                o
+            }
+        };
+        publish(&mut r, outcome, &store, &cache, &state, &base).await;
+    }
+}
+
+/// A burst: the first event and whatever else arrives within [`COALESCE`] (bounded).
+async fn gather(first: Event, rx: &mut mpsc::Receiver<Event>) -> Batch {
+    let mut batch = Batch::default();
+    batch.add(first);
+    let until = tokio::time::Instant::now() + COALESCE;
+    while batch.len() < MAX_BATCH {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(e)) => batch.add(e),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Reports a refresh and, when the view changed (or the last one failed), hands it to the
+/// store and the cache on the blocking pool.
+async fn publish(
+    r: &mut Refresher,
+    outcome: Result<bool, IronicError>,
+    store: &Arc<Store>,
+    cache: &Path,
+    state: &Arc<PollState>,
+    base: &str,
+) {
+    let counts = (
+        std::mem::take(&mut r.walks),
+        std::mem::take(&mut r.reconciles),
+        std::mem::take(&mut r.changes),
+    );
+    state.update(|s| {
+        s.walks += counts.0;
+        s.reconciles += counts.1;
+        s.changes += counts.2;
+    });
+    let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
+    let polled = match outcome {
+        Ok(changed) if changed || recovering => Ok(Some(r.client.subset().select(r.view.to_doc()))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let (store, cache, state, base) = (
+        store.clone(),
+        cache.to_owned(),
+        state.clone(),
+        base.to_owned(),
+    );
+    let taken = tokio::task::spawn_blocking(move || match polled {
+        Ok(None) => state.update(|s| {
+            s.polls_ok += 1;
+            s.last_ok = Some(Instant::now());
+        }),
+        Ok(Some(doc)) => take_poll(Ok(doc), &base, &store, &cache, &state),
+        Err(e) => take_poll(Err(e), &base, &store, &cache, &state),
+    })
+    .await;
+    if let Err(e) = taken {
+        tracing::error!(error = %e, "taking in an Ironic refresh failed");
     }
 }
 
