@@ -588,4 +588,21 @@ mod tests {
         assert!(v.upsert_port(port(P2, N2, "52:54:00:00:00:02")));
         assert_eq!(v.orphan_ports(), 1);
     }
+
+    #[test]
+    fn a_deleted_nodes_ports_and_a_deleted_port_leave_the_view() {
+        let mut v = View::default();
+        v.upsert_node(node(N1, "active"));
+        v.upsert_node(node(N2, "active"));
+        v.upsert_port(port(P1, N1, "52:54:00:00:00:01"));
+        v.upsert_port(port(P2, N2, "52:54:00:00:00:02"));
+        assert!(v.remove_node(&NodeUuid::parse(N1).expect("uuid")));
+        assert_eq!(v.remove_ports_of(&NodeUuid::parse(N1).expect("uuid")), 1);
+        assert_eq!(v.remove_ports_of(&NodeUuid::parse(N1).expect("uuid")), 0);
+        assert_eq!((v.node_count(), v.port_count()), (1, 1));
+        let p2 = PortUuid::parse(P2).expect("uuid");
+        assert!(v.remove_port(&p2));
+        assert!(!v.remove_port(&p2));
+        assert_eq!(v.port_count(), 0);
+    }
 }
