@@ -38,6 +38,30 @@ fn wait_for(what: &str, px: &Ironpxe, ironic: &Ironic, mut cond: impl FnMut() ->
     t.elapsed()
 }
 
+/// Publishes raw bodies to Ironic's exchange as Ironic would (routing key
+/// `ironic_versioned_notifications.info`), with the venv's kombu (Ironic's own AMQP client).
+fn publish(rabbit: &RabbitMq, bodies: &[&str]) {
+    let out = std::process::Command::new(common::ironic::venv().join("bin/python"))
+        .args([
+            "-c",
+            "import kombu, sys\n\
+             with kombu.Connection(sys.argv[1]) as c:\n\
+             \x20   p = c.Producer(exchange=kombu.Exchange('ironic', type='topic', durable=False))\n\
+             \x20   for b in sys.argv[2:]:\n\
+             \x20       p.publish(b.encode(), routing_key='ironic_versioned_notifications.info',\n\
+             \x20                 content_type='application/json', content_encoding='utf-8')\n",
+        ])
+        .arg(rabbit.transport_url().replace("rabbit://", "amqp://"))
+        .args(bodies)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "publishing with kombu failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn start_ironpxe(ironic: &Ironic, rabbit: &RabbitMq, interval_secs: u64) -> Ironpxe {
     Ironpxe::start_with(Options {
         toml: format!(
@@ -170,6 +194,24 @@ fn notifications_carry_changes_and_the_stream_falls_back_to_probing_and_reconnec
     assert!(px.metric("ironpxe_ironic_notifications_total{kind=\"node\"}") >= 4.0);
     assert!(px.metric("ironpxe_ironic_notifications_total{kind=\"port\"}") >= 1.0);
     assert_eq!(px.metric("ironpxe_ironic_notification_errors_total"), 0.0);
+
+    // Hostile bodies on the same exchange are counted and skipped; the stream stays up.
+    publish(
+        &rabbit,
+        &[
+            r#"{"oslo.version": "2.0", "oslo.message": "{"}"#,
+            r#"{"event_type": "baremetal.node.update.end", "payload": {}}"#,
+            "not json at all",
+        ],
+    );
+    wait_for(
+        "three unreadable notifications counted",
+        &px,
+        &ironic,
+        || px.metric("ironpxe_ironic_notification_errors_total") == 3.0,
+    );
+    assert_eq!(px.metric("ironpxe_ironic_notification_stream_up"), 1.0);
+    assert_eq!(px.metric("ironpxe_ironic_notification_connects_total"), 1.0);
 
     // (e) The broker goes away: both keep serving; replica 2 probes every second again.
     rabbit.stop();

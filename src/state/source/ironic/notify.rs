@@ -324,8 +324,10 @@ pub fn spawn(settings: Amqp, shared: Arc<NotifyShared>) -> mpsc::Receiver<Event>
 async fn run(settings: Amqp, shared: Arc<NotifyShared>, tx: mpsc::Sender<Event>) {
     let mut backoff = Duration::from_secs(1);
     let mut errors = ErrorLog::default();
+    // The first failed attempt after start or after a loss is a warning, the rest debug.
+    let mut warned = false;
     loop {
-        let outcome = session(&settings, &shared, &tx, &mut errors).await;
+        let outcome = session(&settings, &shared, &tx, &mut errors, &mut warned).await;
         let was_up = shared.up.swap(false, Relaxed);
         if tx.is_closed() {
             return;
@@ -334,6 +336,11 @@ async fn run(settings: Amqp, shared: Arc<NotifyShared>, tx: mpsc::Sender<Event>)
             (Err(e), true) => {
                 tracing::warn!(broker = ?settings, error = %e, "Ironic notification stream lost; probing Ironic every interval_secs until it is back");
                 backoff = Duration::from_secs(1);
+                warned = true;
+            }
+            (Err(e), false) if !warned => {
+                tracing::warn!(broker = ?settings, error = %e, "cannot reach the AMQP broker; probing Ironic every interval_secs and retrying with backoff");
+                warned = true;
             }
             (Err(e), false) => {
                 tracing::debug!(broker = ?settings, error = %e, retry_in = ?backoff, "cannot reach the AMQP broker")
@@ -389,12 +396,14 @@ async fn session(
     shared: &NotifyShared,
     tx: &mpsc::Sender<Event>,
     errors: &mut ErrorLog,
+    warned: &mut bool,
 ) -> Result<(), SessionError> {
     let (conn, ch, mut rx) = tokio::time::timeout(CONNECT_TIMEOUT, open(s))
         .await
         .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??;
     shared.up.store(true, Relaxed);
     shared.connects.fetch_add(1, Relaxed);
+    *warned = false;
     tracing::info!(broker = ?s, "consuming Ironic's notifications; change probes every probe_secs");
     shared.request_resync();
     let mut check = tokio::time::interval(Duration::from_secs(2));
@@ -410,6 +419,7 @@ async fn session(
                             match tx.try_send(e) {
                                 Ok(()) => {}
                                 Err(mpsc::error::TrySendError::Full(_)) => {
+                                    tracing::debug!("the poller is behind on notifications: dropped, resync asked for");
                                     shared.overflows.fetch_add(1, Relaxed);
                                     shared.request_resync();
                                 }
