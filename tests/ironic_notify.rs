@@ -199,6 +199,30 @@ fn notifications_carry_changes_and_the_stream_falls_back_to_probing_and_reconnec
     assert!(px.metric("ironpxe_ironic_notifications_total{kind=\"port\"}") >= 1.0);
     assert_eq!(px.metric("ironpxe_ironic_notification_errors_total"), 0.0);
 
+    // A power change names the node but changes nothing ironpxe reads: no GET.
+    let gets = px.metric("ironpxe_ironic_notification_node_reads_total{outcome=\"get\"}");
+    let same = px.metric("ironpxe_ironic_notification_node_reads_total{outcome=\"unchanged\"}");
+    // The PATCH's update.start/.end and the abort's events: a read each (a deletion's
+    // events read nothing, a port's final payload is taken as it is).
+    assert!(gets >= 2.0, "{gets} node GETs for a PATCH and an abort");
+    ironic.api(
+        "PUT",
+        &format!("/v1/nodes/{a}/states/power"),
+        Some(&json!({"target": "power on"})),
+    );
+    wait_for(
+        "the power change's events taken without a GET",
+        &px,
+        &ironic,
+        || px.metric("ironpxe_ironic_notification_node_reads_total{outcome=\"unchanged\"}") > same,
+    );
+    std::thread::sleep(Duration::from_millis(500)); // the .end event, if it came apart
+    assert_eq!(
+        px.metric("ironpxe_ironic_notification_node_reads_total{outcome=\"get\"}"),
+        gets,
+        "a power change cost a GET"
+    );
+
     // Hostile bodies on the same exchange are counted and skipped; the stream stays up.
     publish(
         &rabbit,

@@ -356,7 +356,7 @@ fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
         u8::from(p.last_error.is_some())
     );
     if let Some(n) = &p.notify {
-        write_notifications(s, n, p.event_batches);
+        write_notifications(s, n, p);
     }
 }
 
@@ -364,7 +364,7 @@ fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
 fn write_notifications(
     s: &mut String,
     n: &crate::state::source::ironic::NotifyStatus,
-    batches: u64,
+    p: &crate::state::source::ironic::PollStatus,
 ) {
     header(
         s,
@@ -401,12 +401,25 @@ fn write_notifications(
         ),
         (
             "ironpxe_ironic_notification_batches_total",
-            "Bursts of notifications applied (one GET per node named).",
-            batches,
+            "Bursts of notifications applied.",
+            p.event_batches,
         ),
     ] {
         header(s, name, "counter", help);
         let _ = writeln!(s, "{name} {v}");
+    }
+    header(
+        s,
+        "ironpxe_ironic_notification_node_reads_total",
+        "counter",
+        "Nodes notifications named, by cost: get (one GET /v1/nodes/<uuid>) or unchanged \
+         (the payloads changed nothing ironpxe reads: no request).",
+    );
+    for (outcome, v) in [("get", p.event_reads), ("unchanged", p.event_unchanged)] {
+        let _ = writeln!(
+            s,
+            "ironpxe_ironic_notification_node_reads_total{{outcome=\"{outcome}\"}} {v}"
+        );
     }
     header(
         s,

@@ -7,13 +7,15 @@
 //! checked, never trusted for a node's contents — node payloads lack `driver_info`, so a
 //! node event only names the node to re-read from Ironic's API. Port payloads carry every
 //! field ironpxe reads (`address`, `extra`, `pxe_enabled`, `node_uuid`), so a port's final
-//! (`.end`) event is taken as is.
+//! (`.end`) event is taken as is. A node event whose payload, laid over the node ironpxe
+//! already has, reads back as the same node (a power or maintenance change, a `.start`
+//! before the change is saved) needs no read at all ([`changes_nothing`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::model::node::{NodeUuid, Port, PortUuid};
+use crate::model::node::{Node, NodeUuid, Port, PortUuid};
 
 /// Larger bodies are refused unread: Ironic's largest (a node payload with big
 /// `instance_info`/`driver_internal_info`) is a few KiB.
@@ -22,8 +24,14 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// What one notification means to ironpxe.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// `baremetal.node.*`: re-read this node (`deleted`: `delete.end`, drop it unread).
-    Node { uuid: NodeUuid, deleted: bool },
+    /// `baremetal.node.*`: re-read this node (`deleted`: `delete.end`, drop it unread);
+    /// `payload` is the payload's object (`ironic_object.data`), which may show that
+    /// nothing ironpxe reads changed.
+    Node {
+        uuid: NodeUuid,
+        deleted: bool,
+        payload: Box<Map<String, Value>>,
+    },
     /// `baremetal.port.*`: `port` is the payload's port when the event is final (`.end`) and
     /// the payload has every field ironpxe reads; otherwise the port is re-read.
     Port {
@@ -114,7 +122,11 @@ pub fn decode(body: &[u8]) -> Result<Event, DecodeError> {
     let last = action.ends_with(".end");
     if object == "node" {
         let uuid = NodeUuid::parse(uuid).map_err(|_| bad("the node uuid is not a UUID"))?;
-        return Ok(Event::Node { uuid, deleted });
+        return Ok(Event::Node {
+            uuid,
+            deleted,
+            payload: Box::new(data.clone()),
+        });
     }
     let uuid = PortUuid::parse(uuid).map_err(|_| bad("the port uuid is not a UUID"))?;
     let port = match last && !deleted {
@@ -142,13 +154,44 @@ fn complete_port(data: &Map<String, Value>, uuid: PortUuid) -> Option<Port> {
     (port.uuid == Some(uuid)).then_some(port)
 }
 
+/// True when none of `payloads` changes `cached` as ironpxe reads it: each payload's
+/// `fields` that it has, laid over the cached node's JSON, read back as the same node. A
+/// field a payload lacks (node payloads never carry both `driver_info` and
+/// `driver_internal_info`) is taken as unchanged: the event's own operation does not change
+/// it, and a change made without an event is the probes' to find. Anything that does not
+/// read back means a read, never a guess.
+pub fn changes_nothing(cached: &Node, payloads: &[Map<String, Value>], fields: &[&str]) -> bool {
+    let Ok(Value::Object(base)) = serde_json::to_value(cached) else {
+        return false;
+    };
+    payloads.iter().all(|p| {
+        let mut merged = base.clone();
+        for f in fields {
+            if let Some(v) = p.get(*f) {
+                merged.insert((*f).to_owned(), v.clone());
+            }
+        }
+        serde_json::from_value::<Node>(Value::Object(merged)).is_ok_and(|n| n == *cached)
+    })
+}
+
+/// Node payloads one burst keeps per node; more mean a read anyway.
+const MAX_PAYLOADS: usize = 16;
+
 /// A burst of events, one entry per node and per port, in arrival order's net effect: a
 /// deletion is final (uuids are never reused), otherwise the latest event wins.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
-    /// Node uuid -> deleted.
-    pub nodes: BTreeMap<NodeUuid, bool>,
+    pub nodes: BTreeMap<NodeUuid, NodeChange>,
     pub ports: BTreeMap<PortUuid, PortChange>,
+}
+
+/// What a burst says about one node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeChange {
+    pub deleted: bool,
+    /// Every payload of the burst; `None`: too many, read the node.
+    pub payloads: Option<Vec<Map<String, Value>>>,
 }
 
 /// What to do about one port.
@@ -164,8 +207,22 @@ pub enum PortChange {
 impl Batch {
     pub fn add(&mut self, e: Event) {
         match e {
-            Event::Node { uuid, deleted } => {
-                *self.nodes.entry(uuid).or_default() |= deleted;
+            Event::Node {
+                uuid,
+                deleted,
+                payload,
+            } => {
+                let slot = self.nodes.entry(uuid).or_insert_with(|| NodeChange {
+                    deleted: false,
+                    payloads: Some(Vec::new()),
+                });
+                slot.deleted |= deleted;
+                if let Some(p) = &mut slot.payloads {
+                    match p.len() < MAX_PAYLOADS {
+                        true => p.push(*payload),
+                        false => slot.payloads = None,
+                    }
+                }
             }
             Event::Port {
                 uuid,
@@ -243,7 +300,7 @@ mod tests {
             let e = decode(line.as_bytes()).unwrap_or_else(|e| panic!("{et}: {e}"));
             *kinds.entry(e.kind().into()).or_default() += 1;
             match e {
-                Event::Node { uuid, deleted } => {
+                Event::Node { uuid, deleted, .. } => {
                     assert!(et.starts_with("baremetal.node."), "{et}");
                     assert_eq!(uuid, node, "{et}");
                     assert_eq!(deleted, et == "baremetal.node.delete.end", "{et}");
@@ -288,13 +345,10 @@ mod tests {
     fn an_unenveloped_message_is_accepted() {
         let body =
             serde_json::to_vec(&node_msg("baremetal.node.update.end", json!(NODE))).expect("json");
-        assert_eq!(
+        assert!(matches!(
             decode(&body),
-            Ok(Event::Node {
-                uuid: NodeUuid::parse(NODE).expect("uuid"),
-                deleted: false
-            })
-        );
+            Ok(Event::Node { uuid, deleted: false, .. }) if uuid == NodeUuid::parse(NODE).expect("uuid")
+        ));
     }
 
     #[test]
@@ -313,13 +367,10 @@ mod tests {
             "baremetal.node.power_state_corrected.success",
         ] {
             let e = decode(&envelope(&node_msg(et, json!(NODE)))).expect(et);
-            assert_eq!(
-                e,
-                Event::Node {
-                    uuid: NodeUuid::parse(NODE).expect("uuid"),
-                    deleted: false
-                },
-                "{et}"
+            assert!(
+                matches!(&e, Event::Node { uuid, deleted: false, payload }
+                    if *uuid == NodeUuid::parse(NODE).expect("uuid") && payload["uuid"] == json!(NODE)),
+                "{et}: {e:?}"
             );
         }
         let e = decode(&envelope(&node_msg(
@@ -479,32 +530,127 @@ mod tests {
         let n = NodeUuid::parse(NODE).expect("uuid");
         let p = PortUuid::parse(PORT).expect("uuid");
         let full = |et| decode(&envelope(&port_msg(et, port_data()))).expect(et);
+        let ev = |deleted| Event::Node {
+            uuid: n,
+            deleted,
+            payload: Box::default(),
+        };
         let mut b = Batch::default();
         assert!(b.is_empty());
         for _ in 0..3 {
-            b.add(Event::Node {
-                uuid: n,
-                deleted: false,
-            });
+            b.add(ev(false));
         }
+        assert_eq!(b.nodes[&n].payloads.as_ref().map(Vec::len), Some(3));
         b.add(Event::Ignored);
         assert_eq!(b.len(), 1);
         b.add(full("baremetal.port.update.start"));
         assert_eq!(b.ports[&p], PortChange::Fetch);
         b.add(full("baremetal.port.update.end"));
         assert!(matches!(b.ports[&p], PortChange::Upsert(_)));
-        b.add(Event::Node {
-            uuid: n,
-            deleted: true,
-        });
-        b.add(Event::Node {
-            uuid: n,
-            deleted: false,
-        });
-        assert!(b.nodes[&n], "a deletion is final");
+        b.add(ev(true));
+        b.add(ev(false));
+        assert!(b.nodes[&n].deleted, "a deletion is final");
+        for _ in 0..MAX_PAYLOADS {
+            b.add(ev(false));
+        }
+        assert_eq!(
+            b.nodes[&n].payloads, None,
+            "too many payloads: read the node"
+        );
         b.add(full("baremetal.port.delete.end"));
         b.add(full("baremetal.port.update.end"));
         assert_eq!(b.ports[&p], PortChange::Deleted);
         assert_eq!(b.len(), 2);
+    }
+
+    /// The captured payloads of one event type, in order.
+    fn captured(event_type: &str) -> Vec<Map<String, Value>> {
+        CAPTURED
+            .lines()
+            .filter_map(|l| {
+                let outer: Value = serde_json::from_str(l).ok()?;
+                let inner: Value = serde_json::from_str(outer["oslo.message"].as_str()?).ok()?;
+                (inner["event_type"] == event_type)
+                    .then(|| inner["payload"]["ironic_object.data"].as_object().cloned())
+                    .flatten()
+            })
+            .collect()
+    }
+
+    const FIELDS: &[&str] = &[
+        "uuid",
+        "name",
+        "provision_state",
+        "target_provision_state",
+        "boot_interface",
+        "deploy_interface",
+        "inspect_interface",
+        "driver_info",
+        "instance_info",
+        "properties",
+        "driver_internal_info",
+        "extra",
+        "resource_class",
+        "conductor_group",
+        "owner",
+        "shard",
+    ];
+
+    /// `base` with the `FIELDS` that `payload` has laid over it.
+    fn overlaid(base: &Node, payload: &Map<String, Value>) -> Node {
+        let mut n = serde_json::to_value(base).expect("json");
+        for f in FIELDS {
+            if let Some(v) = payload.get(*f) {
+                n[*f] = v.clone();
+            }
+        }
+        serde_json::from_value(n).expect("node")
+    }
+
+    #[test]
+    fn a_payload_that_changes_nothing_ironpxe_reads_costs_no_read() {
+        // The node as ironpxe had it after create.end (its full CRUD payload).
+        let created = captured("baremetal.node.create.end").remove(0);
+        let cached: Node = serde_json::from_value(Value::Object(created)).expect("node");
+
+        // A provision-state change is a change, start and end.
+        let verifying = captured("baremetal.node.provision_set.start");
+        assert!(!changes_nothing(&cached, &verifying[..1], FIELDS));
+        let manage_end = captured("baremetal.node.provision_set.end");
+        assert!(!changes_nothing(&cached, &manage_end[..1], FIELDS));
+        // …and nothing once ironpxe has read it.
+        let manageable = overlaid(&cached, &manage_end[0]);
+        assert!(changes_nothing(&manageable, &manage_end[..1], FIELDS));
+
+        // Power and maintenance changes after inspect failed change nothing ironpxe reads.
+        let error = captured("baremetal.node.provision_set.error").remove(0);
+        let failed = overlaid(&cached, &error);
+        let later: Vec<_> = captured("baremetal.node.power_set.start")
+            .into_iter()
+            .chain(captured("baremetal.node.power_set.end"))
+            .chain(captured("baremetal.node.maintenance_set.start"))
+            .chain(captured("baremetal.node.maintenance_set.end"))
+            .filter(|p| p["provision_state"] == json!("inspect failed"))
+            .collect();
+        assert!(later.len() >= 4, "{}", later.len());
+        assert!(changes_nothing(&failed, &later, FIELDS));
+
+        // One changing payload among unchanged ones is enough; odd values mean a read.
+        let mut renamed = later[0].clone();
+        renamed.insert("name".into(), json!("renamed"));
+        assert!(!changes_nothing(
+            &failed,
+            &[later[0].clone(), renamed],
+            FIELDS
+        ));
+        for (k, v) in [("provision_state", json!(5)), ("driver_info", json!("x"))] {
+            let mut odd = later[0].clone();
+            odd.insert(k.into(), v);
+            assert!(!changes_nothing(&failed, &[odd], FIELDS), "{k}");
+        }
+        // A field ironpxe does not read is not compared.
+        let mut powered = later[0].clone();
+        powered.insert("power_state".into(), json!("power on"));
+        assert!(changes_nothing(&failed, &[powered], FIELDS));
     }
 }

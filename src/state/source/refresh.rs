@@ -252,6 +252,10 @@ impl View {
         (v, dropped)
     }
 
+    pub fn node(&self, uuid: &NodeUuid) -> Option<&Node> {
+        self.nodes.get(uuid).map(|n| &**n)
+    }
+
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }

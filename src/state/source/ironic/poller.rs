@@ -22,7 +22,7 @@ use super::client::{Client, Kind, SortKey};
 use super::notify::{NotifyShared, NotifyStatus};
 use super::{source_id, IronicError};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
-use crate::state::source::notification::{Batch, Event, PortChange};
+use crate::state::source::notification::{changes_nothing, Batch, Event, PortChange};
 use crate::state::source::refresh::{Delta, Moved, View, Watermark};
 use crate::state::source::subset::Subset;
 use crate::state::{SourceError, Store, Update};
@@ -83,6 +83,10 @@ pub struct PollStatus {
     pub changes: u64,
     /// Notification bursts applied.
     pub event_batches: u64,
+    /// Nodes a burst named, by what it cost: a `GET`, or nothing (the payloads showed no
+    /// change in what ironpxe reads).
+    pub event_reads: u64,
+    pub event_unchanged: u64,
     /// The notification stream, when `[ironic.notifications]` is on.
     pub notify: Option<NotifyStatus>,
 }
@@ -177,6 +181,9 @@ struct Refresher {
     walks: u64,
     reconciles: u64,
     changes: u64,
+    /// Node reads and skipped reads for notifications (see [`PollStatus`]).
+    reads: u64,
+    unchanged: u64,
     /// What each probe asks ([`probes`]) and its mark.
     probes: Vec<(Kind, SortKey, String)>,
     marks: Vec<Watermark>,
@@ -194,6 +201,8 @@ impl Refresher {
             walks: 0,
             reconciles: 0,
             changes: 0,
+            reads: 0,
+            unchanged: 0,
             marks: Vec::new(),
             probes: Vec::new(),
             need_walk: true,
@@ -333,10 +342,22 @@ impl Refresher {
     /// True when the view changed.
     async fn apply(&mut self, batch: Batch) -> Result<bool, IronicError> {
         let mut delta = Delta::default();
-        for (uuid, deleted) in batch.nodes {
-            let fetched = match deleted {
+        let fields: Vec<&str> = self.client.node_field_names().collect();
+        for (uuid, change) in batch.nodes {
+            if let (false, Some(payloads), Some(cached)) =
+                (change.deleted, &change.payloads, self.view.node(&uuid))
+            {
+                if changes_nothing(cached, payloads, &fields) {
+                    self.unchanged += 1;
+                    continue;
+                }
+            }
+            let fetched = match change.deleted {
                 true => None,
-                false => self.client.node(uuid).await?,
+                false => {
+                    self.reads += 1;
+                    self.client.node(uuid).await?
+                }
             };
             match fetched {
                 Some(n) if self.client.subset().selects(&n) => {
@@ -552,10 +573,16 @@ async fn publish(
         std::mem::take(&mut r.reconciles),
         std::mem::take(&mut r.changes),
     );
+    let reads = (
+        std::mem::take(&mut r.reads),
+        std::mem::take(&mut r.unchanged),
+    );
     state.update(|s| {
         s.walks += counts.0;
         s.reconciles += counts.1;
         s.changes += counts.2;
+        s.event_reads += reads.0;
+        s.event_unchanged += reads.1;
     });
     let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
     let polled = match outcome {
