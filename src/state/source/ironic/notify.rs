@@ -94,7 +94,12 @@ impl fmt::Debug for Amqp {
         write!(
             f,
             "amqp://{}@{}:{}/{} exchange={} topic={} (password=***)",
-            self.user, self.host, self.port, self.vhost, self.exchange, self.topic
+            self.user,
+            self.host,
+            self.port,
+            self.vhost.replace('%', "%25").replace('/', "%2F"),
+            self.exchange,
+            self.topic
         )
     }
 }
@@ -631,6 +636,7 @@ mod tests {
             !dbg.contains("hunter2") && !dbg.contains("from-file"),
             "{dbg}"
         );
+        assert!(dbg.contains("amqp://ironpxe@x:5672/%2F "), "{dbg}");
         let missing = NotificationsConfig {
             password_file: Some(dir.path().join("nope")),
             ..cfg
