@@ -28,6 +28,6 @@ for n in "${NS[@]}"; do args+=(--n "$n"); done
 mkdir -p target/scale
 "$VENV/bin/python" benches/ironic_scale.py --root "$ROOT" --venv "$VENV" \
     --ironpxe "$ROOT/target/release/ironpxe" --fields "$FIELDS" "${args[@]}" \
-    --window "${SCALE_WINDOW_S:-60}" --api-workers "${SCALE_API_WORKERS:-2}" \
+    --window "${SCALE_WINDOW_S:-60}" --api-workers "${SCALE_API_WORKERS:-2}" --reps 30 --notify \
     --scratch "$ROOT/target/scale" --report "$OUT" --notes "$(cat benches/ironic-scale-notes.md)"
 echo "ironic-scale: wrote its section of $OUT" >&2

@@ -101,8 +101,59 @@ class Api:
         return total
 
 
+class RabbitMq:
+    """Debian's rabbitmq-server with its own epmd, every socket on 127.0.0.1, in `dir`."""
+
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self, dir):
+        if not os.path.exists(self.SERVER) or not shutil.which("epmd"):
+            raise SystemExit("--notify needs RabbitMQ: apt-get install rabbitmq-server")
+        os.makedirs(os.path.join(dir, "mnesia"), exist_ok=True)
+        os.makedirs(os.path.join(dir, "log"), exist_ok=True)
+        self.port, epmd_port, dist_port = free_port(), free_port(), free_port()
+        with open(os.path.join(dir, "rabbitmq.conf"), "w") as f:
+            f.write(f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users.guest = true\n")
+        with open(os.path.join(dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        log = open(os.path.join(dir, "server.out"), "ab")
+        self.epmd = subprocess.Popen(["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        env = {**os.environ, "HOME": dir, "ERL_EPMD_PORT": str(epmd_port),
+               "RABBITMQ_NODENAME": f"scale{os.getpid()}@localhost",
+               "RABBITMQ_MNESIA_BASE": os.path.join(dir, "mnesia"),
+               "RABBITMQ_LOG_BASE": os.path.join(dir, "log"),
+               "RABBITMQ_CONFIG_FILE": os.path.join(dir, "rabbitmq"),
+               "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(dir, "enabled_plugins"),
+               "RABBITMQ_PID_FILE": os.path.join(dir, "rabbitmq.pid"),
+               "RABBITMQ_DIST_PORT": str(dist_port),
+               "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+        self.server = subprocess.Popen([self.SERVER], stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=log, env=env, start_new_session=True)
+        deadline = time.time() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                return
+            except OSError:
+                if time.time() > deadline or self.server.poll() is not None:
+                    raise SystemExit("RabbitMQ did not start; see " + dir)
+                time.sleep(0.2)
+
+    def stop(self):
+        for p in (self.server, self.epmd):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+
+
 class Ironic:
-    def __init__(self, venv, root, dir, workers):
+    def __init__(self, venv, root, dir, workers, rabbit=None):
         self.venv, self.dir = venv, dir
         self.port = free_port()
         self.api = Api(f"http://127.0.0.1:{self.port}")
@@ -117,6 +168,11 @@ class Ironic:
                 # Request logging at debug costs Ironic CPU the measurement would count.
                 .replace("debug = true", "debug = false")
                 .replace("api_workers = 1", f"api_workers = {workers}"))
+        if rabbit:
+            # Versioned notifications, as README "Ironic as the source" tells operators.
+            conf = conf.replace("[DEFAULT]\n", "[DEFAULT]\nnotification_level = info\n", 1)
+            conf += ("\n[oslo_messaging_notifications]\ndriver = messagingv2\n"
+                     f"transport_url = rabbit://guest:guest@127.0.0.1:{rabbit.port}/\nretry = 2\n")
         self.conf = os.path.join(dir, "ironic.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -368,7 +424,7 @@ def metric(http, name):
     return None
 
 
-def start_ironpxe(binary, root, ironic, scratch, interval):
+def start_ironpxe(binary, root, ironic, scratch, interval, rabbit=None):
     cfg = os.path.join(scratch, "ironpxe.toml")
     state = os.path.join(scratch, "ironpxe-state")
     shutil.rmtree(state, ignore_errors=True)
@@ -385,6 +441,11 @@ allowed_urls = ["127.0.0.1"]
 [ironic]
 url = "{ironic.api.base}"
 interval_secs = {interval}
+""")
+        if rabbit:
+            f.write(f"""[ironic.notifications]
+url = "amqp://guest@127.0.0.1:{rabbit.port}/"
+password = "guest"
 """)
     log = open(os.path.join(scratch, "ironpxe.log"), "ab")
     t0 = time.monotonic()
@@ -412,7 +473,9 @@ def pct(xs, p):
 
 def run(args, n):
     scratch = tempfile.mkdtemp(prefix=f"ironic-scale-{n}-", dir=args.scratch)
-    ironic = Ironic(args.venv, args.root, os.path.join(scratch, "ironic"), args.api_workers)
+    rabbit = RabbitMq(os.path.join(scratch, "rabbitmq")) if args.notify else None
+    ironic = Ironic(args.venv, args.root, os.path.join(scratch, "ironic"), args.api_workers,
+                    rabbit)
     result = {"n": n}
     try:
         ironic.start()
@@ -429,25 +492,35 @@ def run(args, n):
         churn = Churn(ironic, uuids, per_min)
         result["share_churn_only"], result["churn_only_per_min"] = window(
             ironic, churn, args.window)
-        proc, t0, http = start_ironpxe(args.ironpxe, args.root, ironic, scratch, args.interval)
-        try:
-            result["first_state_s"] = wait_nodes(proc, http, n, t0)
-            time.sleep(1)
-            cpu0 = proc_cpu(proc.pid)
-            watch = Watch(ironic, http, uuids[:args.watched], args.every)
-            t = time.monotonic()
-            result["share_churn_ironpxe"], result["churn_ironpxe_per_min"] = window(
-                ironic, churn, args.window, watch)
-            result["ironpxe_cpu_share"] = (proc_cpu(proc.pid) - cpu0) / (time.monotonic() - t)
-            result["ironpxe_rss_mb"] = rss_mb(proc.pid)
-            s = watch.samples
-            result["propagation"] = {"samples": len(s), "p50": pct(s, 50), "p99": pct(s, 99),
-                                     "max": max(s) if s else None}
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
+        for mode in ["poll"] + (["notify"] if rabbit else []):
+            proc, t0, http = start_ironpxe(args.ironpxe, args.root, ironic, scratch,
+                                           args.interval, rabbit if mode == "notify" else None)
+            key = "" if mode == "poll" else "_notify"
+            try:
+                result["first_state_s" + key] = wait_nodes(proc, http, n, t0)
+                time.sleep(3 if mode == "notify" else 1)
+                c0 = ironic.cpu()
+                time.sleep(args.idle)
+                result["idle_share_ironpxe" + key] = (ironic.cpu() - c0) / args.idle
+                cpu0 = proc_cpu(proc.pid)
+                watch = Watch(ironic, http, uuids[:args.watched], args.every)
+                t = time.monotonic()
+                result["share_churn_ironpxe" + key], result["churn_ironpxe_per_min" + key] = \
+                    window(ironic, churn, args.window, watch)
+                result["ironpxe_cpu_share" + key] = (
+                    (proc_cpu(proc.pid) - cpu0) / (time.monotonic() - t))
+                result["ironpxe_rss_mb" + key] = rss_mb(proc.pid)
+                s = watch.samples
+                result["propagation" + key] = {
+                    "samples": len(s), "p50": pct(s, 50), "p99": pct(s, 99),
+                    "max": max(s) if s else None}
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
     finally:
         ironic.stop()
+        if rabbit:
+            rabbit.stop()
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
     return result
@@ -469,6 +542,8 @@ def main():
     p.add_argument("--interval", type=int, default=2)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--api-workers", type=int, default=1)
+    p.add_argument("--notify", action="store_true",
+                   help="also run ironpxe on Ironic's notifications (RabbitMQ)")
     p.add_argument("--report", help="splice the results into this Markdown file")
     p.add_argument("--notes", default="", help="text under the tables")
     args = p.parse_args()
@@ -481,7 +556,8 @@ def main():
         commit = subprocess.run(["git", "-C", args.root, "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip() or "?"
         meta = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "cpus": os.cpu_count(),
-                "api_workers": args.api_workers, "window": args.window, "notes": args.notes}
+                "api_workers": args.api_workers, "window": args.window, "idle": args.idle,
+                "notes": args.notes}
         splice(args.report, report(results, meta))
 
 
@@ -521,31 +597,46 @@ def report(results, meta):
     out += ["", "**Steady state**: 1 % of the nodes PATCHed per minute (`extra`), "
             f"{meta['window']:.0f} s without ironpxe, then {meta['window']:.0f} s with "
             "`ironpxe serve --ironic-url` (defaults: `interval_secs = 2`, "
-            "`change_overlap_secs = 5`); ironpxe's cost is the difference. Meanwhile a node "
-            "in `inspect wait` gets a new `driver_info.deploy_kernel` every few seconds and "
-            "the time from the PATCH's answer to ironpxe's `/ipxe/<mac>` naming it is taken. "
-            "The pre-refresh poller (a full `detail=True` walk of nodes and ports every 10 s) "
-            "is derived from the measured walk costs above: its CPU per walk over "
-            "max(10 s, the walk's wall time).", "",
-            "| N | PATCHes/min (without / with) | Ironic CPU, churn only | with ironpxe | "
-            "ironpxe's share of an Ironic core | pre-refresh poller's share | "
-            "propagation p50 / p99 / max (samples) | first complete state | ironpxe CPU | "
-            "ironpxe RSS |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "`change_overlap_secs = 5`; *notifications*: `[ironic.notifications]` on a local "
+            "RabbitMQ, Ironic emitting versioned notifications in every window of that N); "
+            "ironpxe's cost is the difference. Idle: Ironic's CPU over "
+            f"{meta['idle']:.0f} s with ironpxe running and no changes (without ironpxe: the "
+            "first row of each N). Meanwhile a node in `inspect wait` gets a new "
+            "`driver_info.deploy_kernel` every few seconds and the time from the PATCH's "
+            "answer to ironpxe's `/ipxe/<mac>` naming it is taken. The pre-refresh poller (a "
+            "full `detail=True` walk of nodes and ports every 10 s) is derived from the "
+            "measured walk costs above: its CPU per walk over max(10 s, the walk's wall time).",
+            "",
+            "| N | ironpxe | PATCHes/min | Ironic CPU: idle | churn only | with ironpxe | "
+            "**ironpxe's share of an Ironic core** | propagation p50 / p99 / max (samples) | "
+            "first complete state | ironpxe CPU | ironpxe RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = r["requests"]
         walk = q["walk nodes detail (old poller)"], q["walk ports detail (old poller)"]
         old = sum(w["cpu_s"] for w in walk) / max(10.0, sum(w["wall_s"] for w in walk))
-        p = r["propagation"]
-        share = r["share_churn_ironpxe"] - r["share_churn_only"]
         out.append(
-            f"| {r['n']:,} | {r['churn_only_per_min']:.0f} / {r['churn_ironpxe_per_min']:.0f} "
-            f"| {r['share_churn_only'] * 100:.1f} % | {r['share_churn_ironpxe'] * 100:.1f} % "
-            f"| **{share * 100:.1f} %** | {min(old, 1.0) * 100:.0f} %"
-            f"{' (saturated)' if old >= 1 else ''} "
-            f"| {fmt(p['p50'], ' s', 2)} / **{fmt(p['p99'], ' s', 2)}** / {fmt(p['max'], ' s', 2)}"
-            f" ({p['samples']}) | {fmt(r['first_state_s'], ' s')} "
-            f"| {r['ironpxe_cpu_share'] * 100:.1f} % | {r['ironpxe_rss_mb']:.0f} MB |")
+            f"| {r['n']:,} | none | {r['churn_only_per_min']:.0f} "
+            f"| {r['idle_share'] * 100:.1f} % | {r['share_churn_only'] * 100:.1f} % | — | — | — "
+            f"| — | — | — |")
+        out.append(
+            f"| {r['n']:,} | pre-refresh poller (derived) | — | — | — | — "
+            f"| {min(old, 1.0) * 100:.0f} %{' (saturated)' if old >= 1 else ''} "
+            f"| ≥ 10 s + a walk ({sum(w['wall_s'] for w in walk):.1f} s) | — | — | — |")
+        for key, label in (("", "change probes"), ("_notify", "notifications")):
+            if "share_churn_ironpxe" + key not in r:
+                continue
+            p = r["propagation" + key]
+            share = r["share_churn_ironpxe" + key] - r["share_churn_only"]
+            out.append(
+                f"| {r['n']:,} | {label} | {r['churn_ironpxe_per_min' + key]:.0f} "
+                f"| {r['idle_share_ironpxe' + key] * 100:.1f} % | — "
+                f"| {r['share_churn_ironpxe' + key] * 100:.1f} % | **{share * 100:.1f} %** "
+                f"| {fmt(p['p50'], ' s', 2)} / **{fmt(p['p99'], ' s', 2)}** / "
+                f"{fmt(p['max'], ' s', 2)} ({p['samples']}) "
+                f"| {fmt(r['first_state_s' + key], ' s')} "
+                f"| {r['ironpxe_cpu_share' + key] * 100:.1f} % "
+                f"| {r['ironpxe_rss_mb' + key]:.0f} MB |")
     out += ["", meta.get("notes", "").strip(), END]
     return "\n".join(out) + "\n"
 

@@ -451,6 +451,13 @@ impl Config {
                 key: "ironic.subset",
                 message: e.to_string(),
             })?;
+            self.ironic
+                .notifications
+                .resolve()
+                .map_err(|e| ConfigError::Invalid {
+                    key: "ironic.notifications",
+                    message: e.to_string(),
+                })?;
         }
         if self.tftp_listen.is_empty() {
             return Err(ConfigError::Invalid {

@@ -355,6 +355,84 @@ fn write_ironic(s: &mut String, p: &crate::state::source::ironic::PollStatus) {
         "ironpxe_ironic_poll_failing {}",
         u8::from(p.last_error.is_some())
     );
+    if let Some(n) = &p.notify {
+        write_notifications(s, n, p);
+    }
+}
+
+/// `[ironic.notifications]`' series.
+fn write_notifications(
+    s: &mut String,
+    n: &crate::state::source::ironic::NotifyStatus,
+    p: &crate::state::source::ironic::PollStatus,
+) {
+    header(
+        s,
+        "ironpxe_ironic_notifications_total",
+        "counter",
+        "Ironic notifications taken from the message bus, by what they name (ignored: \
+         events of objects ironpxe does not serve).",
+    );
+    for (kind, v) in [
+        ("node", n.node_events),
+        ("port", n.port_events),
+        ("ignored", n.ignored_events),
+    ] {
+        let _ = writeln!(
+            s,
+            "ironpxe_ironic_notifications_total{{kind=\"{kind}\"}} {v}"
+        );
+    }
+    for (name, help, v) in [
+        (
+            "ironpxe_ironic_notification_errors_total",
+            "Notifications that could not be read (skipped; the change probes catch them).",
+            n.decode_errors,
+        ),
+        (
+            "ironpxe_ironic_notification_overflows_total",
+            "Notifications dropped because the poller was behind (each asks for a resync).",
+            n.overflows,
+        ),
+        (
+            "ironpxe_ironic_notification_connects_total",
+            "Connections to the message bus that reached consuming (each asks for a resync).",
+            n.connects,
+        ),
+        (
+            "ironpxe_ironic_notification_batches_total",
+            "Bursts of notifications applied.",
+            p.event_batches,
+        ),
+    ] {
+        header(s, name, "counter", help);
+        let _ = writeln!(s, "{name} {v}");
+    }
+    header(
+        s,
+        "ironpxe_ironic_notification_node_reads_total",
+        "counter",
+        "Nodes notifications named, by cost: get (one GET /v1/nodes/<uuid>) or unchanged \
+         (the payloads changed nothing ironpxe reads: no request).",
+    );
+    for (outcome, v) in [("get", p.event_reads), ("unchanged", p.event_unchanged)] {
+        let _ = writeln!(
+            s,
+            "ironpxe_ironic_notification_node_reads_total{{outcome=\"{outcome}\"}} {v}"
+        );
+    }
+    header(
+        s,
+        "ironpxe_ironic_notification_stream_up",
+        "gauge",
+        "1 while consuming Ironic's notifications (probes every probe_secs), 0 while not \
+         (probes every interval_secs).",
+    );
+    let _ = writeln!(
+        s,
+        "ironpxe_ironic_notification_stream_up {}",
+        u8::from(n.up)
+    );
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

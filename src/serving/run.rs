@@ -184,12 +184,27 @@ fn start_ironic(
     crate::state::source::ironic::load_cache_of(&live.store, &cache, client.subset());
     let state = Arc::new(crate::state::source::ironic::PollState::default());
     tracing::info!(ironic = client.base_url(), interval_secs = cfg.ironic.interval().as_secs(), cache = %cache.display(), "polling Ironic");
+    let notices = match cfg.ironic.notifications.resolve()? {
+        None => None,
+        Some(amqp) => {
+            let shared = Arc::new(crate::state::source::ironic::NotifyShared::default());
+            state.set_notify(shared.clone());
+            tracing::info!(broker = ?amqp, probe_secs = amqp.probe.as_secs(), "taking Ironic's notifications");
+            let probe_every = amqp.probe;
+            Some(crate::state::source::ironic::Notifications {
+                events: crate::state::source::ironic::spawn_notifications(amqp, shared.clone()),
+                shared,
+                probe_every,
+            })
+        }
+    };
     tokio::spawn(crate::state::source::ironic::run_poller(
         Arc::new(client),
         live.store.clone(),
         cache,
         cfg.ironic.refresh(),
         state.clone(),
+        notices,
     ));
     Ok(Some(state))
 }

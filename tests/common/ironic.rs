@@ -82,6 +82,12 @@ pub struct Ironic {
 impl Ironic {
     /// Creates the scratch directory, config, images and database, then starts Ironic.
     pub fn start() -> Ironic {
+        Self::start_with("")
+    }
+
+    /// [`Ironic::start`] with `extra_conf` appended to `ironic.conf` (oslo.config merges a
+    /// section given twice), e.g. to make it emit notifications.
+    pub fn start_with(extra_conf: &str) -> Ironic {
         require("curl", "curl");
         let venv = venv();
         let scratch = tempfile::Builder::new()
@@ -136,7 +142,7 @@ impl Ironic {
                 ),
             );
         let conf = dir.join("ironic.conf");
-        fs::write(&conf, conf_text).expect("write ironic.conf");
+        fs::write(&conf, format!("{conf_text}\n{extra_conf}\n")).expect("write ironic.conf");
 
         let t = Instant::now();
         let out = Command::new(venv.join("bin/ironic-dbsync"))

@@ -8,6 +8,7 @@ pub mod guest;
 pub mod http_client;
 pub mod http_server;
 pub mod ironic;
+pub mod rabbitmq;
 pub mod tftp;
 
 use std::fs;

@@ -252,6 +252,10 @@ impl View {
         (v, dropped)
     }
 
+    pub fn node(&self, uuid: &NodeUuid) -> Option<&Node> {
+        self.nodes.get(uuid).map(|n| &**n)
+    }
+
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
@@ -274,6 +278,19 @@ impl View {
     /// Takes a node out (it left this replica's subset); true when it was there.
     pub fn remove_node(&mut self, uuid: &NodeUuid) -> bool {
         self.nodes.remove(uuid).is_some()
+    }
+
+    /// Takes a port out (deleted in Ironic); true when it was there.
+    pub fn remove_port(&mut self, uuid: &PortUuid) -> bool {
+        self.ports.remove(uuid).is_some()
+    }
+
+    /// Takes out every port of a deleted node (Ironic deletes them with it, without a port
+    /// notification); how many.
+    pub fn remove_ports_of(&mut self, node: &NodeUuid) -> usize {
+        let before = self.ports.len();
+        self.ports.retain(|_, p| p.node_uuid.as_ref() != Some(node));
+        before - self.ports.len()
     }
 
     /// Puts a port in; true when it is new or differs. A port without a uuid is refused.
@@ -574,5 +591,22 @@ mod tests {
         // A port whose node is gone stays, counted as an orphan.
         assert!(v.upsert_port(port(P2, N2, "52:54:00:00:00:02")));
         assert_eq!(v.orphan_ports(), 1);
+    }
+
+    #[test]
+    fn a_deleted_nodes_ports_and_a_deleted_port_leave_the_view() {
+        let mut v = View::default();
+        v.upsert_node(node(N1, "active"));
+        v.upsert_node(node(N2, "active"));
+        v.upsert_port(port(P1, N1, "52:54:00:00:00:01"));
+        v.upsert_port(port(P2, N2, "52:54:00:00:00:02"));
+        assert!(v.remove_node(&NodeUuid::parse(N1).expect("uuid")));
+        assert_eq!(v.remove_ports_of(&NodeUuid::parse(N1).expect("uuid")), 1);
+        assert_eq!(v.remove_ports_of(&NodeUuid::parse(N1).expect("uuid")), 0);
+        assert_eq!((v.node_count(), v.port_count()), (1, 1));
+        let p2 = PortUuid::parse(P2).expect("uuid");
+        assert!(v.remove_port(&p2));
+        assert!(!v.remove_port(&p2));
+        assert_eq!(v.port_count(), 0);
     }
 }

@@ -260,6 +260,11 @@ impl Client {
         Ok(out)
     }
 
+    /// The node fields ironpxe asks for (and reads).
+    pub fn node_field_names(&self) -> impl Iterator<Item = &str> {
+        self.node_fields.split(',')
+    }
+
     /// `GET /v1/nodes/<uuid>` with [`Client::node_fields`]; `None` when Ironic no longer has it.
     pub async fn node(&self, uuid: NodeUuid) -> Result<Option<Node>, IronicError> {
         self.one(&format!("/v1/nodes/{uuid}?fields={}", self.node_fields))

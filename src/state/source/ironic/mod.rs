@@ -2,6 +2,9 @@
 //! Keystone application credentials with token renewal) and a change-driven poller
 //! (`poller.rs`) feeding the same store as the watched directory.
 //!
+//! Optionally, `notify.rs` consumes Ironic's notifications over AMQP, so the poller probes
+//! rarely while they flow.
+//!
 //! This file holds what both share — the `[ironic]` settings, the credentials resolved from
 //! them, the error type and the store's id for the API's document — and re-exports the rest,
 //! so callers name everything as `source::ironic::X` whichever file it lives in.
@@ -16,13 +19,19 @@ use crate::state::source::subset::{Subset, SubsetConfig};
 use crate::state::SourceId;
 
 mod client;
+mod notify;
 mod poller;
 
 pub use client::{
     node_fields, Client, Kind, Pages, Probe, SortKey, NODE_FIELDS, PLACEMENT_FIELDS, PORT_FIELDS,
 };
+pub use notify::{
+    spawn as spawn_notifications, Amqp, NotificationsConfig, NotifyConfigError, NotifyShared,
+    NotifyStatus,
+};
 pub use poller::{
-    load_cache, load_cache_of, poll_once, run_poller, PollState, PollStatus, Refresh,
+    load_cache, load_cache_of, poll_once, run_poller, Notifications, PollState, PollStatus,
+    Refresh, COALESCE,
 };
 
 /// `[ironic]` in the config.
@@ -62,6 +71,8 @@ pub struct IronicConfig {
     pub application_credential_secret_file: Option<PathBuf>,
     /// `[ironic.subset]`: serve one slice of the fleet (see [`subset`](super::subset)).
     pub subset: SubsetConfig,
+    /// `[ironic.notifications]`: Ironic's change notifications over AMQP (off unless `url`).
+    pub notifications: NotificationsConfig,
 }
 
 impl fmt::Debug for IronicConfig {
@@ -73,6 +84,7 @@ impl fmt::Debug for IronicConfig {
             .field("username", &self.username)
             .field("keystone_url", &self.keystone_url)
             .field("application_credential_id", &self.application_credential_id)
+            .field("notifications", &self.notifications)
             .finish_non_exhaustive()
     }
 }
