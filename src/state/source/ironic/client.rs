@@ -36,6 +36,9 @@ pub struct Client {
     limit: u32,
     auth: Auth,
     token: Mutex<Option<Token>>,
+    /// Held while a token is fetched: requests in flight at once (the start's node and port
+    /// walks) share one fetch instead of each asking Keystone.
+    fetching: tokio::sync::Mutex<()>,
     subset: Subset,
     /// `fields=` of node requests: [`NODE_FIELDS`] plus what the API version allows of
     /// [`PLACEMENT_FIELDS`].
@@ -63,6 +66,7 @@ impl Client {
             limit: cfg.page_limit.unwrap_or(1000).max(1),
             auth: cfg.auth()?,
             token: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
             subset: cfg.subset()?,
             node_fields: node_fields(cfg.api_version.as_deref()),
         })
@@ -361,10 +365,16 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
+            let mut used = None;
             req = match &self.auth {
                 Auth::None => req,
                 Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
-                Auth::Keystone { .. } => req.header("X-Auth-Token", self.token().await?),
+                Auth::Keystone { .. } => {
+                    let t = self.token().await?;
+                    let req = req.header("X-Auth-Token", &t);
+                    used = Some(t);
+                    req
+                }
             };
             let resp = req.send().await.map_err(|e| IronicError::Request {
                 what: format!("{method} {path}"),
@@ -372,7 +382,12 @@ impl Client {
             })?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 if let Auth::Keystone { .. } = self.auth {
-                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    // Forget the token this request was refused with, not one a request
+                    // beside it has renewed since.
+                    let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+                    if cached.as_ref().map(|t| &t.value) == used.as_ref() {
+                        *cached = None;
+                    }
                     continue;
                 }
             }
@@ -383,10 +398,12 @@ impl Client {
 
     /// The current Keystone token, renewed before it expires.
     async fn token(&self) -> Result<String, IronicError> {
-        if let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            if Instant::now() < t.renew_at {
-                return Ok(t.value);
-            }
+        if let Some(t) = self.cached_token() {
+            return Ok(t);
+        }
+        let _one_fetch = self.fetching.lock().await;
+        if let Some(t) = self.cached_token() {
+            return Ok(t);
         }
         let Auth::Keystone { url, id, secret } = &self.auth else {
             return Err(IronicError::Config("no Keystone credentials".into()));
@@ -426,6 +443,17 @@ impl Client {
         };
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
         Ok(value)
+    }
+}
+
+impl Client {
+    /// The current token, unless it is due for renewal.
+    fn cached_token(&self) -> Option<String> {
+        let cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .filter(|t| Instant::now() < t.renew_at)
+            .map(|t| t.value.clone())
     }
 }
 
