@@ -106,6 +106,11 @@ impl Watermark {
         self.top
     }
 
+    /// No row up to the top can appear any more: probes read only what is newer.
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+
     /// Takes the newest timestamp a complete probe saw (see [`Sifted::top`]); the probe
     /// started at `started` and read from [`cutoff`](Self::cutoff); `now` is when it ended;
     /// `ironic_now` is Ironic's clock when it started (its answer's `Date`), if known.

@@ -37,9 +37,9 @@ const MAX_PROBE_PAGES: usize = 20;
 /// client-id rarely changes after enrolment, while a node's state changes all the time.
 const PORT_UPDATES_EVERY: u64 = 5;
 
-/// The first page a probe asks next, from how many entries it took last time: a probe
-/// that keeps reading a window of recent changes asks for it in one request (each page is
-/// a scan of Ironic's table), an idle one for two rows.
+/// The first page a probe whose window is still open asks next, from how many entries it
+/// took last time: a probe that keeps reading a window of recent changes asks for it in
+/// one request (each page is a scan of Ironic's table); a settled one asks for two rows.
 fn next_first_page(took: usize) -> u32 {
     let took = u32::try_from(took).unwrap_or(u32::MAX);
     took.saturating_add(took / 2)
@@ -375,7 +375,6 @@ impl Refresher {
                 max: MAX_PROBE_PAGES,
             };
             let p = self.client.probe(kind, key, query, cutoff, pages).await?;
-            *size = next_first_page(p.entries.len());
             if !p.complete {
                 tracing::warn!(
                     listing = kind.path(),
@@ -390,13 +389,15 @@ impl Refresher {
         let mut delta = Delta::default();
         let mut unreadable = 0usize;
         let filtered = self.client.subset().node_queries() != [String::new()];
-        for ((kind, key, query), (p, mark)) in self
+        for (((kind, key, query), (p, mark)), size) in self
             .probes
             .iter()
             .zip(probes.into_iter().zip(&mut self.marks))
+            .zip(&mut self.sizes)
         {
             let (kind, key) = (*kind, *key);
             let Some(p) = p else { continue };
+            let took = p.entries.len();
             // The unfiltered node probe of a subset: what it lists outside the subset left.
             let prune = filtered && query.is_empty();
             for v in p.entries {
@@ -428,6 +429,12 @@ impl Refresher {
                     "the newest timestamp went back (a deletion, or Ironic's clock); the mark follows"
                 );
             }
+            // A settled mark reads only what is new: expect nothing. An open window is read
+            // again next time: expect about as much.
+            *size = match mark.is_settled() {
+                true => 2,
+                false => next_first_page(took),
+            };
         }
         if unreadable > 0 {
             tracing::warn!(
