@@ -474,12 +474,14 @@ mod tests {
             past_top,
             "nothing up to the top can still appear"
         );
+        assert!(w.is_settled());
 
         // A top 2 s before Ironic's clock: the window reaches back only to 5 s before it.
         let mut w = Watermark::default();
         let top = st("2026-12-03T17:59:58Z");
         assert_eq!(w.advance(Some(top), o, t0, t0, date), Moved::Forward);
         assert_eq!(w.cutoff(o), Some(st("2026-12-03T17:59:55Z")));
+        assert!(!w.is_settled());
         // A later probe 2 s on (Ironic's clock) narrows it; our own clock has not moved.
         let later = Some(st("2026-12-03T18:00:02Z"));
         assert_eq!(w.advance(Some(top), o, t0, t0, later), Moved::Kept);
