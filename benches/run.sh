@@ -342,6 +342,8 @@ calls() { awk '$NF != "total" && $1 ~ /^[0-9.]+$/ {print $NF, $4}' "$1"; }
             END { for (k in a) if (a[k] >= 0.01 * tot || b[k] > a[k]) 
                 printf "| %s | %.1f | %.1f | %s |\n", k, a[k] / n, b[k] / n,
                     (b[k] > 0 ? sprintf("%.2f×", a[k] / b[k]) : "—") }' | sort -t'|' -k3 -gr
+    echo
+    cat benches/storm-notes.md
 } >"$B/profile.md"
 
 # ---------------------------------------------------------------------------------------------
