@@ -400,21 +400,8 @@ impl Refresher {
             let took = p.entries.len();
             // The unfiltered node probe of a subset: what it lists outside the subset left.
             let prune = filtered && query.is_empty();
-            for v in p.entries {
-                match kind {
-                    Kind::Nodes => match serde_json::from_value::<Node>(v) {
-                        Ok(n) if prune && !self.client.subset().selects(&n) => {
-                            delta.nodes_removed += usize::from(self.view.remove_node(&n.uuid))
-                        }
-                        Ok(n) => delta.nodes_changed += usize::from(self.view.upsert_node(n)),
-                        Err(_) => unreadable += 1,
-                    },
-                    Kind::Ports => match serde_json::from_value::<Port>(v) {
-                        Ok(p) => delta.ports_changed += usize::from(self.view.upsert_port(p)),
-                        Err(_) => unreadable += 1,
-                    },
-                }
-            }
+            let subset = prune.then_some(self.client.subset());
+            unreadable += merge_entries(&mut self.view, kind, subset, p.entries, &mut delta);
             if mark.advance(
                 p.top,
                 self.cfg.overlap,
@@ -660,6 +647,35 @@ pub async fn run_poller(
         };
         publish(&mut r, outcome, &store, &cache, &state, &base).await;
     }
+}
+
+/// Merges a probe's entries into the view; returns how many did not parse (their last good
+/// copies stay). With `prune` (the unfiltered node probe of a subset), a node outside the
+/// subset leaves the view.
+fn merge_entries(
+    view: &mut View,
+    kind: Kind,
+    prune: Option<&Subset>,
+    entries: Vec<serde_json::Value>,
+    delta: &mut Delta,
+) -> usize {
+    let mut unreadable = 0;
+    for v in entries {
+        match kind {
+            Kind::Nodes => match serde_json::from_value::<Node>(v) {
+                Ok(n) if prune.is_some_and(|s| !s.selects(&n)) => {
+                    delta.nodes_removed += usize::from(view.remove_node(&n.uuid))
+                }
+                Ok(n) => delta.nodes_changed += usize::from(view.upsert_node(n)),
+                Err(_) => unreadable += 1,
+            },
+            Kind::Ports => match serde_json::from_value::<Port>(v) {
+                Ok(p) => delta.ports_changed += usize::from(view.upsert_port(p)),
+                Err(_) => unreadable += 1,
+            },
+        }
+    }
+    unreadable
 }
 
 /// How fast notified nodes are read one by one (`GET /v1/nodes/<uuid>`): 2 a second, bursts
