@@ -177,11 +177,9 @@ impl IronicConfig {
             })
         };
         let secret = |inline: &Option<String>, file: &Option<PathBuf>, key: &str| match file {
-            Some(f) => std::fs::read_to_string(f)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| {
-                    IronicError::Config(format!("ironic.{key}_file {}: {e}", f.display()))
-                }),
+            Some(f) => read_secret(f).map_err(|e| {
+                IronicError::Config(format!("ironic.{key}_file {}: {e}", f.display()))
+            }),
             None => need(inline, key),
         };
         Ok(match self.auth {
@@ -201,6 +199,12 @@ impl IronicConfig {
             },
         })
     }
+}
+
+/// A secret kept in a file (`*_file` keys): its contents without the trailing line end an
+/// editor or `echo` leaves.
+pub(super) fn read_secret(path: &std::path::Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path).map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// The source id of the Ironic API's document: it ranks first, so a node Ironic reports wins

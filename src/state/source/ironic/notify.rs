@@ -113,12 +113,10 @@ impl NotificationsConfig {
         };
         let (host, port, user, vhost) = parse_url(url)?;
         let password = match (&self.password_file, &self.password) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| NotifyConfigError::PasswordFile {
-                    path: f.display().to_string(),
-                    message: e.to_string(),
-                })?,
+            (Some(f), _) => super::read_secret(f).map_err(|e| NotifyConfigError::PasswordFile {
+                path: f.display().to_string(),
+                message: e.to_string(),
+            })?,
             (None, Some(p)) => p.clone(),
             (None, None) => "guest".to_owned(),
         };

@@ -759,7 +759,10 @@ async fn publish(
         s.event_reads += reads.0;
         s.event_unchanged += reads.1;
     });
-    let recovering = state.get().last_error.is_some() || state.get().polls_ok == 0;
+    let recovering = {
+        let s = state.get();
+        s.last_error.is_some() || s.polls_ok == 0
+    };
     let polled = match outcome {
         Ok(changed) if changed || recovering => Ok(Some(r.client.subset().select(r.view.to_doc()))),
         Ok(_) => Ok(None),
