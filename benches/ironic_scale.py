@@ -270,7 +270,8 @@ def enrol(ironic, n, watched):
     return uuids
 
 
-NODE_FIELDS = None  # filled from ironpxe's own list (see main)
+# ironpxe's `fields=` for ports (client.rs PORT_FIELDS); nodes' come from --fields.
+PORT_FIELDS = "uuid,address,node_uuid,pxe_enabled,extra"
 
 
 def request_costs(ironic, uuids, fields, reps):
@@ -282,7 +283,7 @@ def request_costs(ironic, uuids, fields, reps):
         "walk ports detail (old poller)": lambda: api.walk("/v1/ports?detail=True&limit=1000"),
         "walk nodes fields= (start)": lambda: api.walk(f"/v1/nodes?fields={fields}&limit=1000"),
         "walk ports fields= (start)": lambda: api.walk(
-            "/v1/ports?fields=uuid,address,extra,node_uuid,pxe_enabled&limit=1000"),
+            f"/v1/ports?fields={PORT_FIELDS}&limit=1000"),
         "walk nodes fields=uuid (reconcile)": lambda: api.walk("/v1/nodes?fields=uuid&limit=1000"),
         "walk ports fields=uuid (reconcile)": lambda: api.walk("/v1/ports?fields=uuid&limit=1000"),
         "probe nodes updated_at limit=2": lambda: api.call(
@@ -301,7 +302,7 @@ def request_costs(ironic, uuids, fields, reps):
             "GET", "/v1/nodes?provision_state=inspect%20wait&fields=uuid&limit=1000"),
         "GET /v1/nodes/<uuid>?fields=": lambda: api.call("GET", f"/v1/nodes/{some}?fields={fields}"),
         "GET /v1/ports?node=<uuid>": lambda: api.call(
-            "GET", f"/v1/ports?node={some}&fields=uuid,address,extra,node_uuid,pxe_enabled"),
+            "GET", f"/v1/ports?node={some}&fields={PORT_FIELDS}"),
     }
     out = {}
     for name, f in kinds.items():
