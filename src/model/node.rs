@@ -187,7 +187,7 @@ impl fmt::Display for ProvisionState {
 }
 
 /// The boot-relevant part of `driver_info` (credentials and the rest are never kept).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct DriverInfo {
     pub deploy_kernel: Option<String>,
@@ -205,7 +205,7 @@ pub struct DriverInfo {
 }
 
 /// The boot-relevant part of `instance_info`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct InstanceInfo {
     pub kernel: Option<String>,
@@ -222,7 +222,7 @@ pub struct InstanceInfo {
 }
 
 /// The boot-relevant part of `properties`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct Properties {
     /// `"boot_mode:uefi,boot_option:netboot"`-style text, or a dict.
@@ -233,7 +233,7 @@ pub struct Properties {
 }
 
 /// The boot-relevant part of `driver_internal_info`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct DriverInternalInfo {
     pub is_whole_disk_image: Option<bool>,
@@ -244,7 +244,7 @@ pub struct DriverInternalInfo {
 }
 
 /// A node as the boot server sees it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Node {
     pub uuid: NodeUuid,
     #[serde(default)]
@@ -314,7 +314,7 @@ fn embedded<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Port>, D::Error> {
 
 /// An Ironic port. `address` holds the InfiniBand MAC for an IB port, which Ironic marks by
 /// `extra["client-id"]`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Port {
     #[serde(default)]
     pub uuid: Option<PortUuid>,
@@ -509,7 +509,7 @@ impl<'de> Deserialize<'de> for PortEntry {
 /// One state file's contents: a node, a node listing, a port listing, or both listings.
 /// Nodes and ports are shared with every snapshot built from the document, never copied:
 /// at 100k nodes a second copy is a few hundred megabytes (a clone shares them).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateDoc {
     pub nodes: Vec<Arc<Node>>,
     pub ports: Vec<Arc<Port>>,

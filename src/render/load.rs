@@ -244,7 +244,7 @@ fn trial_node() -> (IndexedNode, IndexedPort) {
         IndexedNode {
             node: Arc::new(node),
             revision: 0,
-            source: crate::state::source::ironic::source_id(),
+            source: Arc::new(crate::state::source::ironic::source_id()),
             ports: vec![0],
             system_uuid: None,
         },

@@ -12,6 +12,9 @@ use crate::model::addr::{
 };
 use crate::model::node::{Node, NodeUuid, Port, StateDoc};
 
+mod patch;
+pub(super) use patch::Touched;
+
 /// Which node fields hold what Ironic itself does not keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexConfig {
@@ -42,7 +45,8 @@ pub struct IndexedNode {
     /// The generation in which this node or one of its ports last changed: renders of an
     /// unchanged node stay cached across generations.
     pub revision: u64,
-    pub source: SourceId,
+    /// Shared by every node of the source: cloning a snapshot's nodes allocates nothing here.
+    pub source: Arc<SourceId>,
     /// Indexes into [`Snapshot::ports`].
     pub ports: Vec<usize>,
     pub system_uuid: Option<SystemUuid>,
@@ -150,9 +154,15 @@ pub struct Snapshot {
     by_address: HashMap<Mac, usize>,
     /// Sources whose latest input was refused (their last good contents are in use).
     pub errors: Vec<SourceError>,
-    /// Conflicts resolved by rule (duplicate nodes or addresses, orphan ports …).
+    /// Conflicts resolved by rule (duplicate nodes or addresses, orphan ports …), then the
+    /// fields of single nodes that were ignored.
     pub warnings: Vec<String>,
     pub changes: Changes,
+    /// The ignored fields of each node, kept apart so a patch can replace one node's.
+    node_warnings: BTreeMap<NodeUuid, Vec<String>>,
+    /// No conflict, orphan port or port joined to another source's node: each node is then
+    /// derived from its own source's rows alone, and [`Snapshot::patch`] may replace a few.
+    patchable: bool,
 }
 
 impl Snapshot {
@@ -166,7 +176,7 @@ impl Snapshot {
     ) -> Snapshot {
         let generation = prev.map_or(0, |p| p.generation + 1);
         let mut b = Builder {
-            cfg,
+            derive: Derive { cfg },
             s: Snapshot {
                 generation,
                 nodes: Vec::new(),
@@ -181,13 +191,30 @@ impl Snapshot {
                 errors,
                 warnings: Vec::new(),
                 changes: Changes::default(),
+                node_warnings: BTreeMap::new(),
+                patchable: true,
             },
         };
         b.add_nodes(docs);
         b.add_ports(docs);
         b.index_addresses();
         b.set_revisions(prev);
+        b.s.patchable &= b.s.warnings.is_empty();
+        b.s.flatten_warnings();
         b.s
+    }
+
+    /// Keeps what was ignored in a node's fields (nothing when `warns` is empty).
+    fn note(&mut self, node: NodeUuid, warns: Vec<String>) {
+        if !warns.is_empty() {
+            self.node_warnings.entry(node).or_default().extend(warns);
+        }
+    }
+
+    /// `warnings` = conflicts, then each node's ignored fields in node UUID order.
+    fn flatten_warnings(&mut self) {
+        let fields = self.node_warnings.values().flatten().cloned();
+        self.warnings.extend(fields);
     }
 
     pub fn nodes(&self) -> &[IndexedNode] {
@@ -295,8 +322,49 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// Everything a snapshot holds, in a canonical text form: two snapshots with equal dumps
+    /// answer every lookup alike.
+    pub(super) fn dump(&self) -> String {
+        fn sorted<K: fmt::Display>(m: &HashMap<K, usize>) -> Vec<(String, usize)> {
+            let mut v: Vec<_> = m.iter().map(|(k, &i)| (k.to_string(), i)).collect();
+            v.sort();
+            v
+        }
+        let mut out = format!(
+            "generation {} patchable {}\n",
+            self.generation, self.patchable
+        );
+        for n in &self.nodes {
+            out += &format!(
+                "node {} rev {} from {} ports {:?} system {:?} {:?}\n",
+                n.node.uuid, n.revision, n.source, n.ports, n.system_uuid, n.node
+            );
+        }
+        for p in &self.ports {
+            out += &format!("port {p:?}\n");
+        }
+        out += &format!(
+            "uuid {:?}\neth {:?}\nib {:?}\nguid {:?}\nsystem {:?}\nip {:?}\naddress {:?}\n",
+            sorted(&self.by_uuid),
+            sorted(&self.by_eth_mac),
+            sorted(&self.by_ib_mac),
+            sorted(&self.by_guid),
+            sorted(&self.by_system_uuid),
+            sorted(&self.by_ip),
+            sorted(&self.by_address)
+        );
+        out += &format!(
+            "errors {:?}\nwarnings {:#?}\nchanges {:?}\n",
+            self.errors, self.warnings, self.changes
+        );
+        out
+    }
+}
+
 struct Builder<'a> {
-    cfg: &'a IndexConfig,
+    derive: Derive<'a>,
     s: Snapshot,
 }
 
@@ -304,6 +372,7 @@ impl Builder<'_> {
     /// Nodes from every source in priority order; a UUID seen again is a conflict.
     fn add_nodes(&mut self, docs: &BTreeMap<SourceId, Arc<StateDoc>>) {
         for (source, doc) in docs {
+            let shared = Arc::new(source.clone());
             for node in &doc.nodes {
                 if let Some(&i) = self.s.by_uuid.get(&node.uuid) {
                     let first = &self.s.nodes[i].source;
@@ -313,43 +382,19 @@ impl Builder<'_> {
                     ));
                     continue;
                 }
-                let system_uuid = self.system_uuid(node, source);
+                let mut warns = Vec::new();
+                let system_uuid = self.derive.system_uuid(node, source, &mut warns);
+                self.s.note(node.uuid, warns);
                 self.s.by_uuid.insert(node.uuid, self.s.nodes.len());
                 self.s.nodes.push(IndexedNode {
                     node: node.clone(),
                     revision: self.s.generation,
-                    source: source.clone(),
+                    source: shared.clone(),
                     ports: Vec::new(),
                     system_uuid,
                 });
             }
         }
-    }
-
-    fn system_uuid(&mut self, node: &Node, source: &SourceId) -> Option<SystemUuid> {
-        let key = &self.cfg.system_uuid_key;
-        let raw = node.extra.get(key)?;
-        match raw.as_str().map(SystemUuid::parse) {
-            Some(Ok(u)) => Some(u),
-            Some(Err(e)) => {
-                self.warn_field(source, node.uuid, format!("extra.{key}: {e}"));
-                None
-            }
-            None => {
-                self.warn_field(
-                    source,
-                    node.uuid,
-                    format!("extra.{key} is {raw}, not a string"),
-                );
-                None
-            }
-        }
-    }
-
-    fn warn_field(&mut self, source: &SourceId, node: NodeUuid, what: String) {
-        self.s
-            .warnings
-            .push(format!("{source}: node {node}: {what}; ignored"));
     }
 
     /// Ports joined to their nodes by `node_uuid`; the first source to define a port UUID wins.
@@ -386,70 +431,15 @@ impl Builder<'_> {
             ));
             return;
         };
-        let client_id = self.client_id(source, node_uuid, port);
-        let fixed_ip = self.fixed_ip(source, node_uuid, port);
+        // A port joined to another source's node: only a full build sees both sources.
+        self.s.patchable &= *self.s.nodes[node].source == *source;
+        let mut warns = Vec::new();
+        let indexed = self
+            .derive
+            .port(source, (node, node_uuid), port, &mut warns);
+        self.s.note(node_uuid, warns);
         self.s.nodes[node].ports.push(self.s.ports.len());
-        self.s.ports.push(IndexedPort {
-            port: port.clone(),
-            node,
-            client_id,
-            fixed_ip,
-            boot_names: port.pxe_enabled || self.cfg.add_all_ports,
-        });
-    }
-
-    /// The port's RFC 4390 client-id. A client-id that decides the link type otherwise than
-    /// its looks suggest is reported: a falsy one (an Ethernet port, as Ironic treats it) and
-    /// a truthy one that is not 20 bytes (InfiniBand all the same, but without a GUID).
-    fn client_id(&mut self, source: &SourceId, node: NodeUuid, port: &Port) -> Option<ClientId> {
-        let address = port.address;
-        match port.client_id() {
-            Some(Ok(cid)) => {
-                if cid.guid().ib_mac() != address {
-                    self.s.warnings.push(format!(
-                        "{source}: InfiniBand port {address} of node {node}: address is not the IB MAC of the client-id's GUID {} (expected {})",
-                        cid.guid(), cid.guid().ib_mac()
-                    ));
-                }
-                Some(cid)
-            }
-            Some(Err(e)) => {
-                self.s.warnings.push(format!(
-                    "{source}: node {node}: port {address} {e}; it boots as InfiniBand all the same (20-{}, as Ironic treats any non-empty client-id)",
-                    address.hyphen()
-                ));
-                None
-            }
-            None => {
-                if let Some(v) = port.extra.get(Port::CLIENT_ID_KEY) {
-                    let v: String = v.to_string().chars().take(16).collect();
-                    self.s.warnings.push(format!(
-                        "{source}: node {node}: port {address} extra.client-id is {v}, which Ironic reads as no client-id: an Ethernet port (01-{})",
-                        address.hyphen()
-                    ));
-                }
-                None
-            }
-        }
-    }
-
-    fn fixed_ip(&mut self, source: &SourceId, node: NodeUuid, port: &Port) -> Option<Ipv4Addr> {
-        let key = &self.cfg.fixed_ip_key;
-        let raw = port.extra.get(key)?;
-        match raw.as_str().map(str::parse::<Ipv4Addr>) {
-            Some(Ok(ip)) => Some(ip),
-            _ => {
-                self.warn_field(
-                    source,
-                    node,
-                    format!(
-                        "port {} extra.{key} = {raw} is not an IPv4 address",
-                        port.address
-                    ),
-                );
-                None
-            }
-        }
+        self.s.ports.push(indexed);
     }
 
     /// Fills the address maps. Only ports Ironic links boot names for are answered
@@ -462,8 +452,17 @@ impl Builder<'_> {
         for (i, p) in s.ports.iter().enumerate() {
             let first =
                 |&j: &usize| s.nodes[s.ports[j].node].node.uuid <= s.nodes[p.node].node.uuid;
-            if !s.by_address.get(&p.port.address).is_some_and(first) {
-                s.by_address.insert(p.port.address, i);
+            match s.by_address.get(&p.port.address) {
+                None => {
+                    s.by_address.insert(p.port.address, i);
+                }
+                Some(j) => {
+                    // Settled by node UUID without a warning; a patch could not settle it.
+                    s.patchable = false;
+                    if !first(j) {
+                        s.by_address.insert(p.port.address, i);
+                    }
+                }
             }
             if !p.boot_names {
                 continue;
@@ -575,5 +574,109 @@ fn lower_first(nodes: &[IndexedNode], a: usize, b: usize) -> (usize, usize) {
         (a, b)
     } else {
         (b, a)
+    }
+}
+
+/// What the snapshot derives from one node or port by itself, with the warnings about its
+/// fields: shared by a full build and a patch, so both derive alike.
+#[derive(Clone, Copy)]
+struct Derive<'a> {
+    cfg: &'a IndexConfig,
+}
+
+impl Derive<'_> {
+    fn system_uuid(
+        self,
+        node: &Node,
+        source: &SourceId,
+        warns: &mut Vec<String>,
+    ) -> Option<SystemUuid> {
+        let key = &self.cfg.system_uuid_key;
+        let raw = node.extra.get(key)?;
+        let what = match raw.as_str().map(SystemUuid::parse) {
+            Some(Ok(u)) => return Some(u),
+            Some(Err(e)) => format!("extra.{key}: {e}"),
+            None => format!("extra.{key} is {raw}, not a string"),
+        };
+        warns.push(format!("{source}: node {}: {what}; ignored", node.uuid));
+        None
+    }
+
+    /// The port as indexed under node index `node`.
+    fn port(
+        self,
+        source: &SourceId,
+        (node, node_uuid): (usize, NodeUuid),
+        port: &Arc<Port>,
+        warns: &mut Vec<String>,
+    ) -> IndexedPort {
+        IndexedPort {
+            port: port.clone(),
+            node,
+            client_id: client_id(source, node_uuid, port, warns),
+            fixed_ip: self.fixed_ip(source, node_uuid, port, warns),
+            boot_names: port.pxe_enabled || self.cfg.add_all_ports,
+        }
+    }
+
+    fn fixed_ip(
+        self,
+        source: &SourceId,
+        node: NodeUuid,
+        port: &Port,
+        warns: &mut Vec<String>,
+    ) -> Option<Ipv4Addr> {
+        let key = &self.cfg.fixed_ip_key;
+        let raw = port.extra.get(key)?;
+        match raw.as_str().map(str::parse::<Ipv4Addr>) {
+            Some(Ok(ip)) => Some(ip),
+            _ => {
+                warns.push(format!(
+                    "{source}: node {node}: port {} extra.{key} = {raw} is not an IPv4 address; ignored",
+                    port.address
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// The port's RFC 4390 client-id. A client-id that decides the link type otherwise than
+/// its looks suggest is reported: a falsy one (an Ethernet port, as Ironic treats it) and
+/// a truthy one that is not 20 bytes (InfiniBand all the same, but without a GUID).
+fn client_id(
+    source: &SourceId,
+    node: NodeUuid,
+    port: &Port,
+    warns: &mut Vec<String>,
+) -> Option<ClientId> {
+    let address = port.address;
+    match port.client_id() {
+        Some(Ok(cid)) => {
+            if cid.guid().ib_mac() != address {
+                warns.push(format!(
+                    "{source}: InfiniBand port {address} of node {node}: address is not the IB MAC of the client-id's GUID {} (expected {})",
+                    cid.guid(), cid.guid().ib_mac()
+                ));
+            }
+            Some(cid)
+        }
+        Some(Err(e)) => {
+            warns.push(format!(
+                "{source}: node {node}: port {address} {e}; it boots as InfiniBand all the same (20-{}, as Ironic treats any non-empty client-id)",
+                address.hyphen()
+            ));
+            None
+        }
+        None => {
+            if let Some(v) = port.extra.get(Port::CLIENT_ID_KEY) {
+                let v: String = v.to_string().chars().take(16).collect();
+                warns.push(format!(
+                    "{source}: node {node}: port {address} extra.client-id is {v}, which Ironic reads as no client-id: an Ethernet port (01-{})",
+                    address.hyphen()
+                ));
+            }
+            None
+        }
     }
 }

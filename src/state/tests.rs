@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::source::dir::DirSource;
 use super::*;
 use crate::model::addr::{AnyAddr, Guid, IbHwAddr, Mac, PxelinuxName, SystemUuid};
+use crate::model::node::{Node, Port};
 use crate::support::watch::Debounce;
 
 const IB_NODE: &str = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123";
@@ -563,4 +564,228 @@ fn add_all_ports_answers_ports_that_are_not_pxe_enabled_without_their_ip() {
     for s in [&off, &on] {
         assert!(s.any_port_by_address(&eth).is_some() && s.any_port_by_address(&ib).is_some());
     }
+}
+
+/// A document of the Ironic source from a script of bytes: nodes and ports drawn from small
+/// pools (so addresses, system UUIDs and GUIDs collide now and then), sorted by UUID as the
+/// Ironic source sorts them.
+fn scripted_doc(script: &[u8]) -> StateDoc {
+    let mut bytes = script.iter().copied().cycle();
+    let mut next = move || bytes.next().unwrap_or(0);
+    let states = [
+        "deploying",
+        "wait call-back",
+        "active",
+        "clean wait",
+        "available",
+    ];
+    let mut nodes = Vec::new();
+    for i in 0..12u8 {
+        let b = next();
+        if b % 8 == 0 {
+            continue;
+        }
+        let mut extra = serde_json::json!({});
+        match next() % 8 {
+            0 => {
+                extra["system_uuid"] =
+                    format!("4c4c4544-0000-0000-0000-00000000000{}", next() % 4).into()
+            }
+            1 => extra["system_uuid"] = "not-a-uuid".into(),
+            _ => {}
+        }
+        nodes.push(serde_json::json!({
+            "uuid": format!("{i:02x}000000-0000-4000-8000-000000000000"),
+            "provision_state": states[usize::from(b) % states.len()],
+            "extra": extra,
+        }));
+    }
+    let mut ports = Vec::new();
+    for i in 0..16u8 {
+        let b = next();
+        if b % 3 == 0 {
+            continue;
+        }
+        let mac = next();
+        let mut extra = serde_json::json!({});
+        match next() % 10 {
+            0 => {
+                extra["client-id"] =
+                    format!("ff:00:00:00:00:00:02:00:00:02:c9:00:52:54:00:03:00:00:00:{mac:02x}")
+                        .into()
+            }
+            1 => extra["client-id"] = "garbage".into(),
+            2 => extra["fixed_ip"] = format!("10.0.0.{}", next() % 20).into(),
+            3 => extra["fixed_ip"] = serde_json::json!(7),
+            _ => {}
+        }
+        ports.push(serde_json::json!({
+            "uuid": format!("{i:02x}aaaaaa-0000-4000-8000-000000000000"),
+            // Now and then a port of no node (an orphan).
+            "node_uuid": format!("{:02x}000000-0000-4000-8000-000000000000", if next() % 16 == 0 { 12 } else { next() % 12 }),
+            "address": format!("52:54:00:00:00:{mac:02x}"),
+            "pxe_enabled": next() % 5 != 0,
+            "extra": extra,
+        }));
+    }
+    let json = serde_json::json!({"nodes": nodes, "ports": ports}).to_string();
+    let mut d = StateDoc::from_slice(json.as_bytes()).expect("scripted doc parses");
+    d.nodes.sort_by_key(|n| n.uuid);
+    d.ports.sort_by_key(|p| p.uuid);
+    d
+}
+
+/// One change as a notification brings it: one node's or one port's row replaced by the
+/// row of another script, or dropped. Unchanged rows stay shared, as the poller's view keeps them.
+fn mutate(doc: &StateDoc, other: &StateDoc, pick: u8) -> StateDoc {
+    let mut next = StateDoc {
+        nodes: doc.nodes.clone(),
+        ports: doc.ports.clone(),
+    };
+    let i = usize::from(pick / 4);
+    match pick % 4 {
+        0 if !other.nodes.is_empty() => {
+            let row = other.nodes[i % other.nodes.len()].clone();
+            next.nodes.retain(|n| n.uuid != row.uuid);
+            next.nodes.push(row);
+        }
+        1 if !next.nodes.is_empty() => {
+            // Ironic deletes a node's ports with it.
+            let gone = next.nodes.remove(i % next.nodes.len()).uuid;
+            next.ports.retain(|p| p.node_uuid != Some(gone));
+        }
+        2 if !other.ports.is_empty() => {
+            let row = other.ports[i % other.ports.len()].clone();
+            next.ports.retain(|p| p.uuid != row.uuid);
+            next.ports.push(row);
+        }
+        3 if !next.ports.is_empty() => {
+            let at = i % next.ports.len();
+            next.ports.remove(at);
+        }
+        _ => {}
+    }
+    next.nodes.sort_by_key(|n| n.uuid);
+    next.ports.sort_by_key(|p| p.uuid);
+    next
+}
+
+/// Runs a script through the store: after every change the published snapshot must equal
+/// a full build of the same documents. Returns how many generations were patches.
+fn patch_matches_build(base: &[u8], others: &[Vec<u8>], picks: &[u8], with_file: bool) -> usize {
+    let cfg = IndexConfig::default();
+    let store = Store::new(cfg.clone());
+    let ironic = crate::state::source::ironic::source_id();
+    let mut updates = vec![(ironic.clone(), Update::Replace(scripted_doc(base)))];
+    if with_file {
+        updates.push((
+            file("a.json"),
+            Update::Replace(doc(&eth_node_json("52:54:00:00:00:05"))),
+        ));
+    }
+    store.apply(updates);
+    let mut current = store.sources.lock().expect("lock").docs[&ironic].clone();
+    let mut patched = 0;
+    for (other, &pick) in others.iter().zip(picks) {
+        let next = mutate(&current, &scripted_doc(other), pick);
+        let prev = store.current();
+        let touched = Touched::between(&current, &next).expect("sorted documents compare");
+        let got = store.apply(vec![(ironic.clone(), Update::Replace(next))]);
+        if Arc::ptr_eq(&got, &prev) {
+            continue; // nothing changed: nothing published
+        }
+        let docs = store.sources.lock().expect("lock").docs.clone();
+        let full = Snapshot::build(&cfg, &docs, Vec::new(), Some(&prev)).dump();
+        assert_eq!(
+            got.dump(),
+            full,
+            "published after change {pick} of {touched:?}"
+        );
+        // The store patches only small changes of large fleets: try every one here.
+        if let Some(patch) = Snapshot::patch(&prev, &cfg, &ironic, &touched, Vec::new()) {
+            assert_eq!(
+                patch.dump(),
+                full,
+                "patched after change {pick} of {touched:?}"
+            );
+            patched += 1;
+        }
+        current = docs[&ironic].clone();
+    }
+    patched
+}
+
+#[test]
+fn patch_equals_a_full_build() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use proptest::test_runner::{RngAlgorithm, TestRng};
+    // A fixed seed: the count asserted below must not vary between runs.
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let config = Config {
+        cases: 400,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let patched = std::sync::atomic::AtomicUsize::new(0);
+    let script = || proptest::collection::vec(any::<u8>(), 100..120);
+    let strategy = (
+        script(),
+        proptest::collection::vec(script(), 1..8),
+        proptest::collection::vec(any::<u8>(), 8),
+        any::<bool>(),
+    );
+    runner
+        .run(&strategy, |(base, others, picks, with_file)| {
+            let n = patch_matches_build(&base, &others, &picks, with_file);
+            patched.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Not vacuous: many of those generations were patches, not full builds.
+    let patched = patched.into_inner();
+    assert!(patched > 150, "only {patched} generations were patched");
+}
+
+#[test]
+fn a_notified_change_at_scale_is_a_patch() {
+    let cfg = IndexConfig::default();
+    let ironic = crate::state::source::ironic::source_id();
+    let node = |i: u32, state: &str| -> Arc<Node> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "uuid": format!("{i:08x}-0000-4000-8000-000000000000"), "provision_state": state,
+            }))
+            .expect("node"),
+        )
+    };
+    let port = |i: u32| -> Arc<Port> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "uuid": format!("{i:08x}-1111-4000-8000-000000000000"),
+                "node_uuid": format!("{i:08x}-0000-4000-8000-000000000000"),
+                "address": format!("52:54:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 255, i & 255),
+            }))
+            .expect("port"),
+        )
+    };
+    let old = StateDoc {
+        nodes: (0..1000).map(|i| node(i, "available")).collect(),
+        ports: (0..1000).map(port).collect(),
+    };
+    let store = Store::new(cfg.clone());
+    let g1 = store.apply(vec![(ironic.clone(), Update::Replace(old.clone()))]);
+    let mut new = old.clone();
+    new.nodes[500] = node(500, "deploying");
+    let touched = Touched::between(&old, &new).expect("sorted");
+    assert_eq!(touched.len(), 1, "one node touched: {touched:?}");
+    let patch = Snapshot::patch(&g1, &cfg, &ironic, &touched, Vec::new()).expect("a patch");
+    let g2 = store.apply(vec![(ironic.clone(), Update::Replace(new))]);
+    assert_eq!(g2.dump(), patch.dump());
+    let changed = NodeUuid::parse("000001f4-0000-4000-8000-000000000000").expect("uuid");
+    assert_eq!(g2.changes.modified, [changed].into());
+    assert_eq!(g2.node(&changed).expect("node").revision, 2);
+    let mac = Mac::parse("52:54:00:00:01:f4").expect("mac");
+    assert_eq!(g2.by_mac(&mac).map(|m| m.node.node.uuid), Some(changed));
+    assert_eq!(g2.node(&g1.nodes()[0].node.uuid).expect("kept").revision, 1);
 }

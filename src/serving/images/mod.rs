@@ -22,11 +22,12 @@
 
 mod error;
 pub mod fetch;
+mod needed;
 pub mod policy;
 
 pub use error::ImageError;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,13 +36,14 @@ use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::model::boot::{self, BootConfig, ImageSource};
+use crate::model::boot::{BootConfig, ImageSource};
 use crate::model::node::NodeUuid;
 use crate::serving::metrics::Metrics;
 use crate::state::problems::{ProblemKind, Problems};
 use crate::state::Snapshot;
 use crate::support::fs::AtomicFile;
 use fetch::Fetcher;
+pub use needed::{needed_images, Needed};
 use policy::{AllowedPath, FilePolicy, ImagePolicy, Refusal, UrlPolicy, UrlRule};
 
 /// How long a failed or refused fetch is remembered before a request may try again.
@@ -121,15 +123,6 @@ impl PendingFetch {
     }
 }
 
-/// One image the state needs, and who needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Needed {
-    pub src: ImageSource,
-    pub nodes: BTreeSet<NodeUuid>,
-    /// The unknown-machine action boots it.
-    pub unknown: bool,
-}
-
 enum Entry {
     Ready {
         len: u64,
@@ -184,6 +177,9 @@ pub struct ImageCache {
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
+    /// What the last generation seen needs; a lock of its own, so lookups never wait for
+    /// boot decisions.
+    tracker: Mutex<needed::Tracker>,
 }
 
 impl ImageCache {
@@ -214,6 +210,7 @@ impl ImageCache {
             rt,
             metrics,
             inner: Mutex::new(Inner::default()),
+            tracker: Mutex::default(),
         });
         cache.adopt_existing();
         Ok(cache)
@@ -252,8 +249,11 @@ impl ImageCache {
     /// Records which images the state needs, checks each against the policy, starts
     /// fetching the missing ones (prefetch: a node entering a ramdisk state has its images
     /// ready before it boots) and revalidates cached ones a node has just started to need.
-    pub fn update(self: &Arc<Self>, snap: &Snapshot, cfg: &BootConfig) {
-        let needed = needed_images(snap, cfg);
+    pub fn update(self: &Arc<Self>, snap: &Snapshot, cfg: &Arc<BootConfig>) {
+        let needed = {
+            let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+            t.advance(snap, cfg).clone()
+        };
         // Outside the lock: file checks touch the disk.
         let mut verdicts: HashMap<String, Option<Refusal>> = needed
             .iter()
@@ -619,37 +619,6 @@ fn is_stale(remote: Option<SystemTime>, cached: Option<SystemTime>) -> bool {
         (Some(r), Some(c)) => r > c,
         _ => true,
     }
-}
-
-/// Every image some node's current action (or the unknown-machine action) boots, by key.
-pub fn needed_images(snap: &Snapshot, cfg: &BootConfig) -> HashMap<String, Needed> {
-    let mut out: HashMap<String, Needed> = HashMap::new();
-    let mut add = |img: ImageSource, node: Option<NodeUuid>| {
-        let n = out.entry(img.cache_key()).or_insert_with(|| Needed {
-            src: img,
-            nodes: BTreeSet::new(),
-            unknown: false,
-        });
-        match node {
-            Some(uuid) => {
-                n.nodes.insert(uuid);
-            }
-            None => n.unknown = true,
-        }
-    };
-    for n in snap.nodes() {
-        if let Ok(d) = boot::decide(&n.node, false, cfg) {
-            for img in [d.kernel, d.ramdisk].into_iter().flatten() {
-                add(img, Some(n.node.uuid));
-            }
-        }
-    }
-    if let Ok(d) = boot::decide_unknown(cfg) {
-        for img in [d.kernel, d.ramdisk].into_iter().flatten() {
-            add(img, None);
-        }
-    }
-    out
 }
 
 /// Every image reference of the state the policy refuses, one line each, for `ironpxe
