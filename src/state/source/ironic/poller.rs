@@ -55,6 +55,16 @@ const MAX_TARGETED: usize = 200;
 pub const COALESCE: Duration = Duration::from_millis(100);
 /// Distinct entries one burst takes at most; more wait for the next one.
 const MAX_BATCH: usize = 500;
+/// A burst stays open at least this many times as long as the last publish took, so that
+/// publishing takes at most about a fifth of a core under any rate of notifications (a
+/// publish costs tens of milliseconds at 100 000 nodes), and at most [`MAX_COALESCE`].
+const COALESCE_PER_PUBLISH: u32 = 4;
+const MAX_COALESCE: Duration = Duration::from_secs(1);
+
+/// How long the next burst gathers, after a publish that took `took`.
+fn coalesce_after(took: Duration) -> Duration {
+    (took * COALESCE_PER_PUBLISH).clamp(COALESCE, MAX_COALESCE)
+}
 
 /// The probes of one refresh, in order (their marks are kept in this order): nodes and
 /// ports, each by `updated_at` and `created_at` (new rows, in `id` order), once per listing of
@@ -598,6 +608,7 @@ pub async fn run_poller(
     // A failed burst's changes are only caught by a probe: probe at the normal interval
     // until one succeeds.
     let mut distrust = false;
+    let mut window = COALESCE;
     loop {
         let up = !distrust && notices.as_ref().is_some_and(|n| n.shared.is_up());
         let period = match (&notices, up) {
@@ -617,7 +628,7 @@ pub async fn run_poller(
                         }
                     }
                     ev = n.events.recv() => match ev {
-                        Some(e) => batch = Some(gather(e, &mut n.events).await),
+                        Some(e) => batch = Some(gather(e, &mut n.events, window).await),
                         None => {
                             tracing::warn!("the notification consumer stopped; probing every interval_secs");
                             notices = None;
@@ -645,7 +656,9 @@ pub async fn run_poller(
                 o
             }
         };
+        let took = Instant::now();
         publish(&mut r, outcome, &store, &cache, &state, &base).await;
+        window = coalesce_after(took.elapsed());
     }
 }
 
@@ -719,11 +732,11 @@ impl ReadBudget {
     }
 }
 
-/// A burst: the first event and whatever else arrives within [`COALESCE`] (bounded).
-async fn gather(first: Event, rx: &mut mpsc::Receiver<Event>) -> Batch {
+/// A burst: the first event and whatever else arrives within `window` (bounded).
+async fn gather(first: Event, rx: &mut mpsc::Receiver<Event>, window: Duration) -> Batch {
     let mut batch = Batch::default();
     batch.add(first);
-    let until = tokio::time::Instant::now() + COALESCE;
+    let until = tokio::time::Instant::now() + window;
     while batch.len() < MAX_BATCH {
         match tokio::time::timeout_at(until, rx.recv()).await {
             Ok(Some(e)) => batch.add(e),
@@ -886,6 +899,21 @@ mod tests {
             refilled, READ_BURST as usize,
             "an idle hour refills to the burst, not past it"
         );
+    }
+
+    #[test]
+    fn a_burst_gathers_longer_after_a_costly_publish_within_bounds() {
+        assert_eq!(
+            coalesce_after(Duration::ZERO),
+            COALESCE,
+            "never below the floor"
+        );
+        assert_eq!(
+            coalesce_after(Duration::from_millis(40)),
+            Duration::from_millis(160),
+            "four publishes' time: publishing stays under a fifth of a core"
+        );
+        assert_eq!(coalesce_after(Duration::from_secs(5)), MAX_COALESCE);
     }
 
     #[test]
