@@ -45,7 +45,9 @@ mod kea;
 mod neutron;
 
 pub use dnsmasq::{dnsmasq, dnsmasq_host, dnsmasq_main};
-pub use hostsdir::{hostsdir_files, sighup, sync_and_signal, sync_hostsdir, SyncReport};
+pub use hostsdir::{
+    hostsdir_files, sighup, sync_and_signal, sync_hostsdir, sync_hostsdir_nodes, SyncReport,
+};
 pub use isc::{isc, isc6};
 pub use kea::{kea, kea6, KEA_LIMITS};
 pub use neutron::neutron;

@@ -1367,3 +1367,74 @@ fn add_all_ports_lists_ports_that_are_not_pxe_enabled_without_an_address() {
         .contains("\"255\""));
     assert_eq!(neutron_61(&on_snap, IB_MAC), Some(json!(CID)));
 }
+
+/// Every file of a directory, by name.
+fn contents(dir: &Path) -> BTreeMap<String, String> {
+    fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| {
+            let e = e.expect("entry");
+            let body = fs::read_to_string(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), body)
+        })
+        .collect()
+}
+
+#[test]
+fn hostsdir_sync_of_the_changed_nodes_equals_a_full_sync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (full, some) = (dir.path().join("full"), dir.path().join("changed"));
+    let store = Store::new(IndexConfig::default());
+    let file = crate::state::source::dir::source_id("t.json");
+    let other = "0e1a2b3c-0000-4000-8000-000000000000";
+    let ib = |ip: &str| {
+        node(
+            IB_UUID,
+            r#""ib-node-1""#,
+            "null",
+            &[port(
+                IB_MAC,
+                &format!(r#""client-id": "{CID}", "fixed_ip": "{ip}""#),
+            )],
+        )
+    };
+    let eth = |mac: &str, name: &str| node(ETH_UUID, name, "null", &[port(mac, "")]);
+    let third = |mac: &str| node(other, r#""third""#, "null", &[port(mac, "")]);
+    let steps = [
+        vec![ib("192.0.2.10"), eth(ETH_MAC, r#""eth""#)],
+        vec![ib("192.0.2.11"), eth(ETH_MAC, r#""eth""#)],
+        vec![
+            ib("192.0.2.11"),
+            eth(ETH_MAC, r#""renamed""#),
+            third("52:54:00:00:00:03"),
+        ],
+        vec![eth(ETH_MAC, r#""renamed""#), third("52:54:00:00:00:03")],
+        // The third node takes the Ethernet node's MAC: settled between nodes, a full sync.
+        vec![eth(ETH_MAC, r#""renamed""#), third(ETH_MAC)],
+        vec![eth(ETH_MAC, r#""renamed""#)],
+        vec![ib("192.0.2.12"), third("52:54:00:00:00:04")],
+    ];
+    let mut last = store.current();
+    let mut partial = 0;
+    for nodes in steps {
+        let json = format!(r#"{{"nodes": [{}]}}"#, nodes.join(","));
+        let doc = StateDoc::from_slice(json.as_bytes()).expect("state parses");
+        let snap = store.apply(vec![(file.clone(), Update::Replace(doc))]);
+        sync_hostsdir(&full, &snap).expect("full sync");
+        if last.has_conflicts() || snap.has_conflicts() {
+            sync_hostsdir(&some, &snap).expect("full sync");
+        } else {
+            let changed = snap.changed_since(&last);
+            let r = sync_hostsdir_nodes(&some, &snap, &changed).expect("sync of changes");
+            assert_eq!(
+                r.created.len() + r.updated.len() + r.deleted.len() + r.unchanged,
+                changed.len(),
+                "one file looked at per changed node"
+            );
+            partial += 1;
+        }
+        assert_eq!(contents(&some), contents(&full), "after {json}");
+        last = snap;
+    }
+    assert_eq!(partial, 5, "all but the two steps around the shared MAC");
+}

@@ -1,17 +1,19 @@
 //! `ironpxe serve`: one process holding the live state, the renderer, the image cache and
 //! both servers (HTTP on tokio, TFTP on its own threads).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::model::node::NodeUuid;
 use crate::render::Renderer;
 use crate::serving::app::App;
 use crate::serving::images::ImageCache;
 use crate::serving::metrics::Metrics;
 use crate::serving::roots::Roots;
-use crate::state::Store;
+use crate::state::{Snapshot, Store};
 use anyhow::{anyhow, Context, Result};
 
 /// Builds the runtime and serves `cfg` until SIGINT or SIGTERM; `config_file` is re-read on
@@ -61,7 +63,7 @@ async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> Result<(
         .with_context(|| format!("HTTP listen {}", cfg.http_listen))?;
     // Prefetch only once the HTTP server listens: an image may be on ironpxe's own HTTP
     // server (the shipped example's are), and fetched before the bind it is refused.
-    images.update(&app.store.current(), &app.renderer.boot_config());
+    images.update(&app.store.current(), &app.renderer.boot_config(), None);
     start_state_thread(app.clone(), hostsdir)?;
     let tftp =
         crate::serving::tftp::start(app.clone(), &cfg.tftp_listen, http.local.port(), &cfg.tftp)
@@ -235,8 +237,15 @@ fn dhcp_hostsdir(cfg: &Config) -> Result<Option<Hostsdir>> {
 }
 
 /// Writes the hostsdir for a snapshot and signals dnsmasq when it must forget entries.
-fn sync_hostsdir(h: &Hostsdir, snap: &crate::state::Snapshot) {
-    match crate::dhcp::sync_hostsdir(&h.dir, snap) {
+/// Syncs the hostsdir with `snap`: only the files of the nodes changed since `since` (the
+/// snapshot last synced) when neither snapshot settled anything between nodes — each
+/// node's file then depends on that node alone — else every file.
+fn sync_hostsdir(h: &Hostsdir, snap: &Snapshot, since: Option<(&Snapshot, &BTreeSet<NodeUuid>)>) {
+    let synced = match since.filter(|(last, _)| !last.has_conflicts() && !snap.has_conflicts()) {
+        Some((_, changed)) => crate::dhcp::sync_hostsdir_nodes(&h.dir, snap, changed),
+        None => crate::dhcp::sync_hostsdir(&h.dir, snap),
+    };
+    match synced {
         Ok(r) => {
             if !(r.created.is_empty() && r.updated.is_empty() && r.deleted.is_empty()) {
                 tracing::info!(
@@ -272,21 +281,28 @@ fn start_state_thread(app: Arc<App>, hostsdir: Option<Hostsdir>) -> Result<()> {
 }
 
 /// On every new state generation: drop stale renders, prefetch newly needed images, and keep
-/// the dnsmasq hostsdir in step. Blocks; `rt` only wakes it on a new generation.
+/// the dnsmasq hostsdir in step — each for the nodes changed since the generation last
+/// followed, so a change costs the same at any fleet size. Blocks; `rt` only wakes it on a
+/// new generation.
 fn follow_state(app: &App, hostsdir: Option<&Hostsdir>, rt: &tokio::runtime::Handle) {
     let mut rx = app.store.subscribe();
+    let mut last = rx.borrow_and_update().clone();
     if let Some(h) = hostsdir {
-        sync_hostsdir(h, &app.store.current());
+        sync_hostsdir(h, &last, None);
     }
     while rt.block_on(rx.changed()).is_ok() {
         let snap = rx.borrow_and_update().clone();
+        // What changed since the generation last followed (generations may be skipped).
+        let changed = snap.changed_since(&last);
         app.renderer.sweep(&snap);
         if let Some(images) = &app.images {
-            images.update(&snap, &app.renderer.boot_config());
+            let since = Some((last.generation, &changed));
+            images.update(&snap, &app.renderer.boot_config(), since);
         }
         if let Some(h) = hostsdir {
-            sync_hostsdir(h, &snap);
+            sync_hostsdir(h, &snap, Some((&last, &changed)));
         }
+        last = snap;
     }
 }
 

@@ -1,7 +1,7 @@
 //! The snapshot and its indexes: every spelling of a hardware address resolves to the same
 //! node, by hash lookup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -219,6 +219,47 @@ impl Snapshot {
 
     pub fn nodes(&self) -> &[IndexedNode] {
         &self.nodes
+    }
+
+    /// The nodes added, removed or changed since `earlier`, an older generation of the same
+    /// store: this generation's [`Changes`] when it is the next one, else by revision (a
+    /// node's revision is the generation it last changed in), which needs no history.
+    pub fn changed_since(&self, earlier: &Snapshot) -> BTreeSet<NodeUuid> {
+        if self.generation == earlier.generation + 1 {
+            let c = &self.changes;
+            return c
+                .added
+                .iter()
+                .chain(&c.removed)
+                .chain(&c.modified)
+                .copied()
+                .collect();
+        }
+        let mut out: BTreeSet<NodeUuid> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                earlier
+                    .node(&n.node.uuid)
+                    .is_none_or(|o| o.revision != n.revision)
+            })
+            .map(|n| n.node.uuid)
+            .collect();
+        out.extend(
+            earlier
+                .nodes
+                .iter()
+                .map(|n| n.node.uuid)
+                .filter(|u| !self.by_uuid.contains_key(u)),
+        );
+        out
+    }
+
+    /// Whether a rule settled anything between nodes or sources (a duplicate node, port or
+    /// address, an orphan port, a port joined to another source's node): then what is derived
+    /// for one node may change when another one does.
+    pub fn has_conflicts(&self) -> bool {
+        !self.patchable
     }
 
     pub fn ports(&self) -> &[IndexedPort] {

@@ -27,7 +27,7 @@ pub mod policy;
 
 pub use error::ImageError;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -249,10 +249,17 @@ impl ImageCache {
     /// Records which images the state needs, checks each against the policy, starts
     /// fetching the missing ones (prefetch: a node entering a ramdisk state has its images
     /// ready before it boots) and revalidates cached ones a node has just started to need.
-    pub fn update(self: &Arc<Self>, snap: &Snapshot, cfg: &Arc<BootConfig>) {
+    /// `since`: an earlier generation and the nodes changed since ([`Snapshot::changed_since`]),
+    /// so that only those are decided again.
+    pub fn update(
+        self: &Arc<Self>,
+        snap: &Snapshot,
+        cfg: &Arc<BootConfig>,
+        since: Option<(u64, &BTreeSet<NodeUuid>)>,
+    ) {
         let needed = {
             let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-            t.advance(snap, cfg).clone()
+            t.advance(snap, cfg, since).clone()
         };
         // Outside the lock: file checks touch the disk.
         let mut verdicts: HashMap<String, Option<Refusal>> = needed

@@ -36,30 +36,27 @@ pub(super) struct Tracker {
 }
 
 impl Tracker {
-    /// The images `snap` needs. Decides again only the nodes its changes name when it
-    /// follows the generation last seen under the same settings (a skipped generation or new
-    /// settings: every node).
+    /// The images `snap` needs. With `since` = (generation, the nodes changed since it) and
+    /// that generation the one last seen under the same settings, decides again only those
+    /// nodes; otherwise every node.
     pub(super) fn advance(
         &mut self,
         snap: &Snapshot,
         cfg: &Arc<BootConfig>,
+        since: Option<(u64, &BTreeSet<NodeUuid>)>,
     ) -> &HashMap<String, Needed> {
-        let under = |g: u64| matches!(&self.at, Some((at, c)) if *at == g && Arc::ptr_eq(c, cfg));
-        if under(snap.generation) {
-            return &self.needed;
-        }
-        if snap.generation > 0 && under(snap.generation - 1) {
-            let c = &snap.changes;
-            for uuid in c.removed.iter().chain(&c.modified) {
-                self.drop_node(uuid);
-            }
-            for uuid in c.added.iter().chain(&c.modified) {
-                if let Some(n) = snap.node(uuid) {
-                    self.add_node(n, cfg);
+        let at = |g: u64| matches!(&self.at, Some((at, c)) if *at == g && Arc::ptr_eq(c, cfg));
+        match since {
+            _ if at(snap.generation) => return &self.needed,
+            Some((from, changed)) if at(from) => {
+                for uuid in changed {
+                    self.drop_node(uuid);
+                    if let Some(n) = snap.node(uuid) {
+                        self.add_node(n, cfg);
+                    }
                 }
             }
-        } else {
-            self.rebuild(snap, cfg);
+            _ => self.rebuild(snap, cfg),
         }
         self.at = Some((snap.generation, cfg.clone()));
         &self.needed
@@ -169,10 +166,14 @@ mod tests {
             &["deploying"],
         ];
         let mut sizes = Vec::new();
+        let mut last = store.current();
         for states in steps {
             let snap = store.apply(vec![(id.clone(), Update::Replace(doc(states)))]);
             let want = needed_images(&snap, &cfg);
-            assert_eq!(t.advance(&snap, &cfg), &want, "after {states:?}");
+            let since = snap.changed_since(&last);
+            let got = t.advance(&snap, &cfg, Some((last.generation, &since)));
+            assert_eq!(got, &want, "after {states:?}");
+            last = snap;
             sizes.push(want.len());
         }
         assert_eq!(
@@ -187,11 +188,20 @@ mod tests {
             t.needed.keys()
         );
         assert_eq!(t.by_node.len(), 1, "only node 0 still needs anything");
-        // A skipped generation and new settings are decided in full.
+        // Generations skipped: the changes since the last one seen, by revision.
         store.apply(vec![(id.clone(), Update::Replace(doc(&["deploying"; 4])))]);
         let snap = store.apply(vec![(id.clone(), Update::Replace(doc(&["clean wait"; 6])))]);
-        assert_eq!(t.advance(&snap, &cfg), &needed_images(&snap, &cfg));
+        let since = snap.changed_since(&last);
+        assert_eq!(since.len(), 6, "{since:?}");
+        let got = t.advance(&snap, &cfg, Some((last.generation, &since)));
+        assert_eq!(got, &needed_images(&snap, &cfg));
+        // New settings, or changes counted from a generation not seen: every node.
         let other = settings("http://ironic-2:6385");
-        assert_eq!(t.advance(&snap, &other), &needed_images(&snap, &other));
+        let none = BTreeSet::new();
+        let got = t.advance(&snap, &other, Some((snap.generation, &none)));
+        assert_eq!(got, &needed_images(&snap, &other));
+        let next = store.apply(vec![(id.clone(), Update::Replace(doc(&["deploying"; 2])))]);
+        let got = t.advance(&next, &other, Some((last.generation, &none)));
+        assert_eq!(got, &needed_images(&next, &other));
     }
 }
