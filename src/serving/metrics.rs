@@ -412,10 +412,15 @@ fn write_notifications(
         s,
         "ironpxe_ironic_notification_node_reads_total",
         "counter",
-        "Nodes notifications named, by cost: get (one GET /v1/nodes/<uuid>) or unchanged \
-         (the payloads changed nothing ironpxe reads: no request).",
+        "Nodes notifications named, by cost: get (one GET /v1/nodes/<uuid>), unchanged \
+         (the payloads changed nothing ironpxe reads: no request) or payload (an update's \
+         payload laid over the node held: no request).",
     );
-    for (outcome, v) in [("get", p.event_reads), ("unchanged", p.event_unchanged)] {
+    for (outcome, v) in [
+        ("get", p.event_reads),
+        ("unchanged", p.event_unchanged),
+        ("payload", p.event_payloads),
+    ] {
         let _ = writeln!(
             s,
             "ironpxe_ironic_notification_node_reads_total{{outcome=\"{outcome}\"}} {v}"

@@ -31,6 +31,11 @@ pub enum Event {
         uuid: NodeUuid,
         deleted: bool,
         payload: Box<Map<String, Value>>,
+        /// A final create or update (`create.end`, `update.end`): Ironic's `NodeCRUDPayload`,
+        /// which has `driver_info` and `instance_info` too. An API update changes nothing
+        /// else ironpxe reads but `shard`, which no node payload has (`driver_internal_info`
+        /// is read-only in the API), so the payload laid over the node held is the node.
+        complete: bool,
     },
     /// `baremetal.port.*`: `port` is the payload's port when the event is final (`.end`) and
     /// the payload has every field ironpxe reads; otherwise the port is re-read.
@@ -105,6 +110,9 @@ pub fn decode(body: &[u8]) -> Result<Event, DecodeError> {
     if object != "node" && object != "port" {
         return Ok(Event::Ignored);
     }
+    if object == "node" && crud_before_or_failed(action) {
+        return Ok(Event::Ignored);
+    }
     let bad = |problem| DecodeError::Payload {
         event_type: event_type.chars().take(120).collect(),
         problem,
@@ -126,6 +134,7 @@ pub fn decode(body: &[u8]) -> Result<Event, DecodeError> {
             uuid,
             deleted,
             payload: Box::new(data.clone()),
+            complete: action == "update.end" || action == "create.end",
         });
     }
     let uuid = PortUuid::parse(uuid).map_err(|_| bad("the port uuid is not a UUID"))?;
@@ -138,6 +147,16 @@ pub fn decode(body: &[u8]) -> Result<Event, DecodeError> {
         deleted,
         port,
     })
+}
+
+/// A node create, update or delete that has not been saved yet (`.start`: its payload is
+/// what the API is about to ask the conductor for) or was refused (`.error`): nothing to read.
+/// Its `.end` follows when it is saved.
+fn crud_before_or_failed(action: &str) -> bool {
+    matches!(
+        action.split_once('.'),
+        Some(("create" | "update" | "delete", "start" | "error"))
+    )
 }
 
 /// The payload as a port, when it has every field ironpxe reads with a usable value and
@@ -161,18 +180,35 @@ fn complete_port(data: &Map<String, Value>, uuid: PortUuid) -> Option<Port> {
 /// it, and a change made without an event is the probes' to find. Anything that does not
 /// read back means a read, never a guess.
 pub fn changes_nothing(cached: &Node, payloads: &[Map<String, Value>], fields: &[&str]) -> bool {
-    let Ok(Value::Object(base)) = serde_json::to_value(cached) else {
-        return false;
+    payloads
+        .iter()
+        .all(|p| overlay(cached, [p], fields).is_some_and(|n| n == *cached))
+}
+
+/// `cached` with each payload's `fields` laid over it in turn: the node after those events
+/// when every one is [complete](Event::Node) and none is older than the copy held. `None`
+/// when the result does not read back as a node.
+pub fn overlay<'a>(
+    cached: &Node,
+    payloads: impl IntoIterator<Item = &'a Map<String, Value>>,
+    fields: &[&str],
+) -> Option<Node> {
+    let Ok(Value::Object(mut merged)) = serde_json::to_value(cached) else {
+        return None;
     };
-    payloads.iter().all(|p| {
-        let mut merged = base.clone();
+    for p in payloads {
         for f in fields {
             if let Some(v) = p.get(*f) {
                 merged.insert((*f).to_owned(), v.clone());
             }
         }
-        serde_json::from_value::<Node>(Value::Object(merged)).is_ok_and(|n| n == *cached)
-    })
+    }
+    serde_json::from_value::<Node>(Value::Object(merged)).ok()
+}
+
+/// The payload's `updated_at`: when Ironic saved what it describes.
+pub fn updated_at(payload: &Map<String, Value>) -> Option<super::refresh::Stamp> {
+    super::refresh::Stamp::parse(payload.get("updated_at")?.as_str()?)
 }
 
 /// Node payloads one burst keeps per node; more mean a read anyway.
@@ -192,6 +228,8 @@ pub struct NodeChange {
     pub deleted: bool,
     /// Every payload of the burst; `None`: too many, read the node.
     pub payloads: Option<Vec<Map<String, Value>>>,
+    /// Every event of the burst was [complete](Event::Node).
+    pub complete: bool,
 }
 
 /// What to do about one port.
@@ -211,12 +249,15 @@ impl Batch {
                 uuid,
                 deleted,
                 payload,
+                complete,
             } => {
                 let slot = self.nodes.entry(uuid).or_insert_with(|| NodeChange {
                     deleted: false,
                     payloads: Some(Vec::new()),
+                    complete: true,
                 });
                 slot.deleted |= deleted;
+                slot.complete &= complete;
                 if let Some(p) = &mut slot.payloads {
                     match p.len() < MAX_PAYLOADS {
                         true => p.push(*payload),
@@ -322,10 +363,16 @@ mod tests {
                         assert!(!p.is_infiniband());
                     }
                 }
-                Event::Ignored => panic!("{et} ignored"),
+                Event::Ignored => assert!(
+                    et.ends_with("node.create.start")
+                        || et.ends_with("node.update.start")
+                        || et.ends_with("node.delete.start"),
+                    "{et} ignored"
+                ),
             }
         }
-        assert_eq!(kinds.get("node"), Some(&22), "{kinds:?}");
+        assert_eq!(kinds.get("ignored"), Some(&4), "{kinds:?}");
+        assert_eq!(kinds.get("node"), Some(&18), "{kinds:?}");
         assert_eq!(kinds.get("port"), Some(&5), "{kinds:?}");
     }
 
@@ -360,7 +407,6 @@ mod tests {
             "baremetal.node.provision_set.error",
             "baremetal.node.update.end",
             "baremetal.node.create.end",
-            "baremetal.node.delete.start",
             "baremetal.node.power_set.end",
             "baremetal.node.maintenance_set.end",
             "baremetal.node.console_set.end",
@@ -368,8 +414,9 @@ mod tests {
         ] {
             let e = decode(&envelope(&node_msg(et, json!(NODE)))).expect(et);
             assert!(
-                matches!(&e, Event::Node { uuid, deleted: false, payload }
-                    if *uuid == NodeUuid::parse(NODE).expect("uuid") && payload["uuid"] == json!(NODE)),
+                matches!(&e, Event::Node { uuid, deleted: false, payload, complete }
+                    if *uuid == NodeUuid::parse(NODE).expect("uuid") && payload["uuid"] == json!(NODE)
+                        && *complete == (et.ends_with(".update.end") || et.ends_with(".create.end"))),
                 "{et}: {e:?}"
             );
         }
@@ -383,6 +430,11 @@ mod tests {
     #[test]
     fn other_events_are_ignored() {
         for et in [
+            "baremetal.node.create.start",
+            "baremetal.node.update.start",
+            "baremetal.node.update.error",
+            "baremetal.node.delete.start",
+            "baremetal.node.delete.error",
             "baremetal.portgroup.create.end",
             "baremetal.volumeconnector.update.end",
             "baremetal.deploy_template.create.end",
@@ -530,17 +582,29 @@ mod tests {
         let n = NodeUuid::parse(NODE).expect("uuid");
         let p = PortUuid::parse(PORT).expect("uuid");
         let full = |et| decode(&envelope(&port_msg(et, port_data()))).expect(et);
-        let ev = |deleted| Event::Node {
+        let event = |deleted, complete| Event::Node {
             uuid: n,
             deleted,
             payload: Box::default(),
+            complete,
         };
+        let ev = |deleted| event(deleted, true);
         let mut b = Batch::default();
         assert!(b.is_empty());
         for _ in 0..3 {
             b.add(ev(false));
         }
         assert_eq!(b.nodes[&n].payloads.as_ref().map(Vec::len), Some(3));
+        assert!(
+            b.nodes[&n].complete,
+            "three updates: their payloads make the node"
+        );
+        b.add(event(false, false));
+        b.add(ev(false));
+        assert!(
+            !b.nodes[&n].complete,
+            "one provision-state event in the burst: a read"
+        );
         b.add(Event::Ignored);
         assert_eq!(b.len(), 1);
         b.add(full("baremetal.port.update.start"));
@@ -550,7 +614,7 @@ mod tests {
         b.add(ev(true));
         b.add(ev(false));
         assert!(b.nodes[&n].deleted, "a deletion is final");
-        for _ in 0..MAX_PAYLOADS {
+        for _ in 0..MAX_PAYLOADS - 5 {
             b.add(ev(false));
         }
         assert_eq!(

@@ -286,6 +286,11 @@ impl Subset {
 
     /// Whether this replica serves `node`: every set filter matches (client-side, also a
     /// guard should Ironic ignore a filter).
+    /// Whether the subset filters on `shard`, which no node notification carries.
+    pub fn reads_shard(&self) -> bool {
+        !self.shards.is_empty()
+    }
+
     pub fn selects(&self, node: &Node) -> bool {
         let is = |vs: &[FilterValue], field: &Option<String>| {
             vs.is_empty()

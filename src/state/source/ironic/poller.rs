@@ -12,6 +12,7 @@
 //! burst (coalesced for [`COALESCE`]) costs one `GET` per node it names, and the probes run
 //! only every `probe_secs` while the stream is healthy, as a safety net for a lost message.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +23,10 @@ use super::client::{Client, Kind, Pages, SortKey};
 use super::notify::{NotifyShared, NotifyStatus};
 use super::{source_id, IronicError};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
-use crate::state::source::notification::{changes_nothing, Batch, Event, PortChange};
-use crate::state::source::refresh::{Delta, Moved, View, Watermark};
+use crate::state::source::notification::{
+    changes_nothing, overlay, updated_at, Batch, Event, PortChange,
+};
+use crate::state::source::refresh::{Delta, Moved, Stamp, View, Watermark};
 use crate::state::source::subset::Subset;
 use crate::state::{SourceError, Store, Update};
 
@@ -113,6 +116,8 @@ pub struct PollStatus {
     /// change in what ironpxe reads).
     pub event_reads: u64,
     pub event_unchanged: u64,
+    /// … or nothing either: an update's payload laid over the node held is the node.
+    pub event_payloads: u64,
     /// The notification stream, when `[ironic.notifications]` is on.
     pub notify: Option<NotifyStatus>,
 }
@@ -269,6 +274,10 @@ struct Refresher {
     /// Node reads and skipped reads for notifications (see [`PollStatus`]).
     reads: u64,
     unchanged: u64,
+    payloads: u64,
+    /// The newest `updated_at` of each node's notifications taken in: an older payload
+    /// arriving late (API workers emit independently) is not laid over a newer node.
+    stamps: HashMap<NodeUuid, Stamp>,
     /// Notified nodes may be read one by one at this pace; past it they wait for a probe
     /// round, and `deferred` says one is owed.
     reads_left: ReadBudget,
@@ -296,6 +305,8 @@ impl Refresher {
             changes: 0,
             reads: 0,
             unchanged: 0,
+            payloads: 0,
+            stamps: HashMap::new(),
             reads_left: ReadBudget::new(Instant::now()),
             deferred: false,
             marks: Vec::new(),
@@ -446,18 +457,25 @@ impl Refresher {
         Ok(delta.any())
     }
 
-    /// Applies a burst of notifications: one `GET` per node named (a deletion removes it
-    /// unread, so does a 404), ports from their payload when complete, else one `GET` each.
-    /// True when the view changed.
+    /// Applies a burst of notifications: a node named is taken from its update payloads when
+    /// they make it (see [`overlay`]), else read with one `GET` (a deletion removes it unread,
+    /// so does a 404); ports from their payload when complete, else one `GET` each. True when
+    /// the view changed.
     async fn apply(&mut self, batch: Batch) -> Result<bool, IronicError> {
         let mut delta = Delta::default();
-        let fields: Vec<&str> = self.client.node_field_names().collect();
+        let client = self.client.clone();
+        let fields: Vec<&str> = client.node_field_names().collect();
         for (uuid, change) in batch.nodes {
-            if let (false, Some(payloads), Some(cached)) =
-                (change.deleted, &change.payloads, self.view.node(&uuid))
-            {
-                if changes_nothing(cached, payloads, &fields) {
-                    self.unchanged += 1;
+            if change.deleted {
+                self.stamps.remove(&uuid);
+            } else if let Some(payloads) = &change.payloads {
+                if let Some(node) =
+                    self.node_from_payloads(uuid, payloads, change.complete, &fields)
+                {
+                    if let Some(n) = node {
+                        self.payloads += 1;
+                        self.take_node(uuid, Some(n), &mut delta);
+                    }
                     continue;
                 }
             }
@@ -473,18 +491,7 @@ impl Refresher {
                     self.client.node(uuid).await?
                 }
             };
-            match fetched {
-                Some(n) if self.client.subset().selects(&n) => {
-                    delta.nodes_changed += usize::from(self.view.upsert_node(n))
-                }
-                // Out of this replica's subset: its ports stay (a subset filters them at
-                // publish), as after a probe.
-                Some(_) => delta.nodes_removed += usize::from(self.view.remove_node(&uuid)),
-                None => {
-                    delta.nodes_removed += usize::from(self.view.remove_node(&uuid));
-                    delta.ports_removed += self.view.remove_ports_of(&uuid);
-                }
-            }
+            self.take_node(uuid, fetched, &mut delta);
         }
         for (uuid, change) in batch.ports {
             let port = match change {
@@ -504,6 +511,59 @@ impl Refresher {
             (delta.nodes_changed + delta.ports_changed + delta.nodes_removed + delta.ports_removed)
                 as u64;
         Ok(delta.any())
+    }
+
+    /// What a burst's payloads say of a node, without a read: `Some(None)` when they change
+    /// nothing ironpxe reads or are older than what was taken already, `Some(Some(node))` when
+    /// they are complete updates laid over the node held, `None` when it must be read.
+    fn node_from_payloads(
+        &mut self,
+        uuid: NodeUuid,
+        payloads: &[serde_json::Map<String, serde_json::Value>],
+        complete: bool,
+        fields: &[&str],
+    ) -> Option<Option<Node>> {
+        let held = self.stamps.get(&uuid).copied();
+        let mut fresh: Vec<_> = payloads
+            .iter()
+            .map(|p| (updated_at(p), p))
+            .filter(|(at, _)| held.is_none_or(|h| at.is_none_or(|at| at >= h)))
+            .collect();
+        if fresh.is_empty() {
+            self.unchanged += 1;
+            return Some(None);
+        }
+        fresh.sort_by_key(|(at, _)| *at);
+        if let Some(newest) = fresh.iter().filter_map(|(at, _)| *at).max() {
+            self.stamps.insert(uuid, newest);
+        }
+        let cached = self.view.node(&uuid)?;
+        let fresh: Vec<_> = fresh.into_iter().map(|(_, p)| p.clone()).collect();
+        if changes_nothing(cached, &fresh, fields) {
+            self.unchanged += 1;
+            return Some(None);
+        }
+        if !complete || self.client.subset().reads_shard() {
+            return None;
+        }
+        overlay(cached, &fresh, fields).map(Some)
+    }
+
+    /// A node as read or made from payloads (`None`: gone), into the view as this replica's
+    /// subset has it.
+    fn take_node(&mut self, uuid: NodeUuid, node: Option<Node>, delta: &mut Delta) {
+        match node {
+            Some(n) if self.client.subset().selects(&n) => {
+                delta.nodes_changed += usize::from(self.view.upsert_node(n))
+            }
+            // Out of this replica's subset: its ports stay (a subset filters them at
+            // publish), as after a probe.
+            Some(_) => delta.nodes_removed += usize::from(self.view.remove_node(&uuid)),
+            None => {
+                delta.nodes_removed += usize::from(self.view.remove_node(&uuid));
+                delta.ports_removed += self.view.remove_ports_of(&uuid);
+            }
+        }
     }
 
     /// When the next refresh is due: a probe round every `period`, a reconciliation every
@@ -534,6 +594,7 @@ impl Refresher {
             .filter_map(|u| PortUuid::parse(u).ok())
             .collect();
         let mut delta = self.view.retain_listed(&nodes, &ports);
+        self.stamps.retain(|u, _| nodes.contains(u));
         let (unknown_nodes, unknown_ports) = self.view.unknown(&nodes, &ports);
         if unknown_nodes.len() + unknown_ports.len() > MAX_TARGETED {
             tracing::warn!(
@@ -764,6 +825,7 @@ async fn publish(
     let reads = (
         std::mem::take(&mut r.reads),
         std::mem::take(&mut r.unchanged),
+        std::mem::take(&mut r.payloads),
     );
     state.update(|s| {
         s.walks += counts.0;
@@ -771,6 +833,7 @@ async fn publish(
         s.changes += counts.2;
         s.event_reads += reads.0;
         s.event_unchanged += reads.1;
+        s.event_payloads += reads.2;
     });
     let recovering = {
         let s = state.get();
