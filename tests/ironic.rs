@@ -935,15 +935,19 @@ fn polls_ok(px: &Ironpxe) -> u64 {
 
 /// Over an idle stretch of at least `cycles` refreshes: (refreshes, requests ironpxe made
 /// per kind). Every request must be a one-page change probe answered with at most a few
-/// entries (the rows stamped exactly with the mark), or a page of a uuid walk. Starts after
-/// three refreshes (`change_overlap_secs` = 2 with `interval_secs` = 1): the probes' windows
-/// have settled.
+/// entries (the rows stamped exactly with the mark), or a page of a uuid walk. Starts once the
+/// probes' windows have settled (`change_overlap_secs` = 2 with `interval_secs` = 1).
 fn idle_requests(
     px: &Ironpxe,
     proxy: &common::http_server::HttpServer,
     answers: &Answers,
     cycles: u64,
 ) -> (u64, usize, usize) {
+    // A mark settles once a probe starts `change_overlap_secs` (2 s) after the probe that
+    // moved it, or Ironic's clock (whole seconds in its `Date`) is past it by as much: counting
+    // refreshes alone fell short on a loaded machine (a probe still paging through the 40
+    // rows just enrolled). Wait that long, then three refreshes more.
+    std::thread::sleep(Duration::from_secs(4));
     let warm = polls_ok(px) + 3;
     px.wait_until("the probes to settle", || polls_ok(px) >= warm);
     let answered0 = answers.lock().expect("answers").len();
