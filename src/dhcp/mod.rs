@@ -870,9 +870,7 @@ fn entry(
     p: &IndexedPort,
     warnings: &mut Vec<String>,
 ) -> Option<HostEntry> {
-    let is_this = |m: Option<crate::state::Match<'_>>| {
-        m.and_then(|m| m.port).is_some_and(|q| std::ptr::eq(q, p))
-    };
+    let is_this = |m: Option<crate::state::Match<'_>>| is_port(m, p);
     let mac = p.port.address;
     let label = format!("node {} port {mac}", node.uuid);
     let mut notes = Vec::new();
@@ -881,32 +879,14 @@ fn entry(
         notes.push(Note::MacTaken);
     }
     let ids = if let PortLink::Infiniband(form) = p.port.link() {
-        let client_id = match form {
-            // An RFC 4390 client-id is the GUID's: the index gives it to one port only.
-            ClientIdForm::Hex(cid) => match cid.rfc4390() {
-                Some(c) if !is_this(snap.by_guid(&c.guid())) => {
-                    notes.push(Note::ClientIdTaken);
-                    None
-                }
-                _ => Some(cid),
-            },
-            ClientIdForm::Unusable(why) => {
-                notes.push(Note::BadClientId);
-                warnings.push(format!(
-                    "{label}: InfiniBand port (its extra.client-id is not empty) with an unusable extra.client-id ({}): no DHCP config can carry it, entry by IB MAC only, RFC 4390 firmware will get no reservation",
-                    why.escape_debug()
-                ));
-                None
-            }
-        };
         let ib_mac = owns_mac.then_some(mac);
-        if client_id.is_none() && ib_mac.is_none() {
+        let Some(ids) = infiniband_ids(snap, p, form, ib_mac, &label, &mut notes, warnings) else {
             warnings.push(format!(
                 "{label}: every identity of this InfiniBand port belongs to another port; no entry"
             ));
             return None;
-        }
-        PortIds::Infiniband { client_id, ib_mac }
+        };
+        ids
     } else if owns_mac {
         PortIds::Ethernet(mac)
     } else {
@@ -991,6 +971,43 @@ pub fn generate(format: DhcpFormat, snap: &Snapshot, opts: &DhcpOptions) -> Gene
 }
 
 // ---- helpers ----
+
+/// Whether a lookup found this very port.
+fn is_port(m: Option<crate::state::Match<'_>>, p: &IndexedPort) -> bool {
+    m.and_then(|m| m.port).is_some_and(|q| std::ptr::eq(q, p))
+}
+
+/// An InfiniBand port's identities for its entry: its client-id, unless it is RFC 4390 and
+/// another port holds the GUID (the index gives a GUID to one port only) or unusable, and
+/// `ib_mac` when the port holds its MAC. `None` when it keeps neither.
+fn infiniband_ids(
+    snap: &Snapshot,
+    p: &IndexedPort,
+    form: ClientIdForm,
+    ib_mac: Option<Mac>,
+    label: &str,
+    notes: &mut Vec<Note>,
+    warnings: &mut Vec<String>,
+) -> Option<PortIds> {
+    let client_id = match form {
+        ClientIdForm::Hex(cid) => match cid.rfc4390() {
+            Some(c) if !is_port(snap.by_guid(&c.guid()), p) => {
+                notes.push(Note::ClientIdTaken);
+                None
+            }
+            _ => Some(cid),
+        },
+        ClientIdForm::Unusable(why) => {
+            notes.push(Note::BadClientId);
+            warnings.push(format!(
+                "{label}: InfiniBand port (its extra.client-id is not empty) with an unusable extra.client-id ({}): no DHCP config can carry it, entry by IB MAC only, RFC 4390 firmware will get no reservation",
+                why.escape_debug()
+            ));
+            None
+        }
+    };
+    (client_id.is_some() || ib_mac.is_some()).then_some(PortIds::Infiniband { client_id, ib_mac })
+}
 
 fn entry_comment(e: &HostEntry) -> String {
     let kind = if e.is_infiniband() {

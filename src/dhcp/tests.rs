@@ -31,6 +31,19 @@ fn port(mac: &str, extra: &str) -> String {
     format!(r#"{{"address": "{mac}", "extra": {{{extra}}}}}"#)
 }
 
+/// The IB node (client-id, fixed IP `ip`), no boot interface.
+fn ib_node_at(ip: &str) -> String {
+    node(
+        IB_UUID,
+        r#""ib-node-1""#,
+        "null",
+        &[port(
+            IB_MAC,
+            &format!(r#""client-id": "{CID}", "fixed_ip": "{ip}""#),
+        )],
+    )
+}
+
 fn listing(nodes: &[String]) -> Arc<Snapshot> {
     snap(&format!(r#"{{"nodes": [{}]}}"#, nodes.join(",")))
 }
@@ -721,15 +734,7 @@ fn hostsdir_sync_writes_renames_and_deletes() {
 
     // A changed address rewrites one file: dnsmasq keeps the old entry until SIGHUP.
     let moved = listing(&[
-        node(
-            IB_UUID,
-            r#""ib-node-1""#,
-            "null",
-            &[port(
-                IB_MAC,
-                &format!(r#""client-id": "{CID}", "fixed_ip": "192.0.2.11""#),
-            )],
-        ),
+        ib_node_at("192.0.2.11"),
         node(
             ETH_UUID,
             r#""eth-node-1""#,
@@ -1387,17 +1392,7 @@ fn hostsdir_sync_of_the_changed_nodes_equals_a_full_sync() {
     let store = Store::new(IndexConfig::default());
     let file = crate::state::source::dir::source_id("t.json");
     let other = "0e1a2b3c-0000-4000-8000-000000000000";
-    let ib = |ip: &str| {
-        node(
-            IB_UUID,
-            r#""ib-node-1""#,
-            "null",
-            &[port(
-                IB_MAC,
-                &format!(r#""client-id": "{CID}", "fixed_ip": "{ip}""#),
-            )],
-        )
-    };
+    let ib = ib_node_at;
     let eth = |mac: &str, name: &str| node(ETH_UUID, name, "null", &[port(mac, "")]);
     let third = |mac: &str| node(other, r#""third""#, "null", &[port(mac, "")]);
     let steps = [

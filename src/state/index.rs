@@ -177,23 +177,7 @@ impl Snapshot {
         let generation = prev.map_or(0, |p| p.generation + 1);
         let mut b = Builder {
             derive: Derive { cfg },
-            s: Snapshot {
-                generation,
-                nodes: Vec::new(),
-                ports: Vec::new(),
-                by_uuid: HashMap::new(),
-                by_eth_mac: HashMap::new(),
-                by_ib_mac: HashMap::new(),
-                by_guid: HashMap::new(),
-                by_system_uuid: HashMap::new(),
-                by_ip: HashMap::new(),
-                by_address: HashMap::new(),
-                errors,
-                warnings: Vec::new(),
-                changes: Changes::default(),
-                node_warnings: BTreeMap::new(),
-                patchable: true,
-            },
+            s: Snapshot::empty(generation, errors),
         };
         b.add_nodes(docs);
         b.add_ports(docs);
@@ -202,6 +186,27 @@ impl Snapshot {
         b.s.patchable &= b.s.warnings.is_empty();
         b.s.flatten_warnings();
         b.s
+    }
+
+    /// Generation `generation` with nothing in it yet.
+    fn empty(generation: u64, errors: Vec<SourceError>) -> Snapshot {
+        Snapshot {
+            generation,
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            by_uuid: HashMap::new(),
+            by_eth_mac: HashMap::new(),
+            by_ib_mac: HashMap::new(),
+            by_guid: HashMap::new(),
+            by_system_uuid: HashMap::new(),
+            by_ip: HashMap::new(),
+            by_address: HashMap::new(),
+            errors,
+            warnings: Vec::new(),
+            changes: Changes::default(),
+            node_warnings: BTreeMap::new(),
+            patchable: true,
+        }
     }
 
     /// Keeps what was ignored in a node's fields (nothing when `warns` is empty).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Derive, IndexConfig, IndexedNode, IndexedPort, Snapshot};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
-use crate::state::{Changes, SourceError, SourceId};
+use crate::state::{SourceError, SourceId};
 
 /// A slot of the previous generation that the patch drops.
 const GONE: usize = usize::MAX;
@@ -139,21 +139,10 @@ impl Snapshot {
             node_map: vec![0; prev.nodes.len()],
             port_map: vec![0; prev.ports.len()],
             s: Snapshot {
-                generation: prev.generation + 1,
                 nodes: Vec::with_capacity(prev.nodes.len() + touched.len()),
                 ports: Vec::with_capacity(prev.ports.len() + touched.len()),
-                by_uuid: HashMap::new(),
-                by_eth_mac: HashMap::new(),
-                by_ib_mac: HashMap::new(),
-                by_guid: HashMap::new(),
-                by_system_uuid: HashMap::new(),
-                by_ip: HashMap::new(),
-                by_address: HashMap::new(),
-                errors,
-                warnings: Vec::new(),
-                changes: Changes::default(),
                 node_warnings: prev.node_warnings.clone(),
-                patchable: true,
+                ..Snapshot::empty(prev.generation + 1, errors)
             },
         };
         p.mark_gone()?;
