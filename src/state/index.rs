@@ -222,6 +222,49 @@ impl Snapshot {
         self.warnings.extend(fields);
     }
 
+    /// Node `i` keeps its revision (and shares its row with `prev`) when neither it nor its
+    /// ports changed since `prev`; otherwise it is recorded as modified or added.
+    fn carry_revision(&mut self, prev: &Snapshot, i: usize) {
+        let uuid = self.nodes[i].node.uuid;
+        match prev.node(&uuid) {
+            Some(old) if same_node(prev, old, self, &self.nodes[i]) => {
+                self.nodes[i].revision = old.revision;
+                // Share the unchanged node with the previous generation.
+                self.nodes[i].node = old.node.clone();
+            }
+            Some(_) => {
+                self.changes.modified.insert(uuid);
+            }
+            None => {
+                self.changes.added.insert(uuid);
+            }
+        }
+    }
+
+    /// Puts port `i` under every key it is answered by: none unless Ironic links boot names
+    /// for it ([`IndexedPort::boot_names`]); its MAC in the InfiniBand or Ethernet map, its
+    /// GUID, and a fixed IP only when PXE-enabled (Ironic creates the Neutron port of any
+    /// other with no IP). `None` when a key is taken and `on` declines.
+    fn index_boot_keys(&mut self, i: usize, on: &mut OnTaken<'_>) -> Option<()> {
+        let p = &self.ports[i];
+        if !p.boot_names {
+            return Some(());
+        }
+        let map = if p.is_infiniband() {
+            &mut self.by_ib_mac
+        } else {
+            &mut self.by_eth_mac
+        };
+        on.put(map, p.port.address, i, &self.ports, &self.nodes)?;
+        if let Some(guid) = p.guid() {
+            on.put(&mut self.by_guid, guid, i, &self.ports, &self.nodes)?;
+        }
+        if let Some(ip) = p.fixed_ip.filter(|_| p.port.pxe_enabled) {
+            on.put(&mut self.by_ip, ip, i, &self.ports, &self.nodes)?;
+        }
+        Some(())
+    }
+
     pub fn nodes(&self) -> &[IndexedNode] {
         &self.nodes
     }
@@ -495,7 +538,8 @@ impl Builder<'_> {
     fn index_addresses(&mut self) {
         let s = &mut self.s;
         let mut warnings = Vec::new();
-        for (i, p) in s.ports.iter().enumerate() {
+        for i in 0..s.ports.len() {
+            let p = &s.ports[i];
             let first =
                 |&j: &usize| s.nodes[s.ports[j].node].node.uuid <= s.nodes[p.node].node.uuid;
             match s.by_address.get(&p.port.address) {
@@ -510,21 +554,8 @@ impl Builder<'_> {
                     }
                 }
             }
-            if !p.boot_names {
-                continue;
-            }
-            let map = if p.is_infiniband() {
-                &mut s.by_ib_mac
-            } else {
-                &mut s.by_eth_mac
-            };
-            claim(map, p.port.address, i, &s.ports, &s.nodes, &mut warnings);
-            if let Some(guid) = p.guid() {
-                claim(&mut s.by_guid, guid, i, &s.ports, &s.nodes, &mut warnings);
-            }
-            if let Some(ip) = p.fixed_ip.filter(|_| p.port.pxe_enabled) {
-                claim(&mut s.by_ip, ip, i, &s.ports, &s.nodes, &mut warnings);
-            }
+            // Settling never declines.
+            let _ = s.index_boot_keys(i, &mut OnTaken::Settle(&mut warnings));
         }
         for (i, n) in s.nodes.iter().enumerate() {
             if let Some(u) = n.system_uuid {
@@ -550,20 +581,7 @@ impl Builder<'_> {
             return;
         };
         for i in 0..self.s.nodes.len() {
-            let uuid = self.s.nodes[i].node.uuid;
-            match prev.node(&uuid) {
-                Some(old) if same_node(prev, old, &self.s, &self.s.nodes[i]) => {
-                    self.s.nodes[i].revision = old.revision;
-                    // Share the unchanged node with the previous generation.
-                    self.s.nodes[i].node = old.node.clone();
-                }
-                Some(_) => {
-                    self.s.changes.modified.insert(uuid);
-                }
-                None => {
-                    self.s.changes.added.insert(uuid);
-                }
-            }
+            self.s.carry_revision(prev, i);
         }
         for old in &prev.nodes {
             if !self.s.by_uuid.contains_key(&old.node.uuid) {
@@ -582,6 +600,44 @@ fn same_node(prev: &Snapshot, old: &IndexedNode, next: &Snapshot, new: &IndexedN
             .iter()
             .zip(&new.ports)
             .all(|(&a, &b)| prev.ports[a].port == next.ports[b].port)
+}
+
+/// What indexing does with a key another port already has: a full build settles it by rule
+/// and warns ([`claim`]); a patch declines, and the store builds in full.
+enum OnTaken<'w> {
+    Settle(&'w mut Vec<String>),
+    Decline,
+}
+
+impl OnTaken<'_> {
+    /// Inserts `key → port`; `None` only when the key is taken and this declines.
+    fn put<K: std::hash::Hash + Eq + Copy + fmt::Display>(
+        &mut self,
+        map: &mut HashMap<K, usize>,
+        key: K,
+        port: usize,
+        ports: &[IndexedPort],
+        nodes: &[IndexedNode],
+    ) -> Option<()> {
+        match self {
+            OnTaken::Settle(warnings) => {
+                claim(map, key, port, ports, nodes, warnings);
+                Some(())
+            }
+            OnTaken::Decline => fresh_key(map, key, port),
+        }
+    }
+}
+
+/// Inserts `key → i` unless the key is taken (`None`).
+fn fresh_key<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, i: usize) -> Option<()> {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(_) => None,
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(i);
+            Some(())
+        }
+    }
 }
 
 /// Inserts `key → port`, settling a duplicate in favour of the node with the lower UUID.

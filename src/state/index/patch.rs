@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::{Derive, IndexConfig, IndexedNode, IndexedPort, Snapshot};
+use super::{fresh_key, Derive, IndexConfig, IndexedNode, IndexedPort, OnTaken, Snapshot};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
 use crate::state::{SourceError, SourceId};
 
@@ -29,15 +29,9 @@ impl Touched {
     /// strictly sorted by UUID, every port with one (the Ironic source's documents are; a
     /// hand-written file need not be, and is built in full).
     pub(in crate::state) fn between(old: &StateDoc, new: &StateDoc) -> Option<Touched> {
+        let (old_nodes, new_nodes) = (node_uuids(old)?, node_uuids(new)?);
         let (old_ports, new_ports) = (port_uuids(old)?, port_uuids(new)?);
-        if !node_uuids_sorted(old) || !node_uuids_sorted(new) {
-            return None;
-        }
         let mut t = Touched::default();
-        let (old_nodes, new_nodes): (Vec<NodeUuid>, Vec<NodeUuid>) = (
-            old.nodes.iter().map(|n| n.uuid).collect(),
-            new.nodes.iter().map(|n| n.uuid).collect(),
-        );
         for (i, j) in walk(&old_nodes, &new_nodes) {
             let (a, b) = (i.map(|i| &old.nodes[i]), j.map(|j| &new.nodes[j]));
             if !same(a, b) {
@@ -80,8 +74,10 @@ fn same<T: PartialEq>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
     }
 }
 
-fn node_uuids_sorted(doc: &StateDoc) -> bool {
-    doc.nodes.windows(2).all(|w| w[0].uuid < w[1].uuid)
+/// Every node's UUID, when they are strictly sorted (read once: each is behind a pointer).
+fn node_uuids(doc: &StateDoc) -> Option<Vec<NodeUuid>> {
+    let uuids: Vec<NodeUuid> = doc.nodes.iter().map(|n| n.uuid).collect();
+    uuids.windows(2).all(|w| w[0] < w[1]).then_some(uuids)
 }
 
 /// Every port's UUID, when all have one and they are strictly sorted.
@@ -319,24 +315,10 @@ impl Patcher<'_> {
             if let Some(u) = s.nodes[n].system_uuid {
                 fresh_key(&mut s.by_system_uuid, u, n)?;
             }
-            for &i in &s.nodes[n].ports {
-                let p = &s.ports[i];
-                fresh_key(&mut s.by_address, p.port.address, i)?;
-                if !p.boot_names {
-                    continue;
-                }
-                let map = if p.is_infiniband() {
-                    &mut s.by_ib_mac
-                } else {
-                    &mut s.by_eth_mac
-                };
-                fresh_key(map, p.port.address, i)?;
-                if let Some(guid) = p.guid() {
-                    fresh_key(&mut s.by_guid, guid, i)?;
-                }
-                if let Some(ip) = p.fixed_ip.filter(|_| p.port.pxe_enabled) {
-                    fresh_key(&mut s.by_ip, ip, i)?;
-                }
+            for k in 0..s.nodes[n].ports.len() {
+                let i = s.nodes[n].ports[k];
+                fresh_key(&mut s.by_address, s.ports[i].port.address, i)?;
+                s.index_boot_keys(i, &mut OnTaken::Decline)?;
             }
         }
         Some(())
@@ -346,25 +328,12 @@ impl Patcher<'_> {
     fn set_revisions(&mut self) {
         let (prev, s) = (self.prev, &mut self.s);
         for uuid in self.touched.nodes.keys() {
-            let old = prev.node(uuid);
-            let Some(&i) = s.by_uuid.get(uuid) else {
-                if old.is_some() {
+            match s.by_uuid.get(uuid) {
+                Some(&i) => s.carry_revision(prev, i),
+                None if prev.node(uuid).is_some() => {
                     s.changes.removed.insert(*uuid);
                 }
-                continue;
-            };
-            let same = old.is_some_and(|old| super::same_node(prev, old, s, &s.nodes[i]));
-            match old {
-                Some(old) if same => {
-                    s.nodes[i].revision = old.revision;
-                    s.nodes[i].node = old.node.clone();
-                }
-                Some(_) => {
-                    s.changes.modified.insert(*uuid);
-                }
-                None => {
-                    s.changes.added.insert(*uuid);
-                }
+                None => {}
             }
         }
     }
@@ -410,14 +379,4 @@ fn renumber<K: Copy + Eq + Hash>(map: &HashMap<K, usize>, to: &[usize]) -> HashM
         *i != GONE
     });
     out
-}
-
-fn fresh_key<K: Copy + Eq + Hash>(map: &mut HashMap<K, usize>, key: K, i: usize) -> Option<()> {
-    match map.entry(key) {
-        std::collections::hash_map::Entry::Occupied(_) => None,
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert(i);
-            Some(())
-        }
-    }
 }
