@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::refresh::Stamp;
+
 use crate::model::node::{Node, NodeUuid, Port, PortUuid};
 
 /// Larger bodies are refused unread: Ironic's largest (a node payload with big
@@ -179,9 +181,13 @@ fn complete_port(data: &Map<String, Value>, uuid: PortUuid) -> Option<Port> {
 /// `driver_internal_info`) is taken as unchanged: the event's own operation does not change
 /// it, and a change made without an event is the probes' to find. Anything that does not
 /// read back means a read, never a guess.
-pub fn changes_nothing(cached: &Node, payloads: &[Map<String, Value>], fields: &[&str]) -> bool {
+pub fn changes_nothing<'a>(
+    cached: &Node,
+    payloads: impl IntoIterator<Item = &'a Map<String, Value>>,
+    fields: &[&str],
+) -> bool {
     payloads
-        .iter()
+        .into_iter()
         .all(|p| overlay(cached, [p], fields).is_some_and(|n| n == *cached))
 }
 
@@ -207,8 +213,25 @@ pub fn overlay<'a>(
 }
 
 /// The payload's `updated_at`: when Ironic saved what it describes.
-pub fn updated_at(payload: &Map<String, Value>) -> Option<super::refresh::Stamp> {
-    super::refresh::Stamp::parse(payload.get("updated_at")?.as_str()?)
+fn updated_at(payload: &Map<String, Value>) -> Option<Stamp> {
+    Stamp::parse(payload.get("updated_at")?.as_str()?)
+}
+
+/// The payloads not older than `held` (the newest `updated_at` already taken for the node:
+/// API workers emit independently, so an older one can arrive late), oldest first, with the
+/// newest `updated_at` among them. Undated payloads are kept, first.
+pub fn not_older(
+    payloads: &[Map<String, Value>],
+    held: Option<Stamp>,
+) -> (Vec<&Map<String, Value>>, Option<Stamp>) {
+    let mut kept: Vec<_> = payloads
+        .iter()
+        .map(|p| (updated_at(p), p))
+        .filter(|(at, _)| held.is_none_or(|h| at.is_none_or(|at| at >= h)))
+        .collect();
+    kept.sort_by_key(|(at, _)| *at);
+    let newest = kept.iter().filter_map(|(at, _)| *at).max();
+    (kept.into_iter().map(|(_, p)| p).collect(), newest)
 }
 
 /// Node payloads one burst keeps per node; more mean a read anyway.
@@ -575,6 +598,40 @@ mod tests {
         let et = format!("baremetal.node.{}", "x".repeat(10_000));
         let e = decode(&envelope(&node_msg(&et, json!(null)))).expect_err("no uuid");
         assert!(e.to_string().len() < 300, "{}", e.to_string().len());
+    }
+
+    #[test]
+    fn a_payload_older_than_the_one_taken_is_dropped_and_the_rest_ordered() {
+        let at = |t: Option<&str>| {
+            let mut m = Map::new();
+            if let Some(t) = t {
+                m.insert("updated_at".into(), json!(t));
+            }
+            m
+        };
+        let (t1, t2, t3) = (
+            "2026-12-03T10:00:01+00:00",
+            "2026-12-03T10:00:02+00:00",
+            "2026-12-03T10:00:03+00:00",
+        );
+        let burst = [at(Some(t3)), at(Some(t1)), at(None), at(Some(t2))];
+        let stamp = |t| Stamp::parse(t).expect("stamp");
+        let (kept, newest) = not_older(&burst, None);
+        assert_eq!(
+            kept,
+            [&burst[2], &burst[1], &burst[3], &burst[0]],
+            "oldest first"
+        );
+        assert_eq!(newest, Some(stamp(t3)));
+        let (kept, newest) = not_older(&burst, Some(stamp(t2)));
+        assert_eq!(
+            kept,
+            [&burst[2], &burst[3], &burst[0]],
+            "t1 is older than t2, taken"
+        );
+        assert_eq!(newest, Some(stamp(t3)));
+        let late = [at(Some(t1))];
+        assert_eq!(not_older(&late, Some(stamp(t2))), (vec![], None));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::notify::{NotifyShared, NotifyStatus};
 use super::{source_id, IronicError};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
 use crate::state::source::notification::{
-    changes_nothing, overlay, updated_at, Batch, Event, PortChange,
+    changes_nothing, not_older, overlay, Batch, Event, PortChange,
 };
 use crate::state::source::refresh::{Delta, Moved, Stamp, View, Watermark};
 use crate::state::source::subset::Subset;
@@ -523,30 +523,23 @@ impl Refresher {
         complete: bool,
         fields: &[&str],
     ) -> Option<Option<Node>> {
-        let held = self.stamps.get(&uuid).copied();
-        let mut fresh: Vec<_> = payloads
-            .iter()
-            .map(|p| (updated_at(p), p))
-            .filter(|(at, _)| held.is_none_or(|h| at.is_none_or(|at| at >= h)))
-            .collect();
+        let (fresh, newest) = not_older(payloads, self.stamps.get(&uuid).copied());
         if fresh.is_empty() {
             self.unchanged += 1;
             return Some(None);
         }
-        fresh.sort_by_key(|(at, _)| *at);
-        if let Some(newest) = fresh.iter().filter_map(|(at, _)| *at).max() {
+        if let Some(newest) = newest {
             self.stamps.insert(uuid, newest);
         }
         let cached = self.view.node(&uuid)?;
-        let fresh: Vec<_> = fresh.into_iter().map(|(_, p)| p.clone()).collect();
-        if changes_nothing(cached, &fresh, fields) {
+        if changes_nothing(cached, fresh.iter().copied(), fields) {
             self.unchanged += 1;
             return Some(None);
         }
         if !complete || self.client.subset().reads_shard() {
             return None;
         }
-        overlay(cached, &fresh, fields).map(Some)
+        overlay(cached, fresh, fields).map(Some)
     }
 
     /// A node as read or made from payloads (`None`: gone), into the view as this replica's
