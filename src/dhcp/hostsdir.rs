@@ -6,34 +6,26 @@ use super::*;
 /// The `--dhcp-hostsdir` files for `snap`: file name → contents, one file per node with at
 /// least one entry. Contents are comments and host values only (no tags, no other options).
 pub fn hostsdir_files(snap: &Snapshot) -> (BTreeMap<String, String>, Vec<String>) {
-    let h = hosts(snap);
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for e in &h.entries {
-        let body = files
-            .entry(file_name(&e.node))
-            .or_insert_with(|| file_header(&e.node));
-        push_entry(body, e);
-    }
-    (files, h.warnings)
+    let mut warnings = Vec::new();
+    let files = snap
+        .nodes()
+        .iter()
+        .filter_map(|n| Some((file_name(&n.node.uuid), node_file(snap, n, &mut warnings)?)))
+        .collect();
+    (files, warnings)
 }
 
 fn file_name(node: &NodeUuid) -> String {
     format!("{HOSTSDIR_PREFIX}{node}")
 }
 
-fn file_header(node: &NodeUuid) -> String {
-    format!("# ironpxe: node {node} (generated; do not edit)\n")
-}
-
-fn push_entry(body: &mut String, e: &HostEntry) {
-    body.push_str(&entry_comment(e));
-    body.push_str(&dnsmasq_host(e));
-    body.push('\n');
-}
-
-/// One node's file as [`hostsdir_files`] writes it; `None` when it has no entry.
-fn node_file(snap: &Snapshot, uuid: &NodeUuid, warnings: &mut Vec<String>) -> Option<String> {
-    let n = snap.node(uuid)?;
+/// One node's file: a header, then an entry per boot port (by address), each under its
+/// comment; `None` when it has no entry.
+fn node_file(
+    snap: &Snapshot,
+    n: &crate::state::IndexedNode,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
     let mut entries: Vec<HostEntry> = n
         .ports
         .iter()
@@ -45,9 +37,11 @@ fn node_file(snap: &Snapshot, uuid: &NodeUuid, warnings: &mut Vec<String>) -> Op
         return None;
     }
     entries.sort_by_key(|e| e.port);
-    let mut body = file_header(uuid);
+    let mut body = format!("# ironpxe: node {} (generated; do not edit)\n", n.node.uuid);
     for e in &entries {
-        push_entry(&mut body, e);
+        body.push_str(&entry_comment(e));
+        body.push_str(&dnsmasq_host(e));
+        body.push('\n');
     }
     Some(body)
 }
@@ -122,7 +116,10 @@ pub fn sync_hostsdir_nodes(
     let mut report = SyncReport::default();
     for uuid in changed {
         let name = file_name(uuid);
-        match node_file(snap, uuid, &mut report.warnings) {
+        match snap
+            .node(uuid)
+            .and_then(|n| node_file(snap, n, &mut report.warnings))
+        {
             Some(body) => put(dir, &name, &body, &mut report)?,
             None => {
                 let path = dir.join(&name);
