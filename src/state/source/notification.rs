@@ -219,14 +219,17 @@ fn updated_at(payload: &Map<String, Value>) -> Option<Stamp> {
 
 /// The payloads not older than `held` (the newest `updated_at` already taken for the node:
 /// API workers emit independently, so an older one can arrive late), oldest first, with the
-/// newest `updated_at` among them. Undated payloads are kept, first.
+/// newest `updated_at` among them. A payload without a sane `updated_at` is kept and counts as
+/// undated (first): one later than `ceiling` (our clock plus a tolerance) would otherwise make
+/// every later payload of the node look old.
 pub fn not_older(
     payloads: &[Map<String, Value>],
     held: Option<Stamp>,
+    ceiling: Stamp,
 ) -> (Vec<&Map<String, Value>>, Option<Stamp>) {
     let mut kept: Vec<_> = payloads
         .iter()
-        .map(|p| (updated_at(p), p))
+        .map(|p| (updated_at(p).filter(|at| *at <= ceiling), p))
         .filter(|(at, _)| held.is_none_or(|h| at.is_none_or(|at| at >= h)))
         .collect();
     kept.sort_by_key(|(at, _)| *at);
@@ -616,14 +619,15 @@ mod tests {
         );
         let burst = [at(Some(t3)), at(Some(t1)), at(None), at(Some(t2))];
         let stamp = |t| Stamp::parse(t).expect("stamp");
-        let (kept, newest) = not_older(&burst, None);
+        let ceiling = stamp("2026-12-03T10:10:00+00:00");
+        let (kept, newest) = not_older(&burst, None, ceiling);
         assert_eq!(
             kept,
             [&burst[2], &burst[1], &burst[3], &burst[0]],
             "oldest first"
         );
         assert_eq!(newest, Some(stamp(t3)));
-        let (kept, newest) = not_older(&burst, Some(stamp(t2)));
+        let (kept, newest) = not_older(&burst, Some(stamp(t2)), ceiling);
         assert_eq!(
             kept,
             [&burst[2], &burst[3], &burst[0]],
@@ -631,7 +635,11 @@ mod tests {
         );
         assert_eq!(newest, Some(stamp(t3)));
         let late = [at(Some(t1))];
-        assert_eq!(not_older(&late, Some(stamp(t2))), (vec![], None));
+        assert_eq!(not_older(&late, Some(stamp(t2)), ceiling), (vec![], None));
+        // A stamp from the far future is kept but never held: it cannot silence the node.
+        let hostile = [at(Some("2999-01-01T00:00:00+00:00"))];
+        let (kept, newest) = not_older(&hostile, Some(stamp(t2)), ceiling);
+        assert_eq!((kept, newest), (vec![&hostile[0]], None));
     }
 
     #[test]

@@ -526,7 +526,7 @@ const MAX_WALK_PAGES: usize = 100_000;
 
 /// Timestamps this far past our own clock still move a mark; later ones are hostile or a
 /// broken clock, taken in but ignored for the mark.
-const FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
+pub(super) const FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
 
 /// The two listings a change probe reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

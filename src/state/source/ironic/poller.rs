@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::client::{Client, Kind, Pages, SortKey};
+use super::client::{Client, Kind, Pages, SortKey, FUTURE_TOLERANCE};
 use super::notify::{NotifyShared, NotifyStatus};
 use super::{source_id, IronicError};
 use crate::model::node::{Node, NodeUuid, Port, PortUuid, StateDoc};
@@ -523,7 +523,8 @@ impl Refresher {
         complete: bool,
         fields: &[&str],
     ) -> Option<Option<Node>> {
-        let (fresh, newest) = not_older(payloads, self.stamps.get(&uuid).copied());
+        let ceiling = Stamp::from(std::time::SystemTime::now()).plus(FUTURE_TOLERANCE);
+        let (fresh, newest) = not_older(payloads, self.stamps.get(&uuid).copied(), ceiling);
         if fresh.is_empty() {
             self.unchanged += 1;
             return Some(None);
