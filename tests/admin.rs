@@ -96,14 +96,44 @@ fn tftp_hpa(s: &Ironpxe, name: &str) -> Option<Vec<u8>> {
 
 /// What the IB node's firmware and a misconfigured one ask: the PXELINUX config over TFTP,
 /// the GUID-prefix miss (twice), the iPXE script over HTTP. Returns the served bodies.
+/// Each request is in the journal before the next is made, so the journal's order is the
+/// order asked: a TFTP transfer is filed when its last ACK arrives, which can be after the
+/// tftp-hpa process has exited and the next one has asked.
 fn boot_requests(s: &Ironpxe) -> (Vec<u8>, String) {
+    let mut since = last_event_id(s);
     let pxelinux = tftp_hpa(s, IB_TFTP).expect("IB PXELINUX config over TFTP");
     assert!(String::from_utf8_lossy(&pxelinux).contains(IB_NODE));
-    assert_eq!(tftp_hpa(s, MISS), None, "{MISS} must not be found");
-    assert_eq!(tftp_hpa(s, MISS), None, "{MISS} must not be found");
+    since = await_filed(s, since, IB_TFTP);
+    for _ in 0..2 {
+        assert_eq!(tftp_hpa(s, MISS), None, "{MISS} must not be found");
+        since = await_filed(s, since, MISS);
+    }
     let (code, ipxe) = s.get(IB_IPXE);
     assert_eq!(code, 200, "{ipxe}");
+    await_filed(s, since, IB_IPXE);
     (pxelinux, ipxe)
+}
+
+/// The id of the journal's newest event (0 when empty).
+fn last_event_id(s: &Ironpxe) -> u64 {
+    let events = admin_json(s, "/api/v1/events?since=0");
+    let events = events.as_array().expect("event list");
+    events.last().map_or(0, |e| e["id"].as_u64().expect("id"))
+}
+
+/// Waits (bounded) until the one event after `since` is `name`; returns its id.
+fn await_filed(s: &Ironpxe, since: u64, name: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = admin_json(s, &format!("/api/v1/events?since={since}"));
+        match names(&events)[..] {
+            [] => {}
+            [one] if one == name => return events[0]["id"].as_u64().expect("id"),
+            _ => panic!("after event {since} only {name} was asked: {events:#}"),
+        }
+        assert!(Instant::now() < deadline, "{name} was never journaled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Tera's HTML escaping, to find rendered text in a page.
