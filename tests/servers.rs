@@ -618,6 +618,55 @@ fn a_grub_config_rendered_on_request_announces_its_size_over_tftp() {
     }
 }
 
+/// A GRUB config's render is awaited before its OACK (GRUB needs `tsize`); meanwhile the
+/// same TFTP socket answers other clients (async-tftp patch 12: no lock around the open).
+/// The only render worker is stopped with SIGSTOP, so the render waits until continued.
+#[test]
+fn a_grub_render_in_progress_does_not_hold_up_other_tftp_clients() {
+    let s = Ironpxe::start_with(Options {
+        toml: "[tftp]\nthreads = 1\n[render]\nworkers = 1\nbudget_ms = 120000\n".into(),
+        ..Options::default()
+    });
+    let kernel = pattern_file(&s.tftp_root().join("kernel"), 5000);
+    // A worker starts with its first job: the node's iPXE script (another template).
+    assert_eq!(s.get("/ipxe/7c:fe:90:29:26:52").0, 200);
+    let workers = s.render_workers();
+    assert_eq!(workers.len(), 1, "one render worker: {workers:?}");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &workers[0].to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", workers[0]);
+    };
+    signal("-STOP");
+
+    let grub = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let name = "grub.cfg-01-7c-fe-90-29-26-52";
+    grub.send_to(&rrq(name.as_bytes(), &[("tsize", "0")]), s.tftp)
+        .expect("send");
+    let other = s.tftp_get("kernel", &[]);
+    let early = recv(&grub, Duration::from_millis(1));
+    signal("-CONT");
+    assert_eq!(
+        other.expect("a static file while a GRUB render waits"),
+        kernel
+    );
+    assert!(
+        early.is_none(),
+        "GRUB was answered while its render was stopped"
+    );
+    let oack = recv(&grub, Duration::from_secs(30)).expect("OACK once the render ran");
+    assert_eq!(oack.op, OP_OACK, "{name}");
+    assert!(
+        oack.options().iter().any(|(k, v)| k == "tsize" && v != "0"),
+        "{:?}",
+        oack.options()
+    );
+    grub.send_to(&error_packet(0, "size known"), oack.from)
+        .expect("send error");
+}
+
 /// Header names go out in their canonical case: GRUB 2.06's HTTP client matches
 /// `Content-Length: ` byte for byte and, without it, waits for the server to close (~34 s
 /// a file). Every kind of response, from the boot and the admin server, read raw.

@@ -163,7 +163,8 @@ pub struct Pool {
 const QUEUE_MAX: usize = 4096;
 
 impl Pool {
-    /// Starts `cfg.workers` slots; their first workers start at once.
+    /// Starts `cfg.workers` slots; each starts its worker process with its first job (and
+    /// again after one was killed), so an idle server runs none.
     pub fn start(cfg: &RenderConfig, launcher: Launcher) -> Pool {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_MAX);
         let rx = Arc::new(Mutex::new(rx));

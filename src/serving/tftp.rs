@@ -8,9 +8,10 @@
 //! per packet), and one listen address gets `threads` such sockets sharing its port through
 //! `SO_REUSEPORT`: the kernel spreads clients over them by a hash of the client's address and
 //! port, so every packet of one client reaches the same crate server (which must see a
-//! retransmitted RRQ to recognise it). The handler sits behind the crate's mutex, so
-//! `read_req_open` stays a lookup in prebuilt state: classify the name, look the node up,
-//! take the render from the cache.
+//! retransmitted RRQ to recognise it). The crate calls the handler without a lock (vendor
+//! patch 12), so an open that waits — a GRUB config's render, awaited for its `tsize` —
+//! delays only its own client; `read_req_open` is otherwise a lookup in prebuilt state:
+//! classify the name, look the node up, take the render from the cache.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -408,7 +409,7 @@ impl Handler for TftpHandler {
     type Writer = futures_lite::io::Sink;
 
     async fn read_req_open(
-        &mut self,
+        &self,
         client: &SocketAddr,
         path: &Path,
     ) -> Result<(Reader, Option<u64>), packet::Error> {
@@ -421,7 +422,7 @@ impl Handler for TftpHandler {
 
     /// The server writes nothing, ever: every write request is an access violation.
     async fn write_req_open(
-        &mut self,
+        &self,
         client: &SocketAddr,
         path: &Path,
         _size: Option<u64>,

@@ -209,6 +209,27 @@ impl Ironpxe {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's render worker processes (`ironpxe __render-worker`, its children).
+    pub fn render_workers(&self) -> Vec<u32> {
+        let mut workers = Vec::new();
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid())).expect("/proc tasks");
+        for task in tasks.map_while(Result::ok) {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("__render-worker") {
+                    workers.push(pid);
+                }
+            }
+        }
+        workers
+    }
+
     /// Sends a signal (`HUP`, `TERM` …) to the server.
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")

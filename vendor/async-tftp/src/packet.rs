@@ -247,7 +247,10 @@ impl From<io::Error> for Error {
                 Some(rc) => Error::Msg(format!("IO error: {}", rc)),
                 // A reader picks the client's ERROR by wrapping a
                 // `packet::Error` in its `io::Error`.
-                None => match io_err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                None => match io_err
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<Error>())
+                {
                     Some(e) => e.clone(),
                     None => Error::UnknownError,
                 },

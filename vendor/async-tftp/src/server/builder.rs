@@ -237,7 +237,7 @@ impl<H: Handler> TftpServerBuilder<H> {
         let transfer_addr = transfer_addr(socket.as_ref().local_addr()?);
         Ok(TftpServer {
             socket,
-            handler: Arc::new(Mutex::new(self.handle)),
+            handler: Arc::new(self.handle),
             reqs_in_progress: Arc::new(Mutex::new(ReqsInProgress::default())),
             ex: Executor::new(),
             config,

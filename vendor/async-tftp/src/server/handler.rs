@@ -6,13 +6,18 @@ use std::path::Path;
 use crate::packet;
 
 /// Trait for implementing advance handlers.
-pub trait Handler: Send {
+///
+/// The server shares one handler between all its transfers and calls it
+/// without a lock, so an open that waits (a file on a slow disk, content made
+/// on request) delays only its own client. State a handler changes needs its
+/// own synchronisation.
+pub trait Handler: Send + Sync {
     type Reader: AsyncRead + Unpin + Send + 'static;
     type Writer: AsyncWrite + Unpin + Send + 'static;
 
     /// Open `Reader` to serve a read request.
     fn read_req_open(
-        &mut self,
+        &self,
         client: &SocketAddr,
         path: &Path,
     ) -> impl Future<Output = Result<(Self::Reader, Option<u64>), packet::Error>>
@@ -20,7 +25,7 @@ pub trait Handler: Send {
 
     /// Open `Writer` to serve a write request.
     fn write_req_open(
-        &mut self,
+        &self,
         client: &SocketAddr,
         path: &Path,
         size: Option<u64>,

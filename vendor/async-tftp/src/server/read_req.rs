@@ -102,8 +102,7 @@ where
             timer: Timer::never(),
             timer_at: None,
             arena: BytesMut::with_capacity(
-                (PACKET_DATA_HEADER_LEN + block_size)
-                    * negotiated_window_size,
+                (PACKET_DATA_HEADER_LEN + block_size) * negotiated_window_size,
             ),
         })
     }

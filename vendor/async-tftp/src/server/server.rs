@@ -22,7 +22,7 @@ where
     H: Handler,
 {
     pub(crate) socket: Async<UdpSocket>,
-    pub(crate) handler: Arc<Mutex<H>>,
+    pub(crate) handler: Arc<H>,
     pub(crate) reqs_in_progress: Arc<Mutex<ReqsInProgress>>,
     pub(crate) ex: Executor<'static>,
     pub(crate) config: ServerConfig,
@@ -224,8 +224,6 @@ where
         // Prepare request future
         let req_fut = async move {
             let (mut reader, size) = handler
-                .lock()
-                .await
                 .read_req_open(&peer, req.filename.as_ref())
                 .await
                 .map_err(Error::Packet)?;
@@ -268,8 +266,6 @@ where
         // Prepare request future
         let req_fut = async move {
             let mut writer = handler
-                .lock()
-                .await
                 .write_req_open(
                     &peer,
                     req.filename.as_ref(),

@@ -358,7 +358,9 @@ fn check_timeout_boundaries() {
 
 #[test]
 fn io_error_wrapping_a_packet_error_keeps_it() {
-    let e = std::io::Error::other(packet::Error::Msg("cannot render; retry".into()));
+    let e = std::io::Error::other(packet::Error::Msg(
+        "cannot render; retry".into(),
+    ));
     match packet::Error::from(e) {
         packet::Error::Msg(m) => assert_eq!(m, "cannot render; retry"),
         other => panic!("{other:?}"),

@@ -729,7 +729,7 @@ fn reader_is_handed_initialised_memory() {
         type Writer = Sink;
 
         async fn read_req_open(
-            &mut self,
+            &self,
             _client: &SocketAddr,
             _path: &Path,
         ) -> Result<(Nosy, Option<u64>), packet::Error> {
@@ -744,7 +744,7 @@ fn reader_is_handed_initialised_memory() {
         }
 
         async fn write_req_open(
-            &mut self,
+            &self,
             _client: &SocketAddr,
             _path: &Path,
             _size: Option<u64>,
@@ -941,7 +941,7 @@ fn lock_step_transfer_reuses_one_block_buffer() {
         type Writer = Sink;
 
         async fn read_req_open(
-            &mut self,
+            &self,
             _client: &SocketAddr,
             _path: &Path,
         ) -> Result<(Fill, Option<u64>), packet::Error> {
@@ -949,7 +949,7 @@ fn lock_step_transfer_reuses_one_block_buffer() {
         }
 
         async fn write_req_open(
-            &mut self,
+            &self,
             _client: &SocketAddr,
             _path: &Path,
             _size: Option<u64>,
@@ -987,4 +987,84 @@ fn lock_step_transfer_reuses_one_block_buffer() {
         1,
         "block-sized allocations on the server thread over 41 blocks"
     );
+}
+
+/// Patch 12: an open that waits (here: until the test says so) does not
+/// hold up another client's request; both transfers then complete.
+#[test]
+fn an_open_that_waits_does_not_hold_up_other_clients() {
+    use crate::packet;
+    use crate::server::Handler;
+    use futures_lite::io::{Cursor, Sink};
+    use std::path::Path;
+
+    /// `slow` opens when `release` is closed; anything else at once.
+    struct GateHandler {
+        release: async_channel::Receiver<()>,
+    }
+
+    impl Handler for GateHandler {
+        type Reader = Cursor<Vec<u8>>;
+        type Writer = Sink;
+
+        async fn read_req_open(
+            &self,
+            _client: &SocketAddr,
+            path: &Path,
+        ) -> Result<(Self::Reader, Option<u64>), packet::Error> {
+            if path == Path::new("slow") {
+                let _ = self.release.recv().await;
+            }
+            let seed = path.as_os_str().as_encoded_bytes().first().copied();
+            let body = content(700, seed.unwrap_or(0));
+            let len = body.len() as u64;
+            Ok((Cursor::new(body), Some(len)))
+        }
+
+        async fn write_req_open(
+            &self,
+            _client: &SocketAddr,
+            _path: &Path,
+            _size: Option<u64>,
+        ) -> Result<Sink, packet::Error> {
+            Err(packet::Error::IllegalOperation)
+        }
+    }
+
+    let (open_slow, release) = async_channel::bounded::<()>(1);
+    let tftpd = future::block_on(
+        TftpServerBuilder::with_handler(GateHandler {
+            release,
+        })
+        .bind("127.0.0.1:0".parse().unwrap())
+        .timeout(SHORT)
+        .build(),
+    )
+    .unwrap();
+    let addr = tftpd.listen_addr().unwrap();
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let thread = std::thread::spawn(move || {
+        future::block_on(future::or(tftpd.serve(), async move {
+            let _ = stopped.recv().await;
+            Ok(())
+        }))
+    });
+
+    let waiting = client();
+    waiting.send_to(&rrq("slow", Opts::default()), addr).unwrap();
+    let other = client();
+    other.send_to(&rrq("fast", Opts::default()), addr).unwrap();
+    let (first, tid) =
+        recv(&other, SAFETY).expect("a waiting open held up another client");
+    assert_eq!(download(&other, tid, &first).data, content(700, b'f'));
+    assert!(
+        recv(&waiting, Duration::from_millis(1)).is_none(),
+        "the waiting open answered before it was released"
+    );
+
+    drop(open_slow);
+    let (first, tid) = first_reply(&waiting);
+    assert_eq!(download(&waiting, tid, &first).data, content(700, b's'));
+    drop(stop);
+    let _ = thread.join();
 }
