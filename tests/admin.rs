@@ -123,17 +123,19 @@ fn last_event_id(s: &Ironpxe) -> u64 {
 
 /// Waits (bounded) until the one event after `since` is `name`; returns its id.
 fn await_filed(s: &Ironpxe, since: u64, name: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut id = None;
+    s.wait_until(&format!("{name} in the journal"), || {
         let events = admin_json(s, &format!("/api/v1/events?since={since}"));
         match names(&events)[..] {
-            [] => {}
-            [one] if one == name => return events[0]["id"].as_u64().expect("id"),
+            [] => false,
+            [one] if one == name => {
+                id = events[0]["id"].as_u64();
+                true
+            }
             _ => panic!("after event {since} only {name} was asked: {events:#}"),
         }
-        assert!(Instant::now() < deadline, "{name} was never journaled");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    id.expect("event id")
 }
 
 /// Tera's HTML escaping, to find rendered text in a page.

@@ -632,14 +632,7 @@ fn a_grub_render_in_progress_does_not_hold_up_other_tftp_clients() {
     assert_eq!(s.get("/ipxe/7c:fe:90:29:26:52").0, 200);
     let workers = s.render_workers();
     assert_eq!(workers.len(), 1, "one render worker: {workers:?}");
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &workers[0].to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {sig} {}", workers[0]);
-    };
-    signal("-STOP");
+    signal_pid(workers[0], "STOP");
 
     let grub = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let name = "grub.cfg-01-7c-fe-90-29-26-52";
@@ -647,7 +640,7 @@ fn a_grub_render_in_progress_does_not_hold_up_other_tftp_clients() {
         .expect("send");
     let other = s.tftp_get("kernel", &[]);
     let early = recv(&grub, Duration::from_millis(1));
-    signal("-CONT");
+    signal_pid(workers[0], "CONT");
     assert_eq!(
         other.expect("a static file while a GRUB render waits"),
         kernel

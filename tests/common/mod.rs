@@ -232,12 +232,7 @@ impl Ironpxe {
 
     /// Sends a signal (`HUP`, `TERM` …) to the server.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} failed");
+        signal_pid(self.pid(), sig);
     }
 
     pub fn log(&self) -> String {
@@ -301,6 +296,15 @@ impl Drop for Ironpxe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends a signal (`HUP`, `STOP` …) to a process; fails the test when `kill` does.
+pub fn signal_pid(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
